@@ -1,0 +1,1 @@
+"""MAGNET: desktop package."""

@@ -1,0 +1,1 @@
+"""MAGNET: node package."""

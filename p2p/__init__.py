@@ -1,0 +1,1 @@
+"""MAGNET: p2p package."""

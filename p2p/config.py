@@ -1,0 +1,16 @@
+"""Configuration section of `p2p` (a pure dataclass: imports nothing of ours).
+
+Every duration is in seconds. Each field carries a help text; `node.config` gathers this
+section into the node's one `Config`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class P2PConfig:
+    """Settings of `p2p`."""
+
+    placeholder_never_used: bool = field(default=False, metadata={"help": "Remove once real fields exist."})

@@ -1,0 +1,1 @@
+"""MAGNET: protocol package."""

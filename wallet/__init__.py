@@ -1,0 +1,1 @@
+"""MAGNET: wallet package."""
