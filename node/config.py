@@ -44,8 +44,12 @@ class ConfigError(ValueError):
 class NodeSettings:
     """Settings of the node process itself."""
 
-    data_dir: str = field(default="", metadata={"help": "Data directory; empty: MAGNET_HOME or the platform data dir."})
-    network: str = field(default="", metadata={"help": "Path of the network profile file to join; empty: none."})
+    data_dir: str = field(
+        default="", metadata={"help": "Data directory; empty: MAGNET_HOME or the platform data dir."}
+    )
+    network: str = field(
+        default="", metadata={"help": "Path of the network profile file to join; empty: none."}
+    )
     log_level: str = field(default="INFO", metadata={"help": "Root log level (DEBUG, INFO, WARNING, ERROR)."})
     log_max_bytes: int = field(default=5_000_000, metadata={"help": "Size at which the log file rotates."})
     log_backups: int = field(default=5, metadata={"help": "Rotated log files kept."})
@@ -119,7 +123,9 @@ def apply_env(config: Config, env: Mapping[str, str]) -> None:
             continue
         section_name, _, key = name[len(ENV_PREFIX):].lower().partition("__")
         if section_name not in sections:
-            raise ConfigError(f"environment {name}: unknown section {section_name!r}; known: {', '.join(sections)}")
+            raise ConfigError(
+                f"environment {name}: unknown section {section_name!r}; known: {', '.join(sections)}"
+            )
         set_field(getattr(config, section_name), section_name, key, raw, f"environment {name}")
 
 
