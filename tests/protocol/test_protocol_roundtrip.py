@@ -15,7 +15,9 @@ def test_every_registered_type_has_a_sample(sample_messages: dict[str, Message])
 
 
 @pytest.mark.parametrize("type_name", sorted({t for (t, _v) in registry()}))
-def test_round_trip(type_name: str, sample_messages: dict[str, Message], signer: KeySigner, net: Domain) -> None:
+def test_round_trip(
+    type_name: str, sample_messages: dict[str, Message], signer: KeySigner, net: Domain
+) -> None:
     msg = sample_messages[type_name]
     signed = sign(msg, net, signer)
     data = encode(signed)
