@@ -1,0 +1,52 @@
+"""Write tests/protocol/vectors/v<N>.json: one signed, encoded message per type of protocol version N.
+
+Run once when a protocol version is released (``.venv/bin/python tests/protocol/make_vectors.py``) and
+commit the file; never regenerate an old one: it is the proof that released messages stay decodable.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent.parent))
+
+from protocol_samples import KeySigner, domain, samples  # noqa: E402
+
+from protocol.encoding import encode, message_id  # noqa: E402
+from protocol.messages import PROTOCOL_VERSION  # noqa: E402
+from protocol.signing import sign, signing_digest  # noqa: E402
+
+
+def main() -> None:
+    signer, other = KeySigner(b"\x01" * 32), KeySigner(b"\x02" * 32)
+    net = domain()
+    vectors = []
+    for msg in samples(signer.address, other.address).values():
+        data = encode(sign(msg, net, signer))
+        vectors.append({
+            "type": msg.TYPE,
+            "version": msg.VERSION,
+            "encoded": data.decode("utf-8"),
+            "signer": signer.address,
+            "message_id": message_id(data).hex(),
+            "struct_hash": msg.struct_hash().hex(),
+            "digest": signing_digest(msg, net).hex(),
+        })  # fmt: skip
+    doc = {
+        "protocol_version": PROTOCOL_VERSION,
+        "domain": {**net.to_json(), "salt": "0x" + net.salt.hex()},
+        "vectors": vectors,
+    }
+    out = HERE / "vectors" / f"v{PROTOCOL_VERSION}.json"
+    if out.exists() and "--force" not in sys.argv:
+        raise SystemExit(f"{out} exists: released vectors are never regenerated (pass --force if unreleased)")
+    out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
+    print(f"wrote {len(vectors)} vectors to {out}")
+
+
+if __name__ == "__main__":
+    main()
