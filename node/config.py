@@ -54,6 +54,13 @@ class NodeSettings:
     log_max_bytes: int = field(default=5_000_000, metadata={"help": "Size at which the log file rotates."})
     log_backups: int = field(default=5, metadata={"help": "Rotated log files kept."})
     stop_timeout: float = field(default=5.0, metadata={"help": "Seconds allowed for a clean stop."})
+    start_timeout: float = field(
+        default=60.0, metadata={"help": "Seconds the node's services may take to start."}
+    )
+    password_file: str = field(
+        default="",
+        metadata={"help": "Wallet password file for unattended starts; empty: ask, or the keyring."},
+    )
 
 
 @dataclass

@@ -20,7 +20,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 log = logging.getLogger("magnet.events")
 
@@ -52,6 +52,7 @@ class Event:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+@dataclass_transform(kw_only_default=True, frozen_default=True)
 def event(kind: str) -> Callable[[type[E]], type[E]]:
     """Register an ``Event`` subclass under ``kind`` (``component.what_happened``)."""
 
@@ -138,3 +139,38 @@ class EventBus:
                 callback(ev)
             except Exception:
                 log.exception("event subscriber %r failed on %s", callback, ev.kind)
+
+
+# --- the node core's own events -----------------------------------------------------------------
+
+
+@event("node.started")
+class NodeStarted(Event):
+    """The core is running: data dir locked, store open, every service started."""
+
+    address: str  # the signer's EVM address, "" when the node runs without a wallet
+    data_dir: str
+    services: tuple[str, ...]
+
+
+@event("node.service_started")
+class ServiceStarted(Event):
+    name: str
+
+
+@event("node.service_failed")
+class ServiceFailed(Event):
+    """A service raised; the node stops (its error is in ``NodeCore.failure``)."""
+
+    name: str
+    error: str
+
+
+@event("node.stopping")
+class NodeStopping(Event):
+    reason: str
+
+
+@event("node.stopped")
+class NodeStopped(Event):
+    clean: bool  # False when a service or the trio thread missed the stop deadline

@@ -119,7 +119,7 @@ WRITER = textwrap.dedent("""
     from pathlib import Path
     from node.store import Store
     sys.path.insert(0, {tests!r})
-    from test_store import LEDGER
+    from test_node_store import LEDGER
     store = Store(Path({path!r}))
     store.migrate("ledger", LEDGER)
     n = 0
