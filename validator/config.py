@@ -1,7 +1,9 @@
 """Configuration section of `validator` (a pure dataclass: imports nothing of ours).
 
 Every duration is in seconds. Each field carries a help text; `node.config` gathers this
-section into the node's one `Config`.
+section into the node's one `Config`. The scoring defaults follow the Gradients validator
+(G.O.D, ``validator/core/constants.py``) unless a help text says otherwise; anyone recomputing
+weights from receipts must use the same values (they are published with the epoch file).
 """
 
 from __future__ import annotations
@@ -9,8 +11,121 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
 @dataclass
 class ValidatorConfig:
     """Settings of `validator`."""
 
-    placeholder_never_used: bool = field(default=False, metadata={"help": "Remove once real fields exist."})
+    # --- ranking within one task (validator.scoring) ---
+    test_weight_bps: int = field(
+        default=7000, metadata=_help("Weight of the test loss in the combined text loss, basis points; "
+                                     "the synthetic loss gets the rest (7000 = 0.7 / 0.3)."))
+    place_scores: list[float] = field(
+        default_factory=lambda: [3.0],
+        metadata=_help("Rank score of places 1, 2, ... (non-increasing); later places get middle_score."))
+    middle_score: float = field(
+        default=0.0, metadata=_help("Rank score of a ranked miner neither placed nor penalised."))
+    penalty_score: float = field(
+        default=-1.0, metadata=_help("Rank score of the bottom quarter (<= middle_score)."))
+    penalty_fraction: float = field(
+        default=0.25, metadata=_help("Share of the ranked pool penalised (bottom)."))
+    penalty_min_ranked: int = field(
+        default=8, metadata=_help("Penalise the bottom only when more than this many miners are ranked."))
+    disqualified_score: float = field(
+        default=0.0, metadata=_help("Rank score of a miner that took part but was not ranked (anti-gaming)."))
+
+    # --- task weight (validator.scoring) ---
+    task_weight_coef: float = field(
+        default=2.0, metadata=_help("Task weight = coef x sqrt(hours x model billions)."))
+    task_weight_min: float = field(default=1.0, metadata=_help("Smallest task weight."))
+    model_billions_min: float = field(
+        default=1.0, metadata=_help("Model size floor in the task weight, billions."))
+    model_billions_max: float = field(
+        default=40.0, metadata=_help("Model size cap in the task weight, billions."))
+
+    # --- aggregation over windows and the weight transform (validator.scoring) ---
+    window_s: list[float] = field(
+        default_factory=lambda: [86_400.0, 259_200.0, 604_800.0],
+        metadata=_help("Aggregation windows, seconds (1, 3 and 7 days)."))
+    window_weights: list[float] = field(
+        default_factory=lambda: [0.3, 0.3, 0.4], metadata=_help("Weight of each window; sums to 1."))
+    sigmoid_steepness: float = field(default=10.0, metadata=_help("Steepness of the sigmoid transform."))
+    sigmoid_shift: float = field(
+        default=0.3, metadata=_help("Centre of the sigmoid on the max-normalised score."))
+    sigmoid_power: float = field(default=4.0, metadata=_help("Power applied to the sigmoid (sharper top)."))
+    sigmoid_weight: float = field(
+        default=0.75, metadata=_help("Weight of the sigmoid part of the transform."))
+    linear_weight: float = field(default=0.1, metadata=_help("Weight of the linear part of the transform."))
+
+    # --- anti-gaming (validator.antigaming) ---
+    duplicate_loss_rel_tol: float = field(
+        default=1e-6, metadata=_help("Two results whose test and synthetic losses agree within this relative "
+                                     "tolerance are duplicates (the earlier commitment is credited)."))
+    base_model_rel_tol: float = field(
+        default=1e-4,
+        metadata=_help("A result whose losses are within this relative tolerance of the base model's "
+                       "is not fine-tuned."))
+    gap_std_threshold: float = field(
+        default=0.5,
+        metadata=_help("Suspicious test-vs-synthetic gap: excess over the pool's median gap above "
+                       "this many standard deviations of the pool's synthetic losses."))
+    gap_min_rel: float = field(
+        default=0.05,
+        metadata=_help("Floor of the gap threshold, relative to the pool's median synthetic loss "
+                       "(so a tight pool does not flag honest noise)."))
+    gap_min_pool: int = field(default=3, metadata=_help("Fewest candidates for the gap check to apply."))
+
+    # --- pool selection and join admission (validator.selection) ---
+    pool_size: int = field(default=15, metadata=_help("Most miners selected for a text task."))
+    ideal_min_pool: int = field(
+        default=8, metadata=_help("Fewer joiners than this: delay and retry while retries remain."))
+    min_pool_to_start: int = field(
+        default=2, metadata=_help("After the last retry, start with at least this many joiners, else fail."))
+    join_retries: int = field(default=3, metadata=_help("Most times a task's join window is extended."))
+    join_retry_growth: float = field(
+        default=2.0, metadata=_help("Each retry's extension = join window x growth^n."))
+    first_task_of_day_score: float = field(
+        default=2.0, metadata=_help("Selection score for a miner's first task "
+                                                                      "of the day (and for exploration)."))
+    quality_floor: float = field(default=0.01, metadata=_help("Smallest selection score."))
+    top_rank_multiplier: float = field(
+        default=3.0, metadata=_help("Selection score multiplier for the best miner."))
+    day_s: float = field(
+        default=86_400.0, metadata=_help("Length of a 'day' for the first task and exploration."))
+    fresh_explorations_per_day: int = field(
+        default=4,
+        metadata=_help("Brand-new identities given the exploration score per day; the others only "
+                       "fill slots no known miner took."))
+    join_rate_per_peer_s: float = field(default=0.2, metadata=_help("Join requests per second per peer id."))
+    join_burst_per_peer: float = field(default=3.0, metadata=_help("Burst of join requests per peer id."))
+    join_rate_per_address_s: float = field(
+        default=0.2, metadata=_help("Join requests per second per address."))
+    join_burst_per_address: float = field(default=3.0, metadata=_help("Burst of join requests per address."))
+    join_queue_cap: int = field(default=64, metadata=_help("Most join requests queued per task."))
+
+    # --- timing (validator.timing) ---
+    time_scale: float = field(
+        default=1.0,
+        metadata=_help("Factor on every task duration; 1.0 on the real network, 1/120 on a devnet "
+                       "(the smallest task then lasts one minute)."))
+    data_bins_rows: list[int] = field(
+        default_factory=lambda: [10_000, 25_000, 50_000, 100_000],
+        metadata=_help("Upper bounds (exclusive) of the dataset-size bins, rows."))
+    data_bins_hours: list[float] = field(
+        default_factory=lambda: [2.0, 3.0, 4.0, 5.0, 7.0],
+        metadata=_help("Training hours per dataset-size bin (one more entry than data_bins_rows)."))
+    model_bins_billions: list[float] = field(
+        default_factory=lambda: [1.0, 4.0, 8.0, 16.0],
+        metadata=_help("Upper bounds (exclusive) of the model-size bins, billions of parameters."))
+    model_bins_factor: list[float] = field(
+        default_factory=lambda: [1.0, 1.25, 1.5, 2.0, 3.0],
+        metadata=_help("Hours multiplier per model-size bin (one more entry than model_bins_billions)."))
+    max_task_hours: float = field(default=12.0, metadata=_help("Cap on nominal training hours."))
+    join_fraction: float = field(default=0.05, metadata=_help("Join window as a share of the training time."))
+    join_min_s: float = field(default=5.0, metadata=_help("Shortest join window, seconds (not scaled)."))
+    reveal_fraction: float = field(
+        default=0.1, metadata=_help("Reveal window as a share of the training time."))
+    reveal_min_s: float = field(default=10.0, metadata=_help("Shortest reveal window, seconds (not scaled)."))
