@@ -89,4 +89,3 @@ def create_account(words: int = 12) -> tuple[LocalAccount, str]:
     """A new mnemonic and its first account."""
     mnemonic = new_mnemonic(words)
     return account_from_mnemonic(mnemonic, 0), mnemonic
-

@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: Apache-2.0
+pragma solidity ^0.8.24;
+
+import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {MagnetToken} from "./MagnetToken.sol";
+
+/// @title MAGNET validator registry, epoch roots and reward claims
+/// @notice
+/// * Validators register with a stake in the native currency, add to it, request an unstake and
+///   withdraw it after `unstakeDelay` seconds. The owner (governance) can remove a validator: it can
+///   no longer post and its whole stake becomes withdrawable after the delay.
+/// * Time is cut into epochs of `epochLength` seconds from `genesis` (the deploy time). During
+///   epoch e + 1 each registered validator may post ONE record for epoch e: a Merkle root over leaves
+///   keccak256(bytes.concat(keccak256(abi.encode(receiptHash, payout, amount)))) (OpenZeppelin
+///   sorted-pair tree), the hash of its published epoch file, and the sum of the leaf amounts. The
+///   cost of a post does not depend on the number of leaves.
+/// * Each epoch's emission is split between the validators that posted for it, pro rata to the stake
+///   each held when it posted. Claims open once the posting window has closed (epoch e + 2), when
+///   the split is final. A leaf of amount `a` in a post of total `T` pays a * share / T tokens,
+///   where share = emission * stake / (stake of every poster); a validator alone, whose leaf
+///   amounts sum to the emission, pays exactly the leaf amounts.
+/// * Anyone may submit a claim (a relayer or the validator can pay the gas); tokens always go to the
+///   payout address inside the leaf.
+/// Reverts use the custom errors below (decoded to their names by wallet/chain.py).
+contract MagnetRegistry is Ownable {
+    struct Validator {
+        uint128 stake; // active stake (counts for posts)
+        uint128 pending; // requested unstake, withdrawable at `unlockAt`
+        uint64 unlockAt;
+        bool registered;
+        bool removed;
+    }
+
+    struct EpochPost {
+        bytes32 root;
+        bytes32 epochFileHash;
+        uint128 total; // sum of the leaf amounts
+        uint128 claimed; // leaf amounts claimed so far
+        uint128 stake; // the validator's stake when it posted
+    }
+
+    MagnetToken public immutable token;
+    uint256 public immutable genesis;
+    uint256 public immutable epochLength;
+    uint256 public immutable emissionPerEpoch;
+    uint256 public immutable minStake;
+    uint256 public immutable unstakeDelay;
+
+    mapping(address => Validator) public validators;
+    mapping(uint256 => mapping(address => EpochPost)) public posts;
+    /// @notice Sum of the stakes of the validators that posted for an epoch.
+    mapping(uint256 => uint256) public postedStake;
+    /// @notice Validators that posted for an epoch, in posting order (for UIs and audits).
+    mapping(uint256 => address[]) private _posters;
+    mapping(uint256 => mapping(address => mapping(bytes32 => bool))) public claimed;
+
+    event ValidatorRegistered(address indexed validator, uint256 stake);
+    event StakeAdded(address indexed validator, uint256 amount, uint256 stake);
+    event UnstakeRequested(address indexed validator, uint256 amount, uint256 stake, uint256 unlockAt);
+    event Withdrawn(address indexed validator, uint256 amount);
+    event ValidatorRemoved(address indexed validator, address indexed by, string reason);
+    event EpochPosted(
+        uint256 indexed epoch,
+        address indexed validator,
+        bytes32 root,
+        bytes32 epochFileHash,
+        uint256 total,
+        uint256 stake
+    );
+    event Claimed(
+        uint256 indexed epoch,
+        address indexed validator,
+        address indexed payout,
+        bytes32 receiptHash,
+        uint256 amount,
+        uint256 tokens,
+        address submitter
+    );
+
+    /// A constructor argument is zero or inconsistent.
+    error BadParameter(string name);
+    /// The caller is not a registered validator (or was removed).
+    error NotValidator(address account);
+    /// `register` was called by an already registered validator.
+    error AlreadyRegistered(address validator);
+    /// Governance removed this validator; it cannot register again.
+    error ValidatorIsRemoved(address validator);
+    /// The stake sent (or left after an unstake) is below the minimum.
+    error StakeTooLow(uint256 stake, uint256 minStake);
+    /// A zero amount was given where a positive one is needed.
+    error ZeroAmount();
+    /// The unstake asks for more than the active stake.
+    error UnstakeTooLarge(uint256 requested, uint256 stake);
+    /// Nothing is pending withdrawal.
+    error NothingToWithdraw();
+    /// The pending stake is still locked until `unlockAt`.
+    error StillLocked(uint256 unlockAt, uint256 nowTime);
+    /// Sending the withdrawn stake failed.
+    error TransferFailed();
+    /// Only the epoch that just ended (current - 1) can be posted: `epoch` is past or future.
+    error EpochNotOpen(uint256 epoch, uint256 currentEpoch);
+    /// This validator already posted for this epoch (a replay or a second post).
+    error AlreadyPosted(uint256 epoch, address validator);
+    /// A post needs a non-zero root and a positive total.
+    error EmptyPost();
+    /// This validator posted no root for this epoch.
+    error NoPost(uint256 epoch, address validator);
+    /// Claims for `epoch` open when epoch `opensAt` starts (after the posting window).
+    error ClaimNotOpen(uint256 epoch, uint256 opensAt);
+    /// This leaf was already claimed.
+    error AlreadyClaimed(uint256 epoch, address validator, bytes32 receiptHash);
+    /// The Merkle proof does not lead to the posted root.
+    error InvalidProof();
+    /// Claims would exceed the total the validator posted (its leaves do not sum to the total).
+    error ExceedsTotal(uint256 claimed, uint256 total);
+    /// The payout address is zero.
+    error ZeroPayout();
+
+    constructor(
+        address governance,
+        uint256 epochLength_,
+        uint256 emissionPerEpoch_,
+        uint256 minStake_,
+        uint256 unstakeDelay_
+    ) Ownable(governance) {
+        if (epochLength_ == 0) revert BadParameter("epochLength");
+        if (minStake_ == 0) revert BadParameter("minStake");
+        token = new MagnetToken(address(this));
+        genesis = block.timestamp;
+        epochLength = epochLength_;
+        emissionPerEpoch = emissionPerEpoch_;
+        minStake = minStake_;
+        unstakeDelay = unstakeDelay_;
+    }
+
+    // ---- epochs -------------------------------------------------------------------------
+
+    /// @notice The epoch running now: (now - genesis) / epochLength.
+    function currentEpoch() public view returns (uint256) {
+        return (block.timestamp - genesis) / epochLength;
+    }
+
+    /// @notice When `epoch` starts (unix seconds).
+    function epochStart(uint256 epoch) external view returns (uint256) {
+        return genesis + epoch * epochLength;
+    }
+
+    /// @notice The validators that posted for `epoch`, in order.
+    function posters(uint256 epoch) external view returns (address[] memory) {
+        return _posters[epoch];
+    }
+
+    /// @notice Tokens `validator`'s posted total for `epoch` is worth (final once claims open).
+    function validatorShare(uint256 epoch, address validator) public view returns (uint256) {
+        uint256 total = postedStake[epoch];
+        if (total == 0) return 0;
+        return (emissionPerEpoch * posts[epoch][validator].stake) / total;
+    }
+
+    // ---- validators ---------------------------------------------------------------------
+
+    /// @notice Register the caller as a validator with `msg.value` as stake.
+    function register() external payable {
+        Validator storage v = validators[msg.sender];
+        if (v.removed) revert ValidatorIsRemoved(msg.sender);
+        if (v.registered) revert AlreadyRegistered(msg.sender);
+        if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
+        v.registered = true;
+        v.stake = uint128(msg.value);
+        emit ValidatorRegistered(msg.sender, msg.value);
+    }
+
+    /// @notice Add `msg.value` to the caller's stake.
+    function addStake() external payable {
+        Validator storage v = _activeValidator(msg.sender);
+        if (msg.value == 0) revert ZeroAmount();
+        v.stake += uint128(msg.value);
+        emit StakeAdded(msg.sender, msg.value, v.stake);
+    }
+
+    /// @notice Move `amount` of active stake to pending; withdrawable `unstakeDelay` seconds
+    ///         after the latest request. Unstaking everything unregisters the caller.
+    function requestUnstake(uint256 amount) external {
+        Validator storage v = _activeValidator(msg.sender);
+        if (amount == 0) revert ZeroAmount();
+        if (amount > v.stake) revert UnstakeTooLarge(amount, v.stake);
+        uint256 left = v.stake - amount;
+        if (left != 0 && left < minStake) revert StakeTooLow(left, minStake);
+        v.stake = uint128(left);
+        v.pending += uint128(amount);
+        v.unlockAt = uint64(block.timestamp + unstakeDelay);
+        if (left == 0) v.registered = false;
+        emit UnstakeRequested(msg.sender, amount, left, v.unlockAt);
+    }
+
+    /// @notice Send the caller's pending stake back once it is unlocked.
+    function withdraw() external {
+        Validator storage v = validators[msg.sender];
+        uint256 amount = v.pending;
+        if (amount == 0) revert NothingToWithdraw();
+        if (block.timestamp < v.unlockAt) revert StillLocked(v.unlockAt, block.timestamp);
+        v.pending = 0; // effects before the call: a re-entrant withdraw finds nothing
+        (bool ok, ) = payable(msg.sender).call{value: amount}("");
+        if (!ok) revert TransferFailed();
+        emit Withdrawn(msg.sender, amount);
+    }
+
+    /// @notice Governance: remove `validator`. It can no longer post or register; its stake becomes
+    ///         withdrawable after the delay. Roots it already posted stay claimable (miners did the work).
+    function removeValidator(address validator, string calldata reason) external onlyOwner {
+        Validator storage v = _activeValidator(validator);
+        v.pending += v.stake;
+        v.stake = 0;
+        v.registered = false;
+        v.removed = true;
+        v.unlockAt = uint64(block.timestamp + unstakeDelay);
+        emit ValidatorRemoved(validator, msg.sender, reason);
+    }
+
+    // ---- epoch roots and claims -----------------------------------------------------------
+
+    /// @notice Post the caller's root for `epoch` (must be currentEpoch() - 1).
+    function postEpoch(uint256 epoch, bytes32 root, bytes32 epochFileHash, uint128 total) external {
+        Validator storage v = _activeValidator(msg.sender);
+        uint256 current = currentEpoch();
+        if (epoch + 1 != current) revert EpochNotOpen(epoch, current);
+        if (root == bytes32(0) || total == 0) revert EmptyPost();
+        EpochPost storage p = posts[epoch][msg.sender];
+        if (p.root != bytes32(0)) revert AlreadyPosted(epoch, msg.sender);
+        p.root = root;
+        p.epochFileHash = epochFileHash;
+        p.total = total;
+        p.stake = v.stake;
+        postedStake[epoch] += v.stake;
+        _posters[epoch].push(msg.sender);
+        emit EpochPosted(epoch, msg.sender, root, epochFileHash, total, v.stake);
+    }
+
+    /// @notice Claim a leaf of `validator`'s root for `epoch`; anyone may call, tokens go to `payout`.
+    function claim(
+        uint256 epoch,
+        address validator,
+        bytes32 receiptHash,
+        address payout,
+        uint256 amount,
+        bytes32[] calldata proof
+    ) external returns (uint256 tokens) {
+        if (payout == address(0)) revert ZeroPayout();
+        EpochPost storage p = posts[epoch][validator];
+        bytes32 root = p.root;
+        if (root == bytes32(0)) revert NoPost(epoch, validator);
+        if (currentEpoch() < epoch + 2) revert ClaimNotOpen(epoch, epoch + 2);
+        if (claimed[epoch][validator][receiptHash]) revert AlreadyClaimed(epoch, validator, receiptHash);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(receiptHash, payout, amount))));
+        if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidProof();
+        uint256 total = p.total;
+        uint256 claimedSoFar = p.claimed + amount;
+        if (claimedSoFar > total) revert ExceedsTotal(claimedSoFar, total);
+        claimed[epoch][validator][receiptHash] = true;
+        p.claimed = uint128(claimedSoFar);
+        tokens = (amount * validatorShare(epoch, validator)) / total;
+        token.mint(payout, tokens);
+        emit Claimed(epoch, validator, payout, receiptHash, amount, tokens, msg.sender);
+    }
+
+    function _activeValidator(address account) private view returns (Validator storage v) {
+        v = validators[account];
+        if (!v.registered) revert NotValidator(account);
+    }
+}

@@ -1,0 +1,42 @@
+"""Shared helpers of the wallet tests (a unique module name: every tests/<pkg>/conftest.py is "conftest")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wallet.chain import ChainClient
+from wallet.devchain import EmbeddedChain
+from wallet.registry import Deployment, Registry, RegistryParams
+from wallet.signer import LocalSigner
+
+CHEAP_N = 1 << 10
+ETHER = 10**18
+PARAMS = RegistryParams(epoch_length=60, emission_per_epoch=1000 * ETHER, min_stake=ETHER, unstake_delay=3600)
+
+
+@dataclass
+class ChainEnv:
+    """An embedded chain with the registry deployed and funded throwaway accounts."""
+
+    chain: EmbeddedChain
+    deployment: Deployment
+    params: RegistryParams
+    governance: LocalSigner = field(default_factory=LocalSigner.create)
+    v1: LocalSigner = field(default_factory=LocalSigner.create)
+    v2: LocalSigner = field(default_factory=LocalSigner.create)
+    miner: LocalSigner = field(default_factory=LocalSigner.create)
+    relayer: LocalSigner = field(default_factory=LocalSigner.create)
+
+    def client(self, signer: LocalSigner | None = None) -> ChainClient:
+        return ChainClient.embedded(self.chain, signer, receipt_timeout=10.0)
+
+    def registry(self, signer: LocalSigner | None = None) -> Registry:
+        return Registry(self.client(signer), self.deployment.registry)
+
+    def advance_to_epoch(self, epoch: int) -> None:
+        """Mine a block at the start of ``epoch`` (plus one second)."""
+        reg = self.registry()
+        now = reg.client.block_timestamp()
+        target = reg.epoch_start(epoch) + 1
+        if target > now:
+            self.chain.increase_time(target - now)

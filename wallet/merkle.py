@@ -1,0 +1,84 @@
+"""Merkle trees that OpenZeppelin's ``MerkleProof`` verifies (sorted-pair keccak256).
+
+A leaf is ``keccak256(bytes.concat(keccak256(abi.encode(receiptHash, payout, amount))))``: the
+double hash (OpenZeppelin's recommendation) keeps a 64-byte inner node from ever passing as a
+leaf. Leaves are sorted before building, so the root does not depend on the order receipts came
+in; a lone node at the end of a level moves up unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from eth_abi.abi import encode as abi_encode
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+
+
+def leaf_hash(receipt_hash: bytes, payout: str, amount: int) -> bytes:
+    """The leaf the registry's ``claim`` recomputes from its arguments."""
+    if len(receipt_hash) != 32:
+        raise ValueError(f"receipt hash must be 32 bytes, got {len(receipt_hash)}")
+    if not 0 <= amount < 2**256:
+        raise ValueError("amount must fit in uint256")
+    inner = keccak(
+        abi_encode(["bytes32", "address", "uint256"], [receipt_hash, to_checksum_address(payout), amount])
+    )
+    return bytes(keccak(inner))
+
+
+def hash_pair(a: bytes, b: bytes) -> bytes:
+    return bytes(keccak(a + b if a < b else b + a))
+
+
+class MerkleTree:
+    """A sorted-pair Merkle tree over distinct 32-byte leaves."""
+
+    def __init__(self, leaves: Iterable[bytes]) -> None:
+        ordered = sorted(leaves)
+        if not ordered:
+            raise ValueError("a Merkle tree needs at least one leaf")
+        if any(len(leaf) != 32 for leaf in ordered):
+            raise ValueError("every leaf must be 32 bytes")
+        if len(set(ordered)) != len(ordered):
+            raise ValueError("leaves must be distinct (a receipt appears twice)")
+        self._index = {leaf: i for i, leaf in enumerate(ordered)}
+        self._levels: list[list[bytes]] = [ordered]
+        while len(self._levels[-1]) > 1:
+            level = self._levels[-1]
+            parents = [hash_pair(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                parents.append(level[-1])
+            self._levels.append(parents)
+
+    @property
+    def root(self) -> bytes:
+        return self._levels[-1][0]
+
+    def __len__(self) -> int:
+        return len(self._levels[0])
+
+    def __contains__(self, leaf: object) -> bool:
+        return leaf in self._index
+
+    def proof(self, leaf: bytes) -> list[bytes]:
+        """Sibling hashes from ``leaf`` up to the root."""
+        if leaf not in self._index:
+            raise KeyError("leaf is not in this tree")
+        index, proof = self._index[leaf], []
+        for level in self._levels[:-1]:
+            sibling = index ^ 1
+            if sibling < len(level):
+                proof.append(level[sibling])
+            index //= 2
+        return proof
+
+
+def verify_proof(proof: Sequence[bytes], root: bytes, leaf: bytes) -> bool:
+    """``MerkleProof.verify`` in Python."""
+    node = leaf
+    for sibling in proof:
+        if len(sibling) != 32:
+            return False
+        node = hash_pair(node, sibling)
+    return node == root

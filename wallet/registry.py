@@ -1,0 +1,195 @@
+"""Typed access to the deployed ``MagnetRegistry`` and its ``MagnetToken``.
+
+Deployment parameters, one wrapper per contract call, and the event lists a UI shows. Every
+transaction goes through ``ChainClient`` (revert reasons decoded, receipts awaited).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from web3 import Web3
+
+from wallet.chain import ChainClient, TxResult
+
+WEI_PER_TOKEN = 10**18
+
+
+@dataclass(frozen=True)
+class RegistryParams:
+    """Constructor parameters of the registry (seconds and base units)."""
+
+    epoch_length: int = 60
+    emission_per_epoch: int = 1000 * WEI_PER_TOKEN
+    min_stake: int = 10**18
+    unstake_delay: int = 3600
+
+    def __post_init__(self) -> None:
+        if self.epoch_length < 1:
+            raise ValueError("epoch_length must be at least 1 second")
+        if self.min_stake < 1:
+            raise ValueError("min_stake must be positive")
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the contracts live: what a network profile records."""
+
+    chain_id: int
+    registry: str
+    token: str
+    block_number: int
+
+
+@dataclass(frozen=True)
+class ValidatorInfo:
+    stake: int
+    pending: int
+    unlock_at: int
+    registered: bool
+    removed: bool
+
+
+@dataclass(frozen=True)
+class EpochPost:
+    root: bytes
+    epoch_file_hash: bytes
+    total: int
+    claimed: int
+    stake: int
+
+
+def deploy(client: ChainClient, params: RegistryParams, governance: str | None = None) -> Deployment:
+    """Deploy the registry (which deploys its token); ``governance`` defaults to the sender."""
+    owner = Web3.to_checksum_address(governance or client._require_signer().address)
+    result = client.deploy(
+        "MagnetRegistry",
+        owner,
+        params.epoch_length,
+        params.emission_per_epoch,
+        params.min_stake,
+        params.unstake_delay,
+    )
+    address = result.contract_address
+    if address is None:
+        raise RuntimeError("deployment receipt has no contract address")
+    token = client.call(client.contract("MagnetRegistry", address).functions.token())
+    return Deployment(client.chain_id, address, str(token), result.block_number)
+
+
+class Registry:
+    """The registry at ``address`` as seen through ``client``."""
+
+    def __init__(self, client: ChainClient, address: str) -> None:
+        self.client = client
+        self.address = Web3.to_checksum_address(address)
+        self.contract = client.contract("MagnetRegistry", self.address)
+        self._token: Any = None
+
+    @property
+    def token(self) -> Any:
+        if self._token is None:
+            self._token = self.client.contract(
+                "MagnetToken", self.client.call(self.contract.functions.token())
+            )
+        return self._token
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def current_epoch(self) -> int:
+        return int(self.client.call(self.contract.functions.currentEpoch()))
+
+    def epoch_length(self) -> int:
+        return int(self.client.call(self.contract.functions.epochLength()))
+
+    def epoch_start(self, epoch: int) -> int:
+        return int(self.client.call(self.contract.functions.epochStart(epoch)))
+
+    def validator(self, address: str) -> ValidatorInfo:
+        raw = self.client.call(self.contract.functions.validators(Web3.to_checksum_address(address)))
+        return ValidatorInfo(int(raw[0]), int(raw[1]), int(raw[2]), bool(raw[3]), bool(raw[4]))
+
+    def post(self, epoch: int, validator: str) -> EpochPost | None:
+        raw = self.client.call(self.contract.functions.posts(epoch, Web3.to_checksum_address(validator)))
+        post = EpochPost(bytes(raw[0]), bytes(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]))
+        return None if post.root == b"\x00" * 32 else post
+
+    def posters(self, epoch: int) -> list[str]:
+        return [str(a) for a in self.client.call(self.contract.functions.posters(epoch))]
+
+    def is_claimed(self, epoch: int, validator: str, receipt_hash: bytes) -> bool:
+        fn = self.contract.functions.claimed(epoch, Web3.to_checksum_address(validator), receipt_hash)
+        return bool(self.client.call(fn))
+
+    def validator_share(self, epoch: int, validator: str) -> int:
+        return int(
+            self.client.call(
+                self.contract.functions.validatorShare(epoch, Web3.to_checksum_address(validator))
+            )
+        )
+
+    def token_balance(self, address: str) -> int:
+        return int(self.client.call(self.token.functions.balanceOf(Web3.to_checksum_address(address))))
+
+    # --- validator transactions ----------------------------------------------------------
+
+    def register(self, stake: int) -> TxResult:
+        return self.client.transact(self.contract.functions.register(), value=stake)
+
+    def add_stake(self, amount: int) -> TxResult:
+        return self.client.transact(self.contract.functions.addStake(), value=amount)
+
+    def request_unstake(self, amount: int) -> TxResult:
+        return self.client.transact(self.contract.functions.requestUnstake(amount))
+
+    def withdraw(self) -> TxResult:
+        return self.client.transact(self.contract.functions.withdraw())
+
+    def remove_validator(self, validator: str, reason: str) -> TxResult:
+        fn = self.contract.functions.removeValidator(Web3.to_checksum_address(validator), reason)
+        return self.client.transact(fn)
+
+    def post_epoch(self, epoch: int, root: bytes, epoch_file_hash: bytes, total: int) -> TxResult:
+        return self.client.transact(self.contract.functions.postEpoch(epoch, root, epoch_file_hash, total))
+
+    # --- claims (anyone) -----------------------------------------------------------------
+
+    def claim(
+        self,
+        epoch: int,
+        validator: str,
+        receipt_hash: bytes,
+        payout: str,
+        amount: int,
+        proof: Sequence[bytes],
+    ) -> TxResult:
+        fn = self.contract.functions.claim(
+            epoch,
+            Web3.to_checksum_address(validator),
+            receipt_hash,
+            Web3.to_checksum_address(payout),
+            amount,
+            list(proof),
+        )
+        return self.client.transact(fn)
+
+    # --- event lists for UIs -------------------------------------------------------------
+
+    def epoch_posts(self, from_block: int = 0) -> list[dict[str, Any]]:
+        """Every ``EpochPosted`` event: epoch, validator, root, epochFileHash, total, stake."""
+        return self._events("EpochPosted", from_block)
+
+    def claims(self, from_block: int = 0, payout: str | None = None) -> list[dict[str, Any]]:
+        """``Claimed`` events, optionally only those paying ``payout``."""
+        events = self._events("Claimed", from_block)
+        if payout is not None:
+            wanted = Web3.to_checksum_address(payout)
+            events = [e for e in events if e["payout"] == wanted]
+        return events
+
+    def _events(self, name: str, from_block: int) -> list[dict[str, Any]]:
+        event = getattr(self.contract.events, name)
+        logs = self.client._guard(f"{name} logs", lambda: event.get_logs(from_block=from_block))
+        return [{**dict(log["args"]), "blockNumber": log["blockNumber"]} for log in logs]
