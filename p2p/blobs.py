@@ -1,0 +1,293 @@
+"""Blob transfer over ``/magnet/blob/1.0.0``: ranged fetch of public blobs, push of private ones.
+
+Every exchange opens with one JSON header frame from the side that opened the stream:
+
+* ``{"op": "get", "hash": h, "offset": o, "length": n}``: the server answers a header
+  ``{"ok": true, "size": total, "offset": o, "length": n}`` and then exactly ``n`` raw bytes, or
+  ``{"ok": false, "error": "not_found" | "busy" | "bad_request"}``. Private blobs answer
+  ``not_found``: their existence is not revealed.
+* ``{"op": "push", "hash": h, "size": s}``: the receiver answers ``{"ok": true, "offset": o}``
+  (bytes it already holds: the push resumes there) or a refusal; the pusher sends ``s - o`` raw
+  bytes and closes; the receiver checks the hash and answers ``{"ok": true}`` or
+  ``{"ok": false, "error": "hash_mismatch"}``.
+
+A download states its size before bytes flow and is held to the cap; bytes land in a partial
+file hashed as they arrive and become visible only when the hash matches. A provider that makes
+no progress for ``blob_stall_timeout`` seconds is dropped and the next resumes at the byte where
+it stopped; bytes that fail the hash are deleted and their provider penalised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import trio
+from libp2p.abc import IHost, INetStream
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+
+from node.events import EventBus
+from p2p.blobstore import BlobError, BlobHashMismatch, BlobInfo, BlobStore, PartialBlob, check_hash
+from p2p.config import P2PConfig
+from p2p.events import BlobCompleted, BlobFailed, BlobReceivedByPush
+from p2p.reputation import PeerSlots, Reputation
+from p2p.wire import StreamReader, WireError, header_int, header_str, json_frame
+
+log = logging.getLogger("magnet.p2p.blobs")
+
+BLOB_PROTOCOL = TProtocol("/magnet/blob/1.0.0")
+
+# Decides whether to accept a private blob pushed by a peer: (peer id, blob id, size) -> bool.
+PushPolicy = Callable[[str, str, int], Awaitable[bool]]
+
+
+class BlobUnavailable(BlobError):
+    """No provider delivered the blob; the message lists what each one did."""
+
+
+class ProviderFailed(Exception):
+    """One provider failed one attempt (the next provider is tried)."""
+
+
+async def refuse_all_pushes(_peer: str, _blob_hash: str, _size: int) -> bool:
+    return False
+
+
+class BlobService:
+    """Serves and fetches blobs for one host."""
+
+    def __init__(self, host: IHost, store: BlobStore, config: P2PConfig, reputation: Reputation,
+                 bus: EventBus | None = None, push_policy: PushPolicy = refuse_all_pushes) -> None:
+        self.host = host
+        self.store = store
+        self.config = config
+        self.reputation = reputation
+        self.bus = bus or EventBus()
+        self.push_policy = push_policy
+        self.serving = PeerSlots(config.blob_transfers_per_peer)
+        self.fetching = PeerSlots(config.blob_transfers_per_peer)
+        host.set_stream_handler(BLOB_PROTOCOL, self._on_stream)
+
+    # --- serving ------------------------------------------------------------------------------
+    async def _on_stream(self, stream: INetStream) -> None:
+        peer = stream.muxed_conn.peer_id.to_string()
+        if self.reputation.is_banned(peer) or not self.serving.try_acquire(peer):
+            await self._answer(stream, {"ok": False, "error": "busy"})
+            return
+        try:
+            reader = StreamReader(stream)
+            with trio.fail_after(self.config.blob_stall_timeout):
+                header = await reader.read_json()
+            op = header.get("op")
+            if op == "get":
+                await self._serve_get(stream, header)
+            elif op == "push":
+                await self._receive_push(stream, reader, peer, header)
+            else:
+                await self._answer(stream, {"ok": False, "error": "bad_request"})
+        except (WireError, BlobError, trio.TooSlowError) as exc:
+            log.info("blob stream from %s failed: %s", peer, exc)
+            await stream.reset()
+        finally:
+            self.serving.release(peer)
+
+    async def _answer(self, stream: INetStream, header: dict[str, Any]) -> None:
+        try:
+            await stream.write(json_frame(header))
+            await stream.close()
+        except Exception as exc:
+            log.debug("blob answer not delivered: %s", exc)
+
+    async def _serve_get(self, stream: INetStream, header: dict[str, Any]) -> None:
+        blob_hash = check_hash(header_str(header, "hash"))
+        info = self.store.info(blob_hash)
+        if info is None or not info.public:
+            await self._answer(stream, {"ok": False, "error": "not_found"})
+            return
+        offset = header_int(header, "offset", 0, info.size)
+        length = header_int(header, "length", 0, info.size - offset)
+        await stream.write(json_frame({"ok": True, "size": info.size, "offset": offset, "length": length}))
+        for chunk in self.store.read_range(blob_hash, offset, length, self.config.blob_chunk_bytes):
+            with trio.fail_after(self.config.blob_stall_timeout):
+                await stream.write(chunk)
+        await stream.close()
+
+    async def _receive_push(self, stream: INetStream, reader: StreamReader, peer: str,
+                            header: dict[str, Any]) -> None:
+        blob_hash = check_hash(header_str(header, "hash"))
+        size = header_int(header, "size", 0, self.config.blob_max_bytes)
+        if self.store.has(blob_hash):
+            await self._answer(stream, {"ok": True, "offset": size})
+            return
+        if not await self.push_policy(peer, blob_hash, size):
+            await self._answer(stream, {"ok": False, "error": "refused"})
+            return
+        partial = self.store.partial(blob_hash, size)
+        await stream.write(json_frame({"ok": True, "offset": partial.offset}))
+        try:
+            await self._receive_bytes(reader, partial, size - partial.offset)
+            info = partial.finish(public=False)
+        except BlobHashMismatch:
+            self.reputation.reject(peer, "blob_hash_mismatch", self.config.blob_provider_penalty)
+            await self._answer(stream, {"ok": False, "error": "hash_mismatch"})
+            return
+        finally:
+            partial.close()
+        self.bus.emit(BlobReceivedByPush(blob_hash=blob_hash, peer_id=peer, size=info.size))
+        await self._answer(stream, {"ok": True})
+
+    async def _receive_bytes(self, reader: StreamReader, partial: PartialBlob, length: int) -> None:
+        """Append exactly ``length`` bytes; WireError on a stall, TooSlowError never escapes."""
+        left = length
+        while left > 0:
+            with trio.move_on_after(self.config.blob_stall_timeout) as scope:
+                chunk = await reader.read_some(min(left, 1 << 20))
+            if scope.cancelled_caught:
+                raise WireError(f"stalled: no bytes for {self.config.blob_stall_timeout} s")
+            partial.append(chunk)
+            left -= len(chunk)
+
+    # --- fetching -----------------------------------------------------------------------------
+    async def fetch(self, blob_hash: str, size: int, providers: Sequence[ID | str],
+                    public: bool = True) -> BlobInfo:
+        """Get ``blob_hash`` (``size`` bytes, as announced) from its providers, resuming across them."""
+        check_hash(blob_hash)
+        if not 0 <= size <= self.config.blob_max_bytes:
+            raise BlobError(f"blob {blob_hash[:12]} is announced at {size} bytes; the cap is "
+                            f"{self.config.blob_max_bytes} (raise p2p.blob_max_bytes to accept it)")
+        existing = self.store.info(blob_hash)
+        if existing is not None:
+            return existing
+        started = time.monotonic()
+        peers = [p if isinstance(p, ID) else ID.from_base58(p) for p in providers]
+        failures: list[str] = []
+        partial: PartialBlob | None = None
+        contributors: set[str] = set()
+        resume_across = True  # cleared once mixed bytes failed the hash: then blame one provider at a time
+        for attempt, peer in enumerate(self._rotation(peers)):
+            name = peer.to_string()
+            if partial is not None and not resume_across and partial.offset and name not in contributors:
+                partial.truncate(0)
+                contributors.clear()
+            try:
+                partial = await self._fetch_from(peer, blob_hash, size, partial, contributors)
+            except ProviderFailed as exc:
+                failures.append(f"{name[-8:]}: {exc}")
+                self.bus.emit(BlobFailed(blob_hash=blob_hash, peer_id=name, reason=str(exc)))
+                continue
+            try:
+                info = partial.finish(public=public)
+            except BlobHashMismatch as exc:
+                resume_across = self._blame(blob_hash, contributors, exc, failures)
+                partial, contributors = None, set()
+                continue
+            self.bus.emit(BlobCompleted(blob_hash=blob_hash, size=info.size, providers_tried=attempt + 1,
+                                        seconds=time.monotonic() - started))
+            return info
+        if partial is not None:
+            partial.close()
+        tried = "; ".join(failures) or "none given"
+        raise BlobUnavailable(f"blob {blob_hash[:12]} could not be fetched from {len(peers)} provider(s): "
+                              f"{tried}. Try again when more peers have it.")
+
+    def _rotation(self, peers: list[ID]) -> list[ID]:
+        """Each provider gets two chances, so a blamed round can re-check the others alone."""
+        return [p for p in peers if not self.reputation.is_banned(p.to_string())] * 2
+
+    def _blame(self, blob_hash: str, contributors: set[str], exc: BlobHashMismatch,
+               failures: list[str]) -> bool:
+        """Penalise a lone contributor of bad bytes; with several, retry them one at a time."""
+        failures.append(str(exc))
+        if len(contributors) == 1:
+            (peer,) = contributors
+            self.reputation.reject(peer, "blob_hash_mismatch", self.config.blob_provider_penalty)
+            self.bus.emit(BlobFailed(blob_hash=blob_hash, peer_id=peer, reason="hash_mismatch"))
+        return False
+
+    async def _fetch_from(self, peer: ID, blob_hash: str, size: int, partial: PartialBlob | None,
+                          contributors: set[str]) -> PartialBlob:
+        name = peer.to_string()
+        if not self.fetching.try_acquire(name):
+            raise ProviderFailed("too many transfers from this provider already")
+        stream: INetStream | None = None
+        try:
+            if partial is None:
+                partial = self.store.partial(blob_hash, size)
+            with trio.fail_after(self.config.blob_stall_timeout):
+                stream = await self.host.new_stream(peer, [BLOB_PROTOCOL])
+                await stream.write(json_frame({"op": "get", "hash": blob_hash, "offset": partial.offset,
+                                               "length": size - partial.offset}))
+                reader = StreamReader(stream)
+                header = await reader.read_json()
+            length = self._check_offer(header, size, partial.offset)
+            contributors.add(name)
+            await self._receive_bytes(reader, partial, length)
+            return partial
+        except ProviderFailed:
+            raise
+        except (WireError, BlobError, trio.TooSlowError) as exc:
+            raise ProviderFailed(str(exc) or type(exc).__name__) from exc
+        except Exception as exc:  # dial failures, stream resets: the next provider is tried
+            raise ProviderFailed(repr(exc)) from exc
+        finally:
+            self.fetching.release(name)
+            if partial is not None:
+                partial.close()
+            if stream is not None:
+                await _close_quietly(stream)
+
+    def _check_offer(self, header: dict[str, Any], size: int, offset: int) -> int:
+        """The provider's stated size, held to the expected one, before any byte flows."""
+        if not header.get("ok"):
+            raise ProviderFailed(f"refused: {str(header.get('error'))[:64]}")
+        stated = header_int(header, "size", 0, self.config.blob_max_bytes)
+        if stated != size:
+            raise ProviderFailed(f"states {stated} bytes, expected {size}")
+        if header_int(header, "offset", 0, size) != offset:
+            raise ProviderFailed(f"offered another offset than the {offset} asked for")
+        length = header_int(header, "length", 0, size - offset)
+        if length != size - offset:
+            raise ProviderFailed(f"offered {length} bytes, asked for {size - offset}")
+        return length
+
+    # --- pushing ------------------------------------------------------------------------------
+    async def push(self, peer_id: ID | str, blob_hash: str) -> None:
+        """Push one of our private blobs to ``peer_id``, which must accept it (resumes if it holds part)."""
+        peer = peer_id if isinstance(peer_id, ID) else ID.from_base58(peer_id)
+        info = self.store.info(check_hash(blob_hash))
+        if info is None:
+            raise BlobError(f"blob {blob_hash[:12]} is not in the local store; nothing to push")
+        stream = await self.host.new_stream(peer, [BLOB_PROTOCOL])
+        try:
+            reader = StreamReader(stream)
+            await stream.write(json_frame({"op": "push", "hash": blob_hash, "size": info.size}))
+            with trio.fail_after(self.config.request_timeout):
+                answer = await reader.read_json()
+            if not answer.get("ok"):
+                raise BlobError(f"{peer} refused blob {blob_hash[:12]}: {str(answer.get('error'))[:64]}")
+            offset = header_int(answer, "offset", 0, info.size)
+            size, chunk_bytes = info.size, self.config.blob_chunk_bytes
+            chunks = self.store.read_range(blob_hash, offset, size - offset, chunk_bytes)
+            for chunk in chunks:
+                with trio.fail_after(self.config.blob_stall_timeout):
+                    await stream.write(chunk)
+            if offset < info.size:
+                with trio.fail_after(self.config.request_timeout):
+                    verdict = await reader.read_json()
+                if not verdict.get("ok"):
+                    reason = str(verdict.get("error"))[:64]
+                    raise BlobError(f"{peer} rejected blob {blob_hash[:12]}: {reason}")
+        except (WireError, trio.TooSlowError) as exc:
+            raise BlobError(f"push of blob {blob_hash[:12]} to {peer} failed: {exc}") from exc
+        finally:
+            await _close_quietly(stream)
+
+
+async def _close_quietly(stream: INetStream) -> None:
+    try:
+        await stream.close()
+    except Exception:
+        pass

@@ -1,0 +1,202 @@
+"""The p2p service of one node: host, gossip, peer book, blobs, direct requests and discovery.
+
+``P2PService.run()`` is a trio task (the node core starts it in its trio thread); it returns only
+after the host is closed, so no socket outlives it. Other components use the service through its
+attributes once ``run`` has reported started: ``gossip`` (typed publish/subscribe), ``blobs``
+(fetch/push), ``requests`` (direct request/response) and ``peerbook``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import multiaddr
+import psutil
+import trio
+from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
+from libp2p.peer.id import ID
+from libp2p.tools.anyio_service import background_trio_service
+
+from node.events import EventBus
+from p2p.blobs import BlobService, PushPolicy, refuse_all_pushes
+from p2p.blobstore import BlobStore
+from p2p.config import P2PConfig
+from p2p.discovery import Discovery
+from p2p.events import HostStarted, PeerBanned, PeerConnected, PeerDisconnected, PeerUnbanned
+from p2p.gossip import Gossip
+from p2p.host import build_host, dialable_addrs, load_or_create_peer_key, parse_addrs
+from p2p.peerbook import PeerBook
+from p2p.reputation import Reputation
+from p2p.reqresp import RequestResponse
+from p2p.validation import AllowListAuthorizer, Authorizer, MessageChecker
+from protocol.messages import PROTOCOL_VERSION, Heartbeat, Identity
+from protocol.signing import Domain, SignedMessage, SignerLike, sign
+
+log = logging.getLogger("magnet.p2p")
+
+SOFTWARE_VERSION = "magnet/0.1.0"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class LocalPeer:
+    """What this node says about itself in its Identity."""
+
+    signer: SignerLike
+    roles: int
+    payout_address: str = ""
+    cpu_cores: int = field(default_factory=lambda: os.cpu_count() or 1)
+    ram_mb: int = field(default_factory=lambda: psutil.virtual_memory().total // (1 << 20))
+    gpu_name: str = ""
+    gpu_mb: int = 0
+    est_gflops: int = 0
+
+
+class _ConnectionWatch(INotifee):
+    """Emits connection events and drops banned peers that connect again."""
+
+    def __init__(self, service: P2PService) -> None:
+        self.service = service
+
+    async def connected(self, network: INetwork, conn: INetConn) -> None:
+        peer = conn.muxed_conn.peer_id
+        if self.service.reputation.is_banned(peer.to_string()):
+            self.service.schedule_disconnect(peer)
+            return
+        self.service.bus.emit(PeerConnected(peer_id=peer.to_string()))
+
+    async def disconnected(self, network: INetwork, conn: INetConn) -> None:
+        self.service.bus.emit(PeerDisconnected(peer_id=conn.muxed_conn.peer_id.to_string()))
+
+    async def opened_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def closed_stream(self, network: INetwork, stream: INetStream) -> None:
+        return None
+
+    async def listen(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+    async def listen_close(self, network: INetwork, multiaddr: multiaddr.Multiaddr) -> None:
+        return None
+
+
+class P2PService:
+    """Everything network-facing of one node, run as one trio task."""
+
+    def __init__(self, config: P2PConfig, data_dir: Path, domain: Domain, local: LocalPeer, *,
+                 authorizer: Authorizer | None = None, bus: EventBus | None = None,
+                 bootstrap: Sequence[str] = (), push_policy: PushPolicy = refuse_all_pushes) -> None:
+        self.config = config
+        self.domain = domain
+        self.local = local
+        self.bus = bus or EventBus()
+        self.key_pair = load_or_create_peer_key(data_dir / config.key_file)
+        self.host: IHost = build_host(config, self.key_pair)
+        self.peer_id: ID = self.host.get_id()
+        self.reputation = Reputation(config.ban_threshold, config.ban_duration, on_ban=self._on_ban)
+        self.peerbook = PeerBook()
+        self.requests = RequestResponse(self.host, config, self.reputation.is_banned)
+        self.checker = MessageChecker(domain, self.peerbook, authorizer or AllowListAuthorizer(()),
+                                      config.max_message_bytes, config.clock_skew, config.validity_window)
+        self.gossip = Gossip(self.host, config, self.checker, self.peerbook, self.reputation,
+                             self.requests, self.bus)
+        self.store = BlobStore(data_dir / config.blob_dir, config.blob_quota_bytes, config.blob_max_bytes)
+        self.blobs = BlobService(self.host, self.store, config, self.reputation, self.bus, push_policy)
+        self.discovery = Discovery(self.host, config, self.bus, bootstrap)
+        self.started_at = time.monotonic()
+        self._nursery: trio.Nursery | None = None
+        self._heartbeat_seq = now_ms()
+        self.host.get_network().register_notifee(_ConnectionWatch(self))
+
+    # --- lifecycle ------------------------------------------------------------------------------
+    async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, join the gossip topics, announce ourselves; until cancelled. Closes the host on exit."""
+        listen = parse_addrs(self.config.listen_addrs, "p2p.listen_addrs")
+        try:
+            async with self.host.run(listen), background_trio_service(self.gossip.pubsub), \
+                    background_trio_service(self.gossip.router), trio.open_nursery() as nursery:
+                self._nursery = nursery
+                await self.gossip.pubsub.wait_until_ready()
+                await self.gossip.subscribe_all(nursery)
+                self.gossip.set_identity(self.sign_identity())
+                nursery.start_soon(self.discovery.run)
+                nursery.start_soon(self._announce_loop)
+                nursery.start_soon(self._unban_loop)
+                self.bus.emit(HostStarted(peer_id=self.peer_id.to_string(), addrs=self.addrs()))
+                task_status.started(self)
+                await trio.sleep_forever()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                await self.host.close()
+
+    def addrs(self) -> list[str]:
+        """Dialable addresses with /p2p/<peer id>."""
+        return dialable_addrs(self.host)
+
+    # --- own messages ---------------------------------------------------------------------------
+    def sign_identity(self) -> SignedMessage:
+        local = self.local
+        identity = Identity(
+            peer_id=self.peer_id.to_string(), address=local.signer.address,
+            payout_address=local.payout_address or local.signer.address, roles=local.roles,
+            addrs=tuple(self.addrs()[:8]), cpu_cores=local.cpu_cores, ram_mb=local.ram_mb,
+            gpu_name=local.gpu_name, gpu_mb=local.gpu_mb, est_gflops=local.est_gflops,
+            software_version=SOFTWARE_VERSION, protocol_version=PROTOCOL_VERSION, issued_at=now_ms(),
+        )
+        return sign(identity, self.domain, local.signer)
+
+    def sign_heartbeat(self, status: str = "idle", load_bps: int = 0, active_tasks: int = 0) -> SignedMessage:
+        self._heartbeat_seq += 1
+        heartbeat = Heartbeat(address=self.local.signer.address, seq=self._heartbeat_seq, status=status,
+                              load_bps=load_bps, active_tasks=active_tasks,
+                              uptime_s=int(time.monotonic() - self.started_at), issued_at=now_ms())
+        return sign(heartbeat, self.domain, self.local.signer)
+
+    async def _announce_loop(self) -> None:
+        """Gossip our Identity once we have a peer to hear it, then a Heartbeat now and then.
+
+        Peers that miss the Identity fetch it on demand when our first message reaches them.
+        """
+        while not self.host.get_network().get_connections():
+            await trio.sleep(0.2)
+        await trio.sleep(self.config.gossip_heartbeat * 1.5)  # let the mesh form
+        await self.gossip.publish(self.sign_identity())
+        while True:
+            await trio.sleep(self.config.heartbeat_interval)
+            await self.gossip.publish(self.sign_heartbeat())
+
+    # --- bans -----------------------------------------------------------------------------------
+    def _on_ban(self, peer: str, reason: str) -> None:
+        log.warning("banning peer %s for %.0f s: %s", peer, self.config.ban_duration, reason)
+        peer_id = ID.from_base58(peer)
+        self.gossip.pubsub.add_to_blacklist(peer_id)
+        self.schedule_disconnect(peer_id)
+        self.bus.emit(PeerBanned(peer_id=peer, reason=reason, seconds=self.config.ban_duration))
+
+    def schedule_disconnect(self, peer_id: ID) -> None:
+        if self._nursery is not None:
+            self._nursery.start_soon(self._disconnect, peer_id)
+
+    async def _disconnect(self, peer_id: ID) -> None:
+        try:
+            await self.host.disconnect(peer_id)
+        except Exception as exc:
+            log.debug("disconnect of %s failed: %r", peer_id, exc)
+
+    async def _unban_loop(self) -> None:
+        while True:
+            await trio.sleep(min(5.0, self.config.ban_duration))
+            for peer in self.reputation.expired_bans():
+                self.gossip.pubsub.remove_from_blacklist(ID.from_base58(peer))
+                self.bus.emit(PeerUnbanned(peer_id=peer))

@@ -1,0 +1,218 @@
+"""The checks every gossip message passes before it reaches the application or is relayed.
+
+In order (cheapest first): size cap, strict decode, type allowed on the topic, timestamp inside
+the clock-skew allowance and the validity window, EIP-712 signature (cached: each distinct
+message is verified once per node), binding of the signer to the peer id the message originated
+from, authorisation of validator-only messages, and replay (the same message published again
+inside the validity window).
+
+This module holds no network state: ``MessageChecker.check`` is a pure decision over bytes and
+the peer book, so it is unit-tested without hosts; ``p2p.gossip`` wires it into GossipSub.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from p2p.peerbook import PeerBook
+from protocol.encoding import decode, message_id
+from protocol.errors import OversizeError, ProtocolError, SignatureError
+from protocol.messages import (
+    Commitment,
+    EpochRecord,
+    Heartbeat,
+    Identity,
+    Receipt,
+    TaskAnnouncement,
+    TaskStatus,
+)
+from protocol.signing import Domain, SignedMessage, recover_signer
+
+TOPIC_PREFIX = "/magnet/1/"
+
+# Which message types each topic carries. Direct-only messages (JoinRequest, Assignment, Reveal,
+# ReceiptProof) never travel on gossip.
+TOPIC_TYPES: dict[str, tuple[str, ...]] = {
+    "identities": (Identity.TYPE,),
+    "heartbeats": (Heartbeat.TYPE,),
+    "tasks": (TaskAnnouncement.TYPE, TaskStatus.TYPE),
+    "commitments": (Commitment.TYPE,),
+    "receipts": (Receipt.TYPE,),
+    "epochs": (EpochRecord.TYPE,),
+}
+TYPE_TOPIC = {t: name for name, types in TOPIC_TYPES.items() for t in types}
+# Only an authorised validator may publish these.
+VALIDATOR_ONLY = frozenset({TaskAnnouncement.TYPE, TaskStatus.TYPE, Receipt.TYPE, EpochRecord.TYPE})
+
+
+def topic(name: str) -> str:
+    """The full gossip topic of a short name: ``/magnet/1/<name>``."""
+    if name not in TOPIC_TYPES:
+        raise ValueError(f"unknown topic {name!r}; known: {', '.join(TOPIC_TYPES)}")
+    return TOPIC_PREFIX + name
+
+
+def topic_for(signed: SignedMessage) -> str:
+    name = TYPE_TOPIC.get(signed.message.TYPE)
+    if name is None:
+        raise ValueError(f"{signed.message.TYPE} is a direct message; send it with a request, not gossip")
+    return TOPIC_PREFIX + name
+
+
+class Authorizer(Protocol):
+    """Who may act as a validator: the profile's allow-list now, the on-chain registry later."""
+
+    def is_validator(self, address: str) -> bool: ...
+
+
+class AllowListAuthorizer:
+    """Validators named in the network profile (checksummed addresses; compared case-insensitively)."""
+
+    def __init__(self, addresses: Iterable[str]) -> None:
+        self.addresses = {a.lower() for a in addresses}
+
+    def is_validator(self, address: str) -> bool:
+        return address.lower() in self.addresses
+
+
+@dataclass(frozen=True)
+class Accept:
+    signed: SignedMessage
+    signer: str
+    msg_id: bytes
+
+
+@dataclass(frozen=True)
+class Reject:
+    """``penalise`` is False where the relaying peer may be honest (e.g. we lack a binding yet)."""
+
+    reason: str
+    penalise: bool = True
+
+
+@dataclass(frozen=True)
+class NeedIdentity:
+    """The originating peer's Identity is unknown here; fetch it, then check again."""
+
+    peer_id: str
+
+
+Verdict = Accept | Reject | NeedIdentity
+
+
+class LruCache:
+    """A small bounded mapping, oldest entries dropped first."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.data: OrderedDict[bytes, object] = OrderedDict()
+
+    def get(self, key: bytes) -> object | None:
+        value = self.data.get(key)
+        if value is not None:
+            self.data.move_to_end(key)
+        return value
+
+    def pop(self, key: bytes) -> object | None:
+        return self.data.pop(key, None)
+
+    def put(self, key: bytes, value: object) -> None:
+        self.data[key] = value
+        self.data.move_to_end(key)
+        while len(self.data) > self.size:
+            self.data.popitem(last=False)
+
+
+class MessageChecker:
+    """Decides on each gossip message; keeps the signature and replay caches."""
+
+    def __init__(self, domain: Domain, peerbook: PeerBook, authorizer: Authorizer, max_bytes: int,
+                 clock_skew: float, validity_window: float, cache_size: int = 50_000) -> None:
+        self.domain = domain
+        self.peerbook = peerbook
+        self.authorizer = authorizer
+        self.max_bytes = max_bytes
+        self.skew_ms = int(clock_skew * 1000)
+        self.window_ms = int(validity_window * 1000)
+        self.signers = LruCache(cache_size)  # message id -> recovered signer
+        self.first_seen = LruCache(cache_size)  # message id -> gossip key (origin peer, seqno) first seen
+        self.accepted = LruCache(4096)  # message id + gossip key -> Accept, until delivered
+        self.signature_checks = 0
+
+    def check(self, data: bytes, topic_name: str, origin_peer: str, gossip_key: bytes,
+              now_ms: int | None = None) -> Verdict:
+        """Decide on ``data`` published on ``topic_name`` by ``origin_peer`` (libp2p-signed origin)."""
+        if len(data) > self.max_bytes:
+            return Reject("oversize")
+        try:
+            signed = decode(data, max_size=self.max_bytes)
+        except OversizeError:
+            return Reject("oversize")
+        except ProtocolError:
+            return Reject("undecodable")
+        msg = signed.message
+        if msg.TYPE not in TOPIC_TYPES.get(topic_name.removeprefix(TOPIC_PREFIX), ()):
+            return Reject("wrong_topic")
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        issued_at = int(getattr(msg, "issued_at", 0))  # every registered type carries it
+        if issued_at > now_ms + self.skew_ms:
+            return Reject("from_future")
+        if issued_at < now_ms - self.window_ms:
+            return Reject("stale")
+        msg_id = message_id(data)
+        signer = self._signer(signed, msg_id)
+        if signer is None:
+            return Reject("bad_signature")
+        binding = self._check_binding(signed, signer, origin_peer)
+        if binding is not None:
+            return binding
+        if msg.TYPE in VALIDATOR_ONLY and not self.authorizer.is_validator(signer):
+            return Reject("unauthorized")
+        first = self.first_seen.get(msg_id)
+        if first is not None and first != gossip_key:
+            return Reject("replay")
+        self.first_seen.put(msg_id, gossip_key)
+        accepted = Accept(signed, signer, msg_id)
+        self.accepted.put(msg_id + gossip_key, accepted)
+        return accepted
+
+    def recheck(self, data: bytes, gossip_key: bytes) -> Accept | None:
+        """The verdict already reached for a message the validator accepted (no second decode)."""
+        accepted = self.accepted.pop(message_id(data) + gossip_key)
+        return accepted if isinstance(accepted, Accept) else None
+
+    def _signer(self, signed: SignedMessage, msg_id: bytes) -> str | None:
+        cached = self.signers.get(msg_id)
+        if cached is not None:
+            return str(cached)
+        self.signature_checks += 1
+        try:
+            signer = recover_signer(signed, self.domain)
+        except (SignatureError, ProtocolError):
+            return None
+        self.signers.put(msg_id, signer)
+        return signer
+
+    def _check_binding(self, signed: SignedMessage, signer: str, origin_peer: str) -> Verdict | None:
+        msg = signed.message
+        if isinstance(msg, Identity):
+            return None if msg.peer_id == origin_peer else Reject("misbound")
+        bound = self.peerbook.address_of(origin_peer)
+        if bound is None:
+            return NeedIdentity(origin_peer)
+        return None if bound == signer else Reject("misbound")
+
+    def check_identity(self, data: bytes, peer_id: str) -> Identity:
+        """Verify an Identity fetched directly (any age, not from the future) for ``peer_id``."""
+        signed = decode(data, max_size=self.max_bytes)
+        msg = signed.message
+        if not isinstance(msg, Identity) or msg.peer_id != peer_id:
+            raise ProtocolError(f"reply is not an Identity for {peer_id}")
+        if msg.issued_at > int(time.time() * 1000) + self.skew_ms:
+            raise ProtocolError("Identity issued in the future")
+        recover_signer(signed, self.domain)
+        return msg
