@@ -14,11 +14,14 @@ The checks run in this order and a miner gets the first reason that applies:
    earliest commitment is credited;
 4. ``SUSPICIOUS_GAP`` (a model that does much better on the test split than on fresh synthetic data
    has most likely seen the test data). Among the results still accepted that have both losses, with
-   at least ``gap_min_pool`` of them: ``gap = synthetic - test`` for each; ``median_gap`` is the
-   median over them; ``sigma`` is the population standard deviation of their synthetic losses
-   (fresh data nobody can train on, so the honest spread of quality in the pool); the threshold is
-   ``max(gap_std_threshold x sigma, gap_min_rel x median synthetic loss)``. A result is flagged when
-   ``gap - median_gap > threshold``. One-sided: doing better on fresh data is never penalised.
+   at least ``gap_min_pool`` of them: each one's relative gap is ``g = (synthetic - test) /
+   synthetic``, the share of its synthetic loss that the test loss beats; ``median_g`` is the median
+   over them; ``spread`` is the population standard deviation of their synthetic losses divided by
+   the median synthetic loss (fresh data nobody can train on, so the honest spread of quality in the
+   pool, in the same relative units). A result is flagged when ``g - median_g > max(gap_std_threshold
+   x spread, gap_min_rel)``. Relative, because an honest pool's absolute gap grows with its loss
+   level; one-sided, because doing better on fresh data is never penalised; the floor keeps a pool of
+   near-identical miners from flagging honest noise.
 
 Input: one ``EvaluationRecord`` per miner; output: one ``Decision`` per miner, in input order.
 """
@@ -152,22 +155,22 @@ def _duplicates(records: list[EvaluationRecord], cfg: ValidatorConfig) -> dict[s
 def _suspicious_gaps(records: list[EvaluationRecord], cfg: ValidatorConfig) -> dict[str, Decision]:
     """Gap decisions among ``records`` (module docstring, step 4, for the rule)."""
     pool = [(r.miner, float(r.test_loss_e9), float(r.synthetic_loss_e9)) for r in records
-            if r.test_loss_e9 is not None and r.synthetic_loss_e9 is not None]
+            if r.test_loss_e9 is not None and r.synthetic_loss_e9]
     if len(pool) < max(2, cfg.gap_min_pool):
         return {}
     synth = [s for _, _, s in pool]
-    gaps = {miner: s - t for miner, t, s in pool}
+    gaps = {miner: (s - t) / s for miner, t, s in pool}
     median_gap = statistics.median(gaps.values())
-    threshold = max(cfg.gap_std_threshold * statistics.pstdev(synth),
-                    cfg.gap_min_rel * statistics.median(synth))
+    spread = statistics.pstdev(synth) / statistics.median(synth)
+    threshold = max(cfg.gap_std_threshold * spread, cfg.gap_min_rel)
     found: dict[str, Decision] = {}
     for miner, gap in gaps.items():
         excess = gap - median_gap
         if excess > threshold:
             found[miner] = Decision(
                 miner, Reason.SUSPICIOUS_GAP,
-                f"test loss beats synthetic loss by {excess / 1e9:.4f} more than the pool's median gap "
-                f"(threshold {threshold / 1e9:.4f}): the test data may have been trained on")
+                f"test loss beats synthetic loss by {gap:.1%} of it, the pool's median by {median_gap:.1%} "
+                f"(allowed excess {threshold:.1%}): the test data may have been trained on")
     return found
 
 

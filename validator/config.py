@@ -70,12 +70,12 @@ class ValidatorConfig:
                        "is not fine-tuned."))
     gap_std_threshold: float = field(
         default=0.5,
-        metadata=_help("Suspicious test-vs-synthetic gap: excess over the pool's median gap above "
-                       "this many standard deviations of the pool's synthetic losses."))
+        metadata=_help("Suspicious test-vs-synthetic gap: a relative gap above the pool's median by more "
+                       "than this many (relative) standard deviations of the pool's synthetic losses."))
     gap_min_rel: float = field(
         default=0.05,
-        metadata=_help("Floor of the gap threshold, relative to the pool's median synthetic loss "
-                       "(so a tight pool does not flag honest noise)."))
+        metadata=_help("Smallest excess relative gap ever flagged (so a tight pool does not flag "
+                       "honest noise)."))
     gap_min_pool: int = field(default=3, metadata=_help("Fewest candidates for the gap check to apply."))
 
     # --- pool selection and join admission (validator.selection) ---
