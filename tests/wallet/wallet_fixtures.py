@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
+from protocol.messages import Receipt
+from protocol.signing import Domain
 from wallet.chain import ChainClient
 from wallet.devchain import EmbeddedChain
 from wallet.registry import Deployment, Registry, RegistryParams
@@ -40,3 +43,32 @@ class ChainEnv:
         target = reg.epoch_start(epoch) + 1
         if target > now:
             self.chain.increase_time(target - now)
+
+
+def make_receipt(
+    validator: str, miner: str, amount: int, epoch: int = 0, nonce: int = 0, **fields: object
+) -> Receipt:
+    """A valid Receipt with defaults for the fields a test does not care about."""
+    values: dict[str, object] = {
+        "task_id": os.urandom(32),
+        "miner": miner,
+        "payout": miner,
+        "validator": validator,
+        "rank": 1,
+        "pool_size": 3,
+        "test_loss_e9": 2_500_000_000,
+        "synthetic_loss_e9": 2_700_000_000,
+        "score_e9": 1_000_000_000,
+        "amount": amount,
+        "epoch": epoch,
+        "nonce": nonce,
+        "issued_at": 1_700_000_000_000,
+    }
+    values.update(fields)
+    return Receipt(**values)  # type: ignore[arg-type]
+
+
+def make_domain(
+    chain_id: int = 131277322940537, registry: str = "0x" + "ab" * 20, salt: bytes = b"\x07" * 32
+) -> Domain:
+    return Domain(chain_id, registry, salt)

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+from wallet_fixtures import ETHER, ChainEnv, make_domain, make_receipt
+
+from protocol.messages import receipt_hash
+from protocol.signing import SignedMessage, recover_signer, sign
+from wallet.epochs import EpochFile, EpochFileError, check_proof, check_proof_matches_receipt, load_epoch_file
+from wallet.receipts import sign_receipt
+from wallet.signer import LocalSigner
+
+
+def epoch_file(env: ChainEnv, miners: list[str], amount: int, epoch: int = 0) -> EpochFile:
+    domain = make_domain(registry=env.deployment.registry)
+    receipts = [
+        sign_receipt(make_receipt(env.v1.address, m, amount, epoch=epoch, nonce=i), domain, env.v1)
+        for i, m in enumerate(miners)
+    ]
+    return EpochFile.build(epoch, env.v1.address, domain, receipts)
+
+
+def test_validator_posts_miner_verifies_against_chain_and_claims(chain_env: ChainEnv) -> None:
+    miners = [LocalSigner.create().address for _ in range(5)]
+    built = epoch_file(chain_env, miners, 200 * ETHER)
+    reg = chain_env.registry(chain_env.v1)
+    reg.register(ETHER)
+    chain_env.advance_to_epoch(1)
+    reg.post_epoch(0, built.root, built.file_hash, built.total)
+    chain_env.advance_to_epoch(2)
+
+    miner_view = chain_env.registry(chain_env.relayer)  # a miner with no gas uses a relayer
+    post = miner_view.post(0, chain_env.v1.address)
+    assert post is not None and post.epoch_file_hash == built.file_hash
+    for signed in built.receipts:
+        proof = built.proof_for(signed.message, issued_at=1)  # type: ignore[arg-type]
+        signed_proof = sign(proof, built.domain, chain_env.v1)
+        assert recover_signer(signed_proof, built.domain) == chain_env.v1.address
+        check_proof_matches_receipt(proof, signed.message)  # type: ignore[arg-type]
+        check_proof(proof, post.root)
+        miner_view.claim(0, proof.validator, proof.receipt_hash, proof.payout, proof.amount, proof.proof)
+        assert miner_view.token_balance(proof.payout) == 200 * ETHER
+
+
+def test_bad_proof_is_caught_before_claiming(chain_env: ChainEnv) -> None:
+    built = epoch_file(chain_env, [LocalSigner.create().address for _ in range(4)], 1)
+    proof = built.proofs(issued_at=1)[0]
+    with pytest.raises(EpochFileError, match="posted no root"):
+        check_proof(proof, None)
+    with pytest.raises(EpochFileError, match="differs from the root posted"):
+        check_proof(proof, b"\x01" * 32)
+    inflated = dataclasses.replace(proof, amount=proof.amount + 1)
+    with pytest.raises(EpochFileError, match="does not lead"):
+        check_proof(inflated, built.root)
+    other = built.receipts[1].message
+    with pytest.raises(EpochFileError, match="does not match the receipt"):
+        check_proof_matches_receipt(proof, other)  # type: ignore[arg-type]
+
+
+def test_epoch_file_round_trip_and_hash(chain_env: ChainEnv) -> None:
+    built = epoch_file(chain_env, [LocalSigner.create().address for _ in range(3)], 7)
+    data = built.to_bytes()
+    loaded = load_epoch_file(data, built.domain)
+    assert (loaded.root, loaded.file_hash, loaded.total) == (built.root, built.file_hash, 21)
+    assert json.loads(data)["root"] == "0x" + built.root.hex()
+
+
+def test_tampered_or_foreign_epoch_file_is_rejected(chain_env: ChainEnv) -> None:
+    built = epoch_file(chain_env, [LocalSigner.create().address for _ in range(3)], 7)
+    doc = json.loads(built.to_bytes())
+    doc["receipts"][0]["body"]["amount"] = "8"
+    with pytest.raises(EpochFileError, match="invalid receipt"):
+        load_epoch_file(json.dumps(doc).encode(), built.domain)
+    with pytest.raises(EpochFileError, match="another network"):
+        load_epoch_file(built.to_bytes(), make_domain(chain_id=5, registry=chain_env.deployment.registry))
+    with pytest.raises(EpochFileError, match="not JSON"):
+        load_epoch_file(b"\xff", built.domain)
+
+
+def test_build_refuses_foreign_duplicate_or_forged_receipts(chain_env: ChainEnv) -> None:
+    built = epoch_file(chain_env, [LocalSigner.create().address], 1)
+    signed = built.receipts[0]
+    with pytest.raises(EpochFileError, match="twice"):
+        EpochFile.build(0, chain_env.v1.address, built.domain, [signed, signed])
+    with pytest.raises(EpochFileError, match="does not belong"):
+        EpochFile.build(1, chain_env.v1.address, built.domain, [signed])
+    forged = SignedMessage(dataclasses.replace(signed.message, amount=10**24), signed.signature)
+    with pytest.raises(Exception, match="not signed by its validator"):
+        EpochFile.build(0, chain_env.v1.address, built.domain, [forged])
+    with pytest.raises(EpochFileError, match="no receipts"):
+        EpochFile.build(0, chain_env.v1.address, built.domain, [])
+    assert built.proofs(1)[0].receipt_hash == receipt_hash(signed.message)  # type: ignore[arg-type]

@@ -1,0 +1,200 @@
+"""Epoch files and proofs: what a validator publishes per epoch, and what a miner checks.
+
+The validator gathers the epoch's signed receipts into an ``EpochFile`` (canonical JSON: every
+receipt with its signature, sorted by receipt hash), builds the Merkle tree over leaves
+(receipt hash, payout, amount), posts the root and the file's sha256 on chain, and sends each
+miner a signed ``ReceiptProof``. The miner checks the proof against the root read from the
+chain before it claims. Anyone can re-verify a published file: every receipt's signature, the
+root and the total are recomputed from the receipts alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+from protocol.encoding import canonical_json, decode, encode
+from protocol.errors import FieldError, ProtocolError
+from protocol.messages import EpochRecord, Receipt, ReceiptProof, receipt_hash
+from protocol.signing import Domain, SignedMessage
+from wallet.merkle import MerkleTree, leaf_hash, verify_proof
+from wallet.receipts import verify_receipt
+
+FORMAT = "magnet-epoch"
+VERSION = 1
+MAX_EPOCH_FILE_BYTES = 256 * 1024 * 1024  # ~100k receipts
+MAX_RECEIPTS = 200_000
+
+
+class EpochFileError(ProtocolError):
+    """An epoch file is malformed or does not match its receipts, root or the chain."""
+
+
+@dataclass(frozen=True)
+class EpochFile:
+    """One validator's receipts for one epoch."""
+
+    epoch: int
+    validator: str
+    domain: Domain
+    receipts: tuple[SignedMessage, ...]
+
+    @classmethod
+    def build(
+        cls, epoch: int, validator: str, domain: Domain, receipts: Iterable[SignedMessage]
+    ) -> EpochFile:
+        """Check every receipt (signature, epoch, validator, no duplicates) and order them."""
+        ordered = sorted(receipts, key=lambda s: receipt_hash(_receipt(s)))
+        if not ordered:
+            raise EpochFileError(f"epoch {epoch}: no receipts to publish")
+        if len(ordered) > MAX_RECEIPTS:
+            raise EpochFileError(f"epoch {epoch}: {len(ordered)} receipts exceed the cap of {MAX_RECEIPTS}")
+        seen: set[bytes] = set()
+        for signed in ordered:
+            receipt = _receipt(signed)
+            if receipt.epoch != epoch or receipt.validator != validator:
+                raise EpochFileError(
+                    f"receipt for epoch {receipt.epoch} by {receipt.validator} does not belong in "
+                    f"epoch {epoch} of {validator}"
+                )
+            verify_receipt(signed, domain)
+            digest = receipt_hash(receipt)
+            if digest in seen:
+                raise EpochFileError("the same receipt appears twice in the epoch file")
+            seen.add(digest)
+        return cls(epoch, validator, domain, tuple(ordered))
+
+    @cached_property
+    def leaves(self) -> list[bytes]:
+        return [leaf_hash(receipt_hash(r), r.payout, r.amount) for r in (_receipt(s) for s in self.receipts)]
+
+    @cached_property
+    def tree(self) -> MerkleTree:
+        return MerkleTree(self.leaves)
+
+    @property
+    def root(self) -> bytes:
+        return self.tree.root
+
+    @property
+    def total(self) -> int:
+        return sum(_receipt(s).amount for s in self.receipts)
+
+    def to_bytes(self) -> bytes:
+        """The canonical file: sorted keys, no whitespace; one encoding per epoch file."""
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "epoch": self.epoch,
+            "validator": self.validator,
+            "domain": self.domain.to_json(),
+            "root": "0x" + self.root.hex(),
+            "total": str(self.total),
+            "receipts": [json.loads(encode(s)) for s in self.receipts],
+        }
+        return canonical_json(doc)
+
+    @cached_property
+    def file_hash(self) -> bytes:
+        """sha256 of the canonical file: posted on chain beside the root."""
+        return hashlib.sha256(self.to_bytes()).digest()
+
+    def record(self, issued_at: int) -> EpochRecord:
+        """The unsigned ``EpochRecord`` announcing this epoch."""
+        return EpochRecord(
+            epoch=self.epoch,
+            validator=self.validator,
+            merkle_root=self.root,
+            epoch_file_sha256=self.file_hash,
+            total_amount=self.total,
+            receipt_count=len(self.receipts),
+            issued_at=issued_at,
+        )
+
+    def proof_for(self, receipt: Receipt, issued_at: int) -> ReceiptProof:
+        """The unsigned ``ReceiptProof`` of one receipt (the validator signs it before sending)."""
+        digest = receipt_hash(receipt)
+        leaf = leaf_hash(digest, receipt.payout, receipt.amount)
+        if leaf not in self.tree:
+            raise EpochFileError("this receipt is not in the epoch file")
+        return ReceiptProof(
+            epoch=self.epoch,
+            validator=self.validator,
+            receipt_hash=digest,
+            payout=receipt.payout,
+            amount=receipt.amount,
+            proof=tuple(self.tree.proof(leaf)),
+            root=self.root,
+            issued_at=issued_at,
+        )
+
+    def proofs(self, issued_at: int) -> list[ReceiptProof]:
+        return [self.proof_for(_receipt(s), issued_at) for s in self.receipts]
+
+
+def load_epoch_file(data: bytes, domain: Domain) -> EpochFile:
+    """Parse and fully re-verify a published epoch file (untrusted input)."""
+    if len(data) > MAX_EPOCH_FILE_BYTES:
+        raise EpochFileError(f"epoch file of {len(data)} bytes exceeds the cap of {MAX_EPOCH_FILE_BYTES}")
+    try:
+        doc = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise EpochFileError(f"epoch file is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
+        raise EpochFileError(f"not a {FORMAT} version {VERSION} file")
+    if doc.get("domain") != domain.to_json():
+        raise EpochFileError("epoch file belongs to another network (chain, registry or salt differ)")
+    raw = doc.get("receipts")
+    if not isinstance(raw, list) or len(raw) > MAX_RECEIPTS:
+        raise EpochFileError(f"epoch file 'receipts' must be a list of at most {MAX_RECEIPTS} receipts")
+    try:
+        receipts = [decode(canonical_json(r)) for r in raw]
+        built = EpochFile.build(int(doc.get("epoch", -1)), str(doc.get("validator")), domain, receipts)
+    except (ProtocolError, TypeError, ValueError) as exc:
+        raise EpochFileError(f"epoch file has an invalid receipt: {exc}") from None
+    if built.to_bytes() != data:
+        raise EpochFileError("epoch file is not canonical or its root/total do not match its receipts")
+    return built
+
+
+def check_proof(proof: ReceiptProof, onchain_root: bytes | None) -> None:
+    """Raise ``EpochFileError`` unless ``proof`` leads to the root posted on chain."""
+    if onchain_root is None:
+        raise EpochFileError(f"validator {proof.validator} posted no root for epoch {proof.epoch} on chain")
+    if proof.root != onchain_root:
+        raise EpochFileError("the proof's root differs from the root posted on chain: do not claim with it")
+    leaf = leaf_hash(proof.receipt_hash, proof.payout, proof.amount)
+    if not verify_proof(proof.proof, onchain_root, leaf):
+        raise EpochFileError("the Merkle proof does not lead to the posted root (bad or tampered proof)")
+
+
+def check_proof_matches_receipt(proof: ReceiptProof, receipt: Receipt) -> None:
+    """The proof is about this receipt: same hash, payout, amount, epoch and validator."""
+    expected = (receipt_hash(receipt), receipt.payout, receipt.amount, receipt.epoch, receipt.validator)
+    actual = (proof.receipt_hash, proof.payout, proof.amount, proof.epoch, proof.validator)
+    if expected != actual:
+        raise EpochFileError(
+            "the proof does not match the receipt (hash, payout, amount, epoch or validator)"
+        )
+
+
+def _receipt(signed: SignedMessage) -> Receipt:
+    if not isinstance(signed.message, Receipt):
+        raise FieldError(f"epoch files hold Receipts, not {type(signed.message).__name__}")
+    return signed.message
+
+
+def summary(epoch_file: EpochFile) -> dict[str, Any]:
+    """A short JSON-able description for logs and the CLI."""
+    return {
+        "epoch": epoch_file.epoch,
+        "validator": epoch_file.validator,
+        "receipts": len(epoch_file.receipts),
+        "total": str(epoch_file.total),
+        "root": "0x" + epoch_file.root.hex(),
+        "fileSha256": "0x" + epoch_file.file_hash.hex(),
+    }
