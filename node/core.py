@@ -25,6 +25,7 @@ import importlib.util
 import signal
 import threading
 from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
@@ -42,6 +43,7 @@ from node.events import (
 )
 from node.logs import LogSetup, component_logger, setup_logging
 from node.paths import DataDir, resolve_data_dir
+from node.profile import NetworkProfile
 from node.service import Service, TaskStatus
 from node.store import Store
 from protocol.signing import SignerLike
@@ -109,6 +111,7 @@ class NodeCore:
         self._services: list[Service] = []
         self._running_services: list[Service] = []
         self._store: Store | None = None
+        self._profile: NetworkProfile | None = None
         self._logs: LogSetup | None = None
         self._thread: threading.Thread | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -128,6 +131,13 @@ class NodeCore:
     @property
     def running(self) -> bool:
         return self._thread is not None and self._ready.is_set() and not self._stopped.is_set()
+
+    @property
+    def profile(self) -> NetworkProfile | None:
+        """The network profile named by ``node.network`` (loaded and checked once), or None."""
+        if self._profile is None and self.config.node.network:
+            self._profile = NetworkProfile.load(Path(self.config.node.network).expanduser())
+        return self._profile
 
     @property
     def store(self) -> Store:
@@ -173,7 +183,12 @@ class NodeCore:
         if not role_available(role):
             raise RoleNotAvailable(f"the {role} role is not available yet ({module_name} does not exist)")
         module = importlib.import_module(module_name)
-        service: Service = module.create_service(self)
+        create = getattr(module, "create_service", None)
+        if not callable(create):
+            raise RoleNotAvailable(
+                f"the {role} role is not available yet ({module_name} has no create_service(core))"
+            )
+        service: Service = create(self)
         self.add_service(service)
         return service
 
@@ -251,6 +266,7 @@ class NodeCore:
             log.info("node stopping: %s", reason)
             self._request_stop()
             clean = self._join_thread(self.config.node.stop_timeout + 1.0)
+            log.info("node stopped%s", "" if clean else " (not cleanly: see the errors above)")
             self._release_resources()
             self._stopped.set()
         self.emit(NodeStopped(clean=clean))

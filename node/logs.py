@@ -29,6 +29,7 @@ from typing import TextIO
 ROOT = "magnet"
 REDACTED = "<redacted>"
 MNEMONIC_MIN_WORDS = 12
+MIN_SECRET_CHARS = 6
 FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
 
 _PRIVATE_KEY = re.compile(r"(?<![0-9A-Za-z])(?:0[xX])?[0-9a-fA-F]{64}(?![0-9A-Za-z])")
@@ -52,8 +53,12 @@ def short_hash(digest: str, length: int = 16) -> str:
 
 
 def register_secret(secret: str) -> None:
-    """Never write ``secret`` (a password, a passphrase) to any log from now on."""
-    if secret:
+    """Never write ``secret`` (a password, a passphrase) to any log from now on.
+
+    Secrets shorter than ``MIN_SECRET_CHARS`` are not registered: replacing every "wrong" or "1234"
+    would garble the logs and hint at the secret; the wallet refuses such passwords for new keys.
+    """
+    if len(secret) >= MIN_SECRET_CHARS:
         with _secrets_lock:
             _secrets.add(secret)
 

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 from node.config import Config
 from node.events import Event, EventBus
 from node.paths import DataDir
+from node.profile import NetworkProfile
 from node.store import Store
 from protocol.signing import SignerLike
 
@@ -53,6 +54,9 @@ class CoreContext(Protocol):
 
     @property
     def store(self) -> Store: ...
+
+    @property
+    def profile(self) -> NetworkProfile | None: ...
 
     @property
     def address(self) -> str: ...

@@ -1,0 +1,72 @@
+"""``magnet status``: what this data directory holds and whether a node is running on it.
+
+Reads only what needs no password and no running node (the lock, the keystore's public address,
+the store's schema versions). The validator issue extends it with tasks, miners and scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+
+from node.cli.common import Subparsers, config_from_args, data_dir_of, keystore_path, out
+from node.cli.exitcodes import ExitCode
+from node.paths import is_locked
+
+
+def register(subparsers: Subparsers) -> None:
+    if "status" in subparsers.choices:
+        return
+    sub = subparsers.add_parser("status", help="the data directory, its wallet and whether a node runs")
+    sub.add_argument("--json", action="store_true", help="print one JSON object")
+    sub.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    data_dir = data_dir_of(config)
+    holder = is_locked(data_dir.root) if data_dir.root.is_dir() else None
+    report = {
+        "data_dir": str(data_dir.root),
+        "initialised": data_dir.root.is_dir(),
+        "node_running": holder is not None,
+        "node_pid": holder or None,
+        "wallet_address": wallet_address(keystore_path(config, data_dir)),
+        "network_profile": config.node.network or None,
+        "schema_versions": schema_versions(data_dir.store),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2), flush=True)
+    else:
+        for key, value in report.items():
+            out(f"{key:<16} {'-' if value is None else value}")
+    return int(ExitCode.OK)
+
+
+def wallet_address(path: object) -> str | None:
+    """The address a keystore declares (public, no password needed); None when absent or unreadable."""
+    try:
+        with open(str(path), "rb") as f:
+            data = json.loads(f.read(65536))
+    except (OSError, ValueError):
+        return None
+    address = data.get("address") if isinstance(data, dict) else None
+    if not isinstance(address, str) or len(address) not in (40, 42):
+        return None
+    return address if address.startswith("0x") else "0x" + address
+
+
+def schema_versions(path: object) -> dict[str, int]:
+    """Read-only look at the store (never creates or migrates it; fine while a node runs)."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        rows = conn.execute("SELECT component, version FROM schema_version").fetchall()
+        return {str(c): int(v) for c, v in rows}
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
