@@ -281,10 +281,12 @@ class NodeCore:
         thread.join(timeout)
         return not thread.is_alive()
 
-    def run_until_signal(self) -> int:
+    def run_until_signal(self, ready: Callable[[], None] | None = None) -> int:
         """Run until SIGINT or SIGTERM (or a service failure), then stop. Returns the signal (0: none).
 
-        Must be called from the main thread (only it may install signal handlers).
+        ``ready`` is called once the handlers are in place (announce "running" there: a signal
+        that arrives earlier gets the default action). Must be called from the main thread (only
+        it may install signal handlers).
         """
         caught: list[int] = []
         wake = threading.Event()
@@ -295,6 +297,8 @@ class NodeCore:
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
+            if ready is not None:
+                ready()
             # Short waits so the handler's wake-up is seen promptly and a crashed loop is noticed.
             while not wake.is_set() and not self.wait(0.2):
                 pass

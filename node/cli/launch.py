@@ -46,9 +46,12 @@ def headless(args: argparse.Namespace) -> int:
     try:
         plug_in_roles(core, ("p2p", role))
         core.start()
-        out(f"node running as {role}: address {core.address}, data dir {data_dir.root}")
-        out("stop it with Ctrl-C or SIGTERM")
-        core.run_until_signal()
+
+        def announce() -> None:
+            out(f"node running as {role}: address {core.address}, data dir {data_dir.root}")
+            out("stop it with Ctrl-C or SIGTERM")
+
+        core.run_until_signal(ready=announce)
     finally:
         core.stop()
         console.close()

@@ -235,8 +235,7 @@ SIGTERM_NODE = textwrap.dedent("""
     core = NodeCore(config)
     core.add_service(Stubborn())
     core.start()
-    print("ready", flush=True)
-    signum = core.run_until_signal()
+    signum = core.run_until_signal(ready=lambda: print("ready", flush=True))
     print("stopped on", signum, flush=True)
 """)
 
