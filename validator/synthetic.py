@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import operator
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -72,6 +73,10 @@ ITEMS = ["notebook", "pencil", "apple", "ticket", "candle", "marble", "sticker",
 FRUIT = ["apples", "pears", "plums", "lemons", "peaches", "oranges"]
 
 
+OPS: dict[str, Callable[[int, int], int]] = {
+    "+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.floordiv}
+
+
 class _Steps:
     """Worked solution lines with calculator annotations, GSM8K style."""
 
@@ -79,9 +84,9 @@ class _Steps:
         self.lines: list[str] = []
 
     def calc(self, text: str, a: int, op: str, b: int) -> int:
-        value = {"+": a + b, "-": a - b, "*": a * b, "/": a // b}[op]
-        if op == "/" and a % b:
+        if op == "/" and (b == 0 or a % b):
             raise ValueError("non-integer division in a generated problem")
+        value: int = OPS[op](a, b)
         self.lines.append(f"{text} {a}{op}{b} = <<{a}{op}{b}={value}>>{value}.")
         return value
 
