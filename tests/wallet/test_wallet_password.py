@@ -1,0 +1,124 @@
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keyring
+import pytest
+from keyring.backend import KeyringBackend
+from keyring.backends import chainer, fail
+
+from wallet.errors import NoPassword
+from wallet.password import cache_password, cached_password, get_password, keyring_status
+
+
+class MemoryKeyring(KeyringBackend):
+    """A secure-looking in-memory backend (unit-test double for the Secret Service)."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.store: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.store.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.store[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.store.pop((service, username), None)
+
+
+class PlaintextKeyring(MemoryKeyring):
+    """Stands for keyrings.alt.file.PlaintextKeyring (module name is what is judged)."""
+
+
+PlaintextKeyring.__module__ = "keyrings.alt.file"
+
+
+@pytest.fixture
+def restore_keyring():  # type: ignore[no-untyped-def]
+    before = keyring.get_keyring()
+    yield
+    keyring.set_keyring(before)
+
+
+def test_file_then_env_then_prompt(tmp_path: Path) -> None:
+    file = tmp_path / "pw"
+    file.write_text("from-file\nignored\n")
+    file.chmod(0o600)
+    assert get_password("x", password_file=file, env={"MAGNET_PASSWORD": "env"}) == "from-file"
+    assert get_password("x", env={"MAGNET_PASSWORD": "env"}) == "env"
+    assert get_password("x", env={}, interactive=True, prompt=lambda _: "typed") == "typed"
+
+
+def test_headless_without_a_source_says_what_to_pass() -> None:
+    with pytest.raises(NoPassword, match="--password-file FILE or set MAGNET_PASSWORD"):
+        get_password("unlock", env={}, interactive=False)
+
+
+def test_bad_password_files(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    with pytest.raises(NoPassword, match="empty"):
+        get_password("x", password_file=empty)
+    with pytest.raises(NoPassword, match="cannot read"):
+        get_password("x", password_file=tmp_path / "absent")
+
+
+def test_group_readable_password_file_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    file = tmp_path / "pw"
+    file.write_text("s3cret-value\n")
+    file.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        assert get_password("x", password_file=file) == "s3cret-value"
+    assert "chmod 600" in caplog.text
+
+
+def test_confirmation_mismatch_and_empty_prompt() -> None:
+    answers = iter(["a", "b"])
+    with pytest.raises(NoPassword, match="differ"):
+        get_password("x", env={}, interactive=True, confirm=True, prompt=lambda _: next(answers))
+    with pytest.raises(NoPassword, match="empty"):
+        get_password("x", env={}, interactive=True, prompt=lambda _: "")
+
+
+@pytest.mark.parametrize(
+    ("backend", "reason"),
+    [
+        (fail.Keyring(), "no OS keyring"),
+        (PlaintextKeyring(), "plain file"),
+    ],
+)
+def test_insecure_keyrings_are_never_used(restore_keyring, backend, reason, caplog) -> None:  # type: ignore[no-untyped-def]
+    keyring.set_keyring(backend)
+    status = keyring_status()
+    assert not status.secure and reason in status.reason
+    with caplog.at_level(logging.INFO):
+        assert not cache_password("0xabc", "pw")
+    assert "not cached" in caplog.text and "pw" not in caplog.text.replace("password", "")
+    assert cached_password("0xabc") is None
+    if isinstance(backend, PlaintextKeyring):
+        assert backend.store == {}
+
+
+def test_chainer_with_no_or_an_insecure_backend_is_insecure(restore_keyring, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(chainer.ChainerBackend, "backends", [])
+    keyring.set_keyring(chainer.ChainerBackend())
+    assert not keyring_status().secure
+    monkeypatch.setattr(chainer.ChainerBackend, "backends", [MemoryKeyring(), PlaintextKeyring()])
+    status = keyring_status()
+    assert not status.secure and "plain file" in status.reason
+
+
+def test_secure_keyring_caches_the_password(restore_keyring) -> None:  # type: ignore[no-untyped-def]
+    memory = MemoryKeyring()
+    keyring.set_keyring(memory)
+    assert keyring_status().secure
+    assert cache_password("0xabc", "pw1")
+    assert get_password("x", env={}, keyring_account="0xabc", interactive=False) == "pw1"
+    # A new password is always asked for, never taken from the cache.
+    with pytest.raises(NoPassword):
+        get_password("x", env={}, keyring_account="0xabc", confirm=True, interactive=False)

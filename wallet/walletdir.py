@@ -1,0 +1,255 @@
+"""A wallet directory: several accounts under one password, the sealed mnemonic, hot and payout keys.
+
+Layout (``<data dir>/wallet``, mode 0700, every file 0600 and written atomically)::
+
+    keystore.json          keystore v3 of the hot signing account (what the node unlocks)
+    accounts/<addr>.json   keystore v3 of every other account
+    mnemonic.json          the BIP-39 phrase sealed with scrypt + AES (absent for key imports)
+    wallet.json            accounts (address, derivation path), hot address, payout address
+
+The keystores are the source of truth; ``wallet.json`` holds no secret and is rebuilt from
+``keystore.json`` when missing (a wallet made by ``magnet init``). The payout address defaults to
+the hot account and may be any address (a hardware wallet, an exchange); the node binds it in its
+signed ``Identity``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eth_utils.address import is_address, to_checksum_address
+
+from wallet.errors import KeystoreError, WalletError
+from wallet.keys import account_from_mnemonic, account_from_private_key, derivation_path, new_mnemonic
+from wallet.keystore import (
+    DEFAULT_SCRYPT_N,
+    decrypt_private_key,
+    encrypt_private_key,
+    keystore_address,
+    load_keystore,
+    open_secret,
+    read_json,
+    seal_secret,
+    write_json,
+)
+from wallet.signer import LocalSigner
+
+META_VERSION = 1
+
+
+class WalletExists(WalletError):
+    """A wallet already exists where a new one was to be created."""
+
+
+class NoWallet(WalletError):
+    """There is no wallet in this directory."""
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    address: str
+    path: str | None  # BIP-44 derivation path; None for an imported private key
+    hot: bool
+    file: str
+
+
+class WalletDir:
+    """The wallet at ``root`` (``<data dir>/wallet``)."""
+
+    def __init__(self, root: Path, scrypt_n: int = DEFAULT_SCRYPT_N) -> None:
+        self.root = Path(root)
+        self.scrypt_n = scrypt_n
+
+    @property
+    def hot_keystore(self) -> Path:
+        return self.root / "keystore.json"
+
+    @property
+    def mnemonic_file(self) -> Path:
+        return self.root / "mnemonic.json"
+
+    @property
+    def meta_file(self) -> Path:
+        return self.root / "wallet.json"
+
+    def exists(self) -> bool:
+        return self.hot_keystore.exists()
+
+    # --- creation ------------------------------------------------------------------------
+
+    def create(self, password: str, words: int = 12) -> tuple[str, str]:
+        """A new mnemonic wallet; returns (address, mnemonic). Show the mnemonic once, to a person."""
+        mnemonic = new_mnemonic(words)
+        return self.import_mnemonic(mnemonic, password), mnemonic
+
+    def import_mnemonic(self, mnemonic: str, password: str, accounts: int = 1) -> str:
+        """Restore a wallet from its phrase with its first ``accounts`` accounts; returns the hot address."""
+        self._refuse_overwrite()
+        derived = [account_from_mnemonic(mnemonic, i) for i in range(max(accounts, 1))]
+        self._prepare()
+        write_json(
+            self.mnemonic_file,
+            seal_secret(" ".join(mnemonic.lower().split()).encode(), password, self.scrypt_n),
+        )
+        entries = []
+        for i, account in enumerate(derived):
+            target = self.hot_keystore if i == 0 else self._account_file(account.address)
+            write_json(target, encrypt_private_key(bytes(account.key), password, self.scrypt_n))
+            entries.append(
+                {"address": account.address, "path": derivation_path(i), "file": self._rel(target)}
+            )
+        self._write_meta(entries, derived[0].address, derived[0].address)
+        return str(derived[0].address)
+
+    def import_private_key(self, private_key: str | bytes, password: str) -> str:
+        """A wallet of one imported key (no mnemonic); returns its address."""
+        self._refuse_overwrite()
+        account = account_from_private_key(private_key)
+        self._prepare()
+        write_json(self.hot_keystore, encrypt_private_key(bytes(account.key), password, self.scrypt_n))
+        entry = {"address": account.address, "path": None, "file": self._rel(self.hot_keystore)}
+        self._write_meta([entry], account.address, account.address)
+        return str(account.address)
+
+    def add_account(self, password: str) -> str:
+        """Derive the next account from the mnemonic; returns its address."""
+        mnemonic = self.reveal_mnemonic(password)
+        meta = self.meta()
+        index = 1 + max(int(str(a["path"]).rsplit("/", 1)[1]) for a in meta["accounts"] if a["path"])
+        account = account_from_mnemonic(mnemonic, index)
+        target = self._account_file(account.address)
+        write_json(target, encrypt_private_key(bytes(account.key), password, self.scrypt_n))
+        entry = {"address": account.address, "path": derivation_path(index), "file": self._rel(target)}
+        self._write_meta([*meta["accounts"], entry], meta["hot"], meta["payout"])
+        return str(account.address)
+
+    # --- reading -------------------------------------------------------------------------
+
+    def meta(self) -> dict[str, Any]:
+        """The account list, hot and payout addresses (rebuilt from keystore.json if absent)."""
+        if not self.exists():
+            raise NoWallet(
+                f"no wallet in {self.root}: create one with `magnet wallet create` or `magnet init`"
+            )
+        if not self.meta_file.exists():
+            address = keystore_address(load_keystore(self.hot_keystore))
+            path = derivation_path(0) if self.mnemonic_file.exists() else None
+            entry = {"address": address, "path": path, "file": self._rel(self.hot_keystore)}
+            return {"version": META_VERSION, "accounts": [entry], "hot": address, "payout": address}
+        meta = read_json(self.meta_file, "wallet metadata")
+        if meta.get("version") != META_VERSION or not isinstance(meta.get("accounts"), list):
+            raise KeystoreError(f"{self.meta_file} is not wallet metadata version {META_VERSION}")
+        return meta
+
+    def accounts(self) -> list[AccountInfo]:
+        meta = self.meta()
+        return [
+            AccountInfo(a["address"], a["path"], a["address"] == meta["hot"], a["file"])
+            for a in meta["accounts"]
+        ]
+
+    @property
+    def hot_address(self) -> str:
+        return str(self.meta()["hot"])
+
+    @property
+    def payout_address(self) -> str:
+        return str(self.meta()["payout"])
+
+    def unlock(self, password: str, address: str | None = None) -> LocalSigner:
+        """The signer of ``address`` (default: the hot account); ``WrongPassword`` says so."""
+        path = self._file_of(address or self.hot_address)
+        return LocalSigner(decrypt_private_key(load_keystore(path), password))
+
+    def reveal_mnemonic(self, password: str) -> str:
+        """The recovery phrase, only with the right password."""
+        if not self.mnemonic_file.exists():
+            raise NoWallet("this wallet was imported from a private key: it has no recovery phrase")
+        return open_secret(read_json(self.mnemonic_file, "sealed mnemonic"), password).decode()
+
+    def export_keystore(self, destination: Path, address: str | None = None) -> Path:
+        """Copy an account's keystore (still encrypted) to ``destination`` with mode 0600."""
+        source = self._file_of(address or self.hot_address)
+        if destination.exists():
+            raise WalletExists(f"{destination} exists: choose another file name")
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out)
+        return destination
+
+    # --- changes -------------------------------------------------------------------------
+
+    def change_password(self, old: str, new: str) -> None:
+        """Re-encrypt every keystore and the mnemonic. All are decrypted first, so a wrong ``old``
+        password changes nothing; then each file is replaced atomically."""
+        if not new:
+            raise WalletError("an empty password protects nothing: choose one")
+        keys = {
+            info.file: decrypt_private_key(load_keystore(self.root / info.file), old)
+            for info in self.accounts()
+        }
+        mnemonic = self.reveal_mnemonic(old) if self.mnemonic_file.exists() else None
+        for rel, key in keys.items():
+            write_json(self.root / rel, encrypt_private_key(key, new, self.scrypt_n))
+        if mnemonic is not None:
+            write_json(self.mnemonic_file, seal_secret(mnemonic.encode(), new, self.scrypt_n))
+
+    def set_payout(self, address: str) -> None:
+        """Pay rewards to ``address`` (any address; it need not be in this wallet)."""
+        if not is_address(address):
+            raise WalletError(f"{address!r} is not an EVM address (0x followed by 40 hex digits)")
+        meta = self.meta()
+        self._write_meta(meta["accounts"], meta["hot"], to_checksum_address(address))
+
+    def set_hot(self, address: str) -> None:
+        """Sign with ``address`` from now on: its keystore becomes keystore.json."""
+        meta = self.meta()
+        target = to_checksum_address(address)
+        if target == meta["hot"]:
+            return
+        new_file = self._file_of(target)
+        old_hot = self._account_file(meta["hot"])
+        # Swap files: the old hot keystore moves to accounts/, the chosen one to keystore.json.
+        os.replace(self.hot_keystore, old_hot)
+        os.replace(new_file, self.hot_keystore)
+        accounts = []
+        for a in meta["accounts"]:
+            if a["address"] == meta["hot"]:
+                a = {**a, "file": self._rel(old_hot)}
+            elif a["address"] == target:
+                a = {**a, "file": self._rel(self.hot_keystore)}
+            accounts.append(a)
+        self._write_meta(accounts, target, meta["payout"])
+
+    # --- helpers -------------------------------------------------------------------------
+
+    def _refuse_overwrite(self) -> None:
+        if self.exists():
+            raise WalletExists(f"a wallet already exists in {self.root}; nothing was changed")
+
+    def _prepare(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / "accounts").mkdir(exist_ok=True, mode=0o700)
+
+    def _account_file(self, address: str) -> Path:
+        return self.root / "accounts" / f"{to_checksum_address(address)}.json"
+
+    def _file_of(self, address: str) -> Path:
+        wanted = to_checksum_address(address) if is_address(address) else address
+        for info in self.accounts():
+            if info.address == wanted:
+                return self.root / info.file
+        raise WalletError(f"{address} is not an account of this wallet: `magnet wallet show` lists them")
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.root))
+
+    def _write_meta(self, accounts: list[dict[str, Any]], hot: str, payout: str) -> None:
+        write_json(
+            self.meta_file, {"version": META_VERSION, "accounts": accounts, "hot": hot, "payout": payout}
+        )
