@@ -70,7 +70,7 @@ class Parser(argparse.ArgumentParser):
         raise CliError(ExitCode.USAGE, f"{message}\n{self.format_usage().strip()}")
 
 
-def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = Parser(
         prog="magnet",
         description="MAGNET: fine-tune models for a peer-to-peer network and earn rewards. "
@@ -86,7 +86,7 @@ def build_parser(modules: Sequence[str] = COMMAND_MODULES) -> argparse.ArgumentP
         Subparsers,
         parser.add_subparsers(title="commands", dest="command", metavar="COMMAND", parser_class=Parser),
     )
-    for name in modules:
+    for name in COMMAND_MODULES if modules is None else modules:
         register_module(subparsers, name)
     for sub in set(subparsers.choices.values()):
         add_common_options(sub, argparse.SUPPRESS)

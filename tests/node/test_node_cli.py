@@ -1,0 +1,196 @@
+"""The `magnet` CLI: exit codes (each documented), the important paths, and no secret in its output."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import node.cli.launch
+from node.cli import COMMAND_MODULES, PLANNED, build_parser, main
+from node.cli.exitcodes import ExitCode
+from node.config import describe, load_config, to_dict
+from node.paths import DataDir
+
+REPO = Path(__file__).resolve().parents[2]
+PASSWORD = "pw-for-tests-9f3c"
+
+
+@pytest.fixture
+def cli_env(magnet_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """MAGNET_HOME in tmp, cheap scrypt, and a password file."""
+    monkeypatch.setenv("MAGNET_WALLET__SCRYPT_N", "1024")
+    (tmp_path / "pw.txt").write_text(PASSWORD + "\n")
+    return {"home": str(magnet_home), "pw": str(tmp_path / "pw.txt")}
+
+
+def subprocess_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """A child environment with its own HOME and no MAGNET_HOME, so nothing touches the real home."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAGNET_")}
+    env.update(HOME=str(tmp_path / "user-home"), XDG_DATA_HOME="", XDG_CONFIG_HOME="",
+               MAGNET_CONFIG=str(tmp_path / "no-config.toml"), MAGNET_WALLET__SCRYPT_N="1024")
+    env.update(extra)
+    return env
+
+
+def magnet(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "node.cli", *args], capture_output=True, text=True, timeout=60,
+        stdin=subprocess.DEVNULL, env=subprocess_env(tmp_path, **env), cwd=tmp_path,
+    )
+
+
+def test_every_exit_code_has_a_doc_entry() -> None:
+    doc = (REPO / "docs" / "CLI.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", doc, flags=re.MULTILINE))
+    assert rows == {str(int(code)): code.name for code in ExitCode}
+
+
+def test_every_command_has_a_doc_row() -> None:
+    doc = (REPO / "docs" / "CLI.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert commands
+    for name in commands:
+        assert f"`magnet {name}" in doc, name
+
+
+def test_init_twice_and_wallet_errors(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--headless", "--password-file", cli_env["pw"]]) == ExitCode.WALLET_MISSING
+    assert "magnet init" in capsys.readouterr().err
+    assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.OK
+    out = capsys.readouterr().out
+    address = re.search(r"wallet address: (0x[0-9a-fA-F]{40})", out)
+    assert address and "not printed: no terminal" in out
+    keystore = json.loads((Path(cli_env["home"]) / "wallet" / "keystore.json").read_text())
+    assert keystore["address"].lower() == address.group(1)[2:].lower()
+    assert (Path(cli_env["home"]) / "wallet" / "mnemonic.json").exists()
+    assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.WALLET_EXISTS
+    wrong = Path(cli_env["pw"]).with_name("wrong.txt")
+    wrong.write_text("not-the-password\n")
+    assert main(["--headless", "--password-file", str(wrong)]) == ExitCode.WRONG_PASSWORD
+    assert main(["--headless"]) == ExitCode.NO_PASSWORD  # pytest's stdin is not a terminal
+    assert "--password-file" in capsys.readouterr().err
+    status = main(["status", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert status == ExitCode.OK and report["wallet_address"].lower() == address.group(1).lower()
+    assert report["node_running"] is False
+
+
+def test_password_file_problems(
+    cli_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty, short = tmp_path / "empty.txt", tmp_path / "short.txt"
+    empty.write_text("\n")
+    short.write_text("abc\n")
+    assert main(["init", "--password-file", str(empty)]) == ExitCode.USAGE
+    assert main(["init", "--password-file", str(short)]) == ExitCode.USAGE
+    assert main(["init", "--password-file", str(tmp_path / "absent")]) == ExitCode.NO_PASSWORD
+    err = capsys.readouterr().err
+    assert "is empty" in err and "at least 8" in err and "cannot read password file" in err
+    assert not (Path(cli_env["home"]) / "wallet" / "keystore.json").exists()
+
+
+def test_data_dir_in_use(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    with DataDir(Path(cli_env["home"])):
+        assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.DATA_DIR_IN_USE
+        assert main(["--headless", "--password-file", cli_env["pw"]]) == ExitCode.DATA_DIR_IN_USE
+    err = capsys.readouterr().err
+    assert f"in use by process {os.getpid()}" in err and "MAGNET_HOME" in err
+
+
+def test_usage_config_and_not_available(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["no-such-command"]) == ExitCode.USAGE
+    assert main(["--validator"]) == ExitCode.USAGE
+    assert main(["config"]) == ExitCode.USAGE
+    for command in PLANNED:
+        assert main([command, "--network", "x.json"]) == ExitCode.NOT_AVAILABLE, command
+    monkeypatch.setattr(node.cli.launch, "DESKTOP_MODULE", "desktop.no_such_app")
+    assert main([]) == ExitCode.NOT_AVAILABLE
+    assert "desktop app is not part of this build" in capsys.readouterr().err
+    monkeypatch.setenv("MAGNET_NODE__STOP_TIMEOUT", "soon")
+    assert main(["config", "show"]) == ExitCode.CONFIG
+    assert "node.stop_timeout" in capsys.readouterr().err
+
+
+def test_config_show_lists_every_key_and_toml_round_trips(
+    cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["config", "show"]) == ExitCode.OK
+    text = capsys.readouterr().out
+    config = load_config()
+    for section, key, _, help_text in describe(config):
+        assert re.search(rf"^{section}\.{key} .*# {re.escape(help_text)}$", text, flags=re.MULTILINE), key
+    assert main(["config", "show", "--toml"]) == ExitCode.OK
+    assert tomllib.loads(capsys.readouterr().out) == to_dict(config)
+
+
+def test_a_package_module_takes_over_a_planned_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import node_cli_plugin
+
+    monkeypatch.setattr("node.cli.COMMAND_MODULES", ("node_cli_plugin", *COMMAND_MODULES))
+    assert main(["mine", "--network", "net.json"]) == ExitCode.OK
+    assert node_cli_plugin.CALLS == ["net.json"]
+
+
+def test_command_modules_import_nothing_heavy(tmp_path: Path) -> None:
+    probe = (
+        "import sys, node.cli; node.cli.build_parser(); "
+        "heavy = ('torch', 'transformers', 'web3', 'libp2p', 'trio', 'PySide6', 'eth_account'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            env=subprocess_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_devnet_without_init_or_magnet_home(tmp_path: Path) -> None:
+    result = magnet(tmp_path, "devnet")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"address: 0x[0-9a-fA-F]{40}", result.stdout)
+    data_dir = re.search(r"data_dir: (\S+)", result.stdout)
+    assert data_dir and not Path(data_dir.group(1)).exists()  # the throwaway directory is gone
+    assert not (tmp_path / "user-home").exists()  # nothing written to the user's home
+
+
+@pytest.mark.slow
+def test_init_then_headless_without_a_terminal_stops_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "pw.txt").write_text(PASSWORD + "\n")
+    home = tmp_path / "magnet-home"
+    init = magnet(tmp_path, "init", "--password-file", str(tmp_path / "pw.txt"), MAGNET_HOME=str(home))
+    assert init.returncode == 0, init.stderr
+    assert PASSWORD not in init.stdout + init.stderr
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "--headless", "--password-file", str(tmp_path / "pw.txt")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True, cwd=tmp_path,
+        env=subprocess_env(tmp_path, MAGNET_HOME=str(home), MAGNET_NODE__STOP_TIMEOUT="3"),
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("node running as miner: address 0x"), line + proc.stderr.read()  # type: ignore[union-attr]
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+        assert proc.returncode == ExitCode.OK, err
+        assert time.monotonic() - t0 < 3 + 1.5
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    log = (home / "logs" / "magnet.log").read_text()
+    assert "node stopping: signal SIGTERM" in log and "node stopped" in log
+    assert PASSWORD not in log + out + err
