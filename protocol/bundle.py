@@ -35,6 +35,7 @@ from protocol.bundle_manifest import (
 )
 from protocol.errors import BundleError
 from protocol.safetensors_header import TensorInfo, read_tensor_table
+from protocol.strict_json import nesting_within
 
 __all__ = [
     "FORMAT_VERSION",
@@ -45,10 +46,12 @@ __all__ = [
     "extract_bundle",
     "file_sha256",
     "read_manifest",
+    "read_manifest_from",
     "write_bundle",
 ]
 
 CHUNK = 1 << 20
+JSON_FILE_MAX_DEPTH = 64
 PREFIX_BYTES = len(MAGIC) + 4
 
 
@@ -80,10 +83,15 @@ def write_bundle(
 
 def read_manifest(path: str | os.PathLike[str], caps: BundleCaps | None = None) -> Manifest:
     """Read and check the manifest of a bundle without reading the files' bytes."""
-    caps = caps or BundleCaps()
     with open(path, "rb") as f:
-        manifest = _read_header(f, caps)
-        _check_total_size(os.fstat(f.fileno()).st_size, manifest)
+        return read_manifest_from(f, os.fstat(f.fileno()).st_size, caps)
+
+
+def read_manifest_from(f: BinaryIO, total_size: int, caps: BundleCaps | None = None) -> Manifest:
+    """Read and check the manifest from a stream positioned at a bundle's start whose full size is
+    ``total_size`` (e.g. the first bytes of an upload, to refuse it before the rest arrives)."""
+    manifest = _read_header(f, caps or BundleCaps())
+    _check_total_size(total_size, manifest)
     return manifest
 
 
@@ -256,12 +264,21 @@ def _verify_content(path: Path, entry: BundleFile, caps: BundleCaps) -> None:
 
 
 def _check_text(path: Path, rel: str) -> None:
+    kind = "JSON" if rel.endswith(".json") else "text"
     try:
         text = path.read_bytes().decode("utf-8")
-        if rel.endswith(".json"):
+    except UnicodeDecodeError:
+        raise BundleError(f"{rel} is not valid UTF-8 {kind}") from None
+    if kind == "JSON":
+        # Configs and tokenizers nest a few levels; the bound keeps json's C scanner off a deep stack.
+        if not nesting_within(text, JSON_FILE_MAX_DEPTH):
+            raise BundleError(
+                f"{rel} is not valid UTF-8 JSON or nests deeper than {JSON_FILE_MAX_DEPTH} levels"
+            )
+        try:
             json.loads(text)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BundleError(f"{rel} is not valid UTF-8 {'JSON' if rel.endswith('.json') else 'text'}") from None
+        except (ValueError, RecursionError):
+            raise BundleError(f"{rel} is not valid UTF-8 JSON") from None
 
 
 def _move_into_place(staging: Path, dest: Path) -> None:

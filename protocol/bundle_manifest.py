@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from protocol import strict_json
 from protocol.errors import BundleError
 from protocol.safetensors_header import DTYPE_BYTES, MAX_RANK, TensorInfo
 
@@ -231,22 +232,7 @@ def parse_manifest(raw: bytes, caps: BundleCaps) -> Manifest:
 
 
 def _strict_json(raw: bytes) -> Any:
-    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        if len({k for k, _ in pairs}) != len(pairs):
-            raise BundleError("bundle manifest has duplicate keys")
-        return dict(pairs)
-
-    def no_float(text: str) -> Any:
-        raise BundleError("bundle manifest numbers must be integers")
-
-    try:
-        return json.loads(
-            raw.decode("utf-8"), object_pairs_hook=no_dupes, parse_float=no_float, parse_constant=no_float
-        )
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        if isinstance(exc, BundleError):
-            raise
-        raise BundleError("bundle manifest is not valid UTF-8 JSON") from None
+    return strict_json.loads(raw, "bundle manifest", BundleError)
 
 
 def _parse_file(entry: Any, caps: BundleCaps) -> BundleFile:

@@ -16,8 +16,9 @@ import hashlib
 import json
 from typing import Any
 
+from protocol import strict_json
 from protocol.base import lookup
-from protocol.errors import DecodeError, FieldError, OversizeError, SignatureError
+from protocol.errors import DecodeError, OversizeError, SignatureError
 from protocol.signing import SIGNATURE_BYTES, SignedMessage
 
 MAX_MESSAGE_BYTES = 65536
@@ -64,31 +65,8 @@ def decode(data: bytes, max_size: int = MAX_MESSAGE_BYTES) -> SignedMessage:
 
 
 def parse_json(data: bytes) -> Any:
-    """Strict JSON: UTF-8, no duplicate keys, no floats, NaN or Infinity; errors are DecodeError."""
-    try:
-        text = data.decode("utf-8")
-        return json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_float=_no_float, parse_constant=_no_float
-        )
-    except UnicodeDecodeError:
-        raise DecodeError("message is not valid UTF-8") from None
-    except RecursionError:
-        raise DecodeError("message JSON is nested too deeply") from None
-    except FieldError:
-        raise
-    except ValueError as exc:  # json.JSONDecodeError and int-size limits
-        raise DecodeError(f"message is not valid JSON: {str(exc)[:80]}") from None
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise FieldError("JSON object has duplicate keys")
-    return obj
-
-
-def _no_float(text: str) -> Any:
-    raise FieldError(f"JSON numbers must be integers (got {text[:20]}); amounts and losses are fixed point")
+    """Strict JSON (see protocol.strict_json); errors are DecodeError."""
+    return strict_json.loads(data, "message")
 
 
 def _parse_signature(raw: Any) -> bytes:

@@ -22,6 +22,7 @@ from eth_utils.crypto import keccak
 
 from protocol.base import Message, register, rule
 from protocol.schema import check_address, wire
+from protocol.strict_json import MAX_DEPTH, nesting_within
 
 PROTOCOL_VERSION = 1
 
@@ -386,6 +387,8 @@ def receipt_hash(receipt: Receipt) -> bytes:
 
 
 def _is_json_object(text: str) -> bool:
+    if not nesting_within(text, MAX_DEPTH):
+        return False
     try:
         return isinstance(json.loads(text), dict)
     except (ValueError, RecursionError):

@@ -8,12 +8,12 @@ match the shapes, offsets that tile the data region exactly (no gaps, overlaps o
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from protocol import strict_json
 from protocol.errors import BundleError
 
 DTYPE_BYTES = {
@@ -72,15 +72,7 @@ def read_tensor_table(
 
 
 def _parse_header_json(raw: bytes) -> dict[str, Any]:
-    def no_dupes(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-        if len({k for k, _ in pairs}) != len(pairs):
-            raise BundleError("safetensors header has duplicate keys")
-        return dict(pairs)
-
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=no_dupes)
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        raise BundleError("safetensors header is not valid UTF-8 JSON") from None
+    header = strict_json.loads(raw, "safetensors header", BundleError)
     if not isinstance(header, dict):
         raise BundleError("safetensors header must be a JSON object")
     return header
