@@ -189,6 +189,8 @@ def known_error_code(exc: BaseException) -> ExitCode | None:
         ("node.core", "ServiceError", ExitCode.NODE_FAILED),
         ("wallet.errors", "WrongPassword", ExitCode.WRONG_PASSWORD),
         ("wallet.errors", "NoPassword", ExitCode.NO_PASSWORD),
+        ("wallet.walletdir", "WalletExists", ExitCode.WALLET_EXISTS),
+        ("wallet.walletdir", "NoWallet", ExitCode.WALLET_MISSING),
     )
     for module_name, class_name, code in table:
         module = sys.modules.get(module_name)  # not imported: its errors cannot have been raised

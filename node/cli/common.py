@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,14 +10,13 @@ from typing import TYPE_CHECKING, TextIO
 
 from node.cli.exitcodes import CliError, ExitCode
 from node.config import Config, ConfigError, load_config
-from node.logs import redact, register_secret
+from node.logs import redact
 from node.paths import DataDir, resolve_data_dir
 
 if TYPE_CHECKING:
     from node.core import NodeCore
     from wallet.signer import LocalSigner
 
-MAX_PASSWORD_FILE_BYTES = 4096
 # What a command module's register() receives.
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -55,69 +53,47 @@ def has_terminal() -> bool:
     return sys.stdin is not None and sys.stdin.isatty()
 
 
-def read_password_file(path: str) -> str:
-    """The first line of ``path`` (without its line end). Empty or unreadable files are errors."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_PASSWORD_FILE_BYTES + 1)
-    except OSError as exc:
-        raise CliError(ExitCode.NO_PASSWORD, f"cannot read password file {path}: {exc.strerror}") from None
-    if len(raw) > MAX_PASSWORD_FILE_BYTES:
-        raise CliError(ExitCode.USAGE, f"password file {path} is over {MAX_PASSWORD_FILE_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise CliError(ExitCode.USAGE, f"password file {path} is not UTF-8 text") from None
-    lines = text.splitlines()
-    password = lines[0] if lines else ""
-    if not password:
-        raise CliError(ExitCode.USAGE, f"password file {path} is empty: put the password on its first line")
-    register_secret(password)
-    return password
+def obtain_password(config: Config, purpose: str, confirm: bool = False, keyring_account: str = "") -> str:
+    """The wallet password from the wallet's sources: password file, ``MAGNET_PASSWORD``, the OS
+    keyring (only a secure one, only if ``wallet.use_keyring``), or a prompt on a terminal.
 
-
-def obtain_password(config: Config, purpose: str, confirm: bool = False) -> str:
-    """The wallet password: from ``node.password_file`` / ``--password-file``, else a prompt.
-
-    With no terminal and no file this is ``NO_PASSWORD``, never a hang on a prompt nobody sees.
+    With none of them this is ``NO_PASSWORD``, never a hang on a prompt nobody sees.
     """
-    if config.node.password_file:
-        return read_password_file(config.node.password_file)
-    if not has_terminal():
-        raise CliError(
-            ExitCode.NO_PASSWORD,
-            f"no terminal to ask for the password to {purpose}: pass --password-file FILE "
-            "(or set MAGNET_NODE__PASSWORD_FILE)",
-        )
+    from wallet.errors import NoPassword
+    from wallet.password import get_password
+
+    password_file = Path(config.node.password_file).expanduser() if config.node.password_file else None
     try:
-        password = getpass.getpass(f"Password to {purpose}: ")
-        if confirm and getpass.getpass("Repeat the password: ") != password:
-            raise CliError(ExitCode.USAGE, "the two passwords differ: run the command again")
+        return get_password(
+            purpose,
+            password_file=password_file,
+            keyring_account=keyring_account if config.wallet.use_keyring else None,
+            confirm=confirm,
+        )
+    except NoPassword as exc:
+        raise CliError(ExitCode.NO_PASSWORD, redact(str(exc))) from None
     except (EOFError, KeyboardInterrupt):
         raise CliError(ExitCode.INTERRUPTED, "interrupted: nothing was changed") from None
-    if not password:
-        raise CliError(ExitCode.USAGE, "an empty password protects nothing: choose one")
-    register_secret(password)
-    return password
 
 
 def unlock_wallet(config: Config, data_dir: DataDir) -> LocalSigner:
-    """The node's signer from its keystore (``WALLET_MISSING`` / ``WRONG_PASSWORD`` as exit codes)."""
+    """The node's hot signer from its keystore (``WALLET_MISSING`` / ``WRONG_PASSWORD`` as exit codes)."""
+    from wallet.errors import WalletError, WrongPassword
+    from wallet.keystore import keystore_address, load_keystore, unlock_keystore
+    from wallet.signer import LocalSigner
+
     path = keystore_path(config, data_dir)
     if not path.exists():
         raise CliError(
             ExitCode.WALLET_MISSING,
-            f"no wallet at {path}: create one with `magnet init` (or `magnet devnet` needs none)",
+            f"no wallet at {path}: create one with `magnet init` (`magnet devnet` needs none)",
         )
-    from wallet.errors import WalletError, WrongPassword
-    from wallet.keystore import unlock_keystore
-    from wallet.signer import LocalSigner
-
-    password = obtain_password(config, f"unlock the wallet in {path}")
     try:
+        address = keystore_address(load_keystore(path))
+        password = obtain_password(config, f"unlock the wallet {address}", keyring_account=address)
         return LocalSigner(unlock_keystore(path, password))
     except WrongPassword:
-        raise CliError(ExitCode.WRONG_PASSWORD, f"wrong password for {path}: try again") from None
+        raise CliError(ExitCode.WRONG_PASSWORD, f"wrong password for the wallet in {path}") from None
     except WalletError as exc:
         raise CliError(ExitCode.CONFIG, redact(str(exc))) from None
 

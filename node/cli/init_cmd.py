@@ -15,7 +15,6 @@ from node.cli.common import (
 )
 from node.cli.exitcodes import CliError, ExitCode
 
-MNEMONIC_FILE = "mnemonic.json"
 MIN_PASSWORD_CHARS = 8
 
 
@@ -34,18 +33,17 @@ def register(subparsers: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wallet.keys import create_account
-    from wallet.keystore import save_keystore, seal_secret, write_json
+    from wallet.walletdir import WalletDir
 
     config = config_from_args(args)
     data_dir = data_dir_of(config)
     with data_dir:  # the lock: a running node or a second `init` cannot race with this one
-        path = keystore_path(config, data_dir)
-        if path.exists():
+        wallet = WalletDir(keystore_path(config, data_dir).parent, scrypt_n=config.wallet.scrypt_n)
+        if wallet.exists():
             raise CliError(
                 ExitCode.WALLET_EXISTS,
-                f"a wallet already exists at {path}; nothing was changed. Use `magnet wallet` to manage "
-                "it, or --data-dir DIR for a separate node.",
+                f"a wallet already exists at {wallet.hot_keystore}; nothing was changed. Use `magnet "
+                "wallet` to manage it, or --data-dir DIR for a separate node.",
             )
         interactive = has_terminal() and not config.node.password_file
         password = obtain_password(config, "protect the new wallet", confirm=True)
@@ -55,18 +53,15 @@ def run(args: argparse.Namespace) -> int:
                 f"the password has {len(password)} characters; use at least {MIN_PASSWORD_CHARS} "
                 "(it is all that protects the wallet file)",
             )
-        account, mnemonic = create_account(args.words)
-        save_keystore(path, bytes(account.key), password, scrypt_n=config.wallet.scrypt_n)
-        sealed = seal_secret(mnemonic.encode(), password, scrypt_n=config.wallet.scrypt_n)
-        write_json(path.parent / MNEMONIC_FILE, sealed)
+        address, mnemonic = wallet.create(password, words=args.words)
         out(f"data directory: {data_dir.root}")
-        out(f"wallet address: {account.address}")
-        out(f"keystore: {path}")
+        out(f"wallet address: {address}")
+        out(f"keystore: {wallet.hot_keystore}")
         if interactive:
             show_mnemonic(mnemonic)
         else:
-            out(f"recovery phrase: sealed under your password in {path.parent / MNEMONIC_FILE} "
-                "(not printed: no terminal)")
+            out(f"recovery phrase: sealed under your password in {wallet.mnemonic_file} "
+                "(not printed: no terminal; `magnet wallet show` reveals it after the password)")
     return int(ExitCode.OK)
 
 

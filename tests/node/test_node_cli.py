@@ -91,7 +91,7 @@ def test_password_file_problems(
     empty, short = tmp_path / "empty.txt", tmp_path / "short.txt"
     empty.write_text("\n")
     short.write_text("abc\n")
-    assert main(["init", "--password-file", str(empty)]) == ExitCode.USAGE
+    assert main(["init", "--password-file", str(empty)]) == ExitCode.NO_PASSWORD
     assert main(["init", "--password-file", str(short)]) == ExitCode.USAGE
     assert main(["init", "--password-file", str(tmp_path / "absent")]) == ExitCode.NO_PASSWORD
     err = capsys.readouterr().err
