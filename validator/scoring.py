@@ -27,10 +27,10 @@ announcement) carry, so ``magnet audit`` can recompute every weight and amount:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 
@@ -175,43 +175,58 @@ def _window_weights(miner_idx: np.ndarray, raw: np.ndarray, weight: np.ndarray, 
 def miner_weights(scores: Sequence[TaskScore], now: float, cfg: ValidatorConfig) -> dict[str, float]:
     """Each miner's share of the emission from its task scores (module docstring: the rule).
 
-    Every miner with a score in the longest window appears (weight 0.0 possibly). Deterministic:
-    the records are put in a canonical order first, so listing them differently gives the same
-    floats bit for bit.
+    Every miner with a score in the longest window appears (weight 0.0 possibly).
+    """
+    if not scores:
+        return {}
+    return miner_weights_columns(
+        [s.miner for s in scores], [s.task_id for s in scores],
+        np.array([s.at for s in scores], dtype=np.float64),
+        np.array([s.rank for s in scores], dtype=np.int64),
+        np.array([s.ranked_count for s in scores], dtype=np.int64),
+        np.array([s.task_weight for s in scores], dtype=np.float64), now, cfg)
+
+
+def _index_names(miners: Sequence[str], keep: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Sorted distinct names of the kept rows, and each kept row's index among them."""
+    kept = list(itertools.compress(miners, keep.tolist()))
+    names = sorted(set(kept))
+    position = {name: i for i, name in enumerate(names)}
+    return names, np.fromiter((position[m] for m in kept), dtype=np.int64, count=len(kept))
+
+
+def miner_weights_columns(miners: Sequence[str], task_ids: Sequence[str], at: np.ndarray, rank: np.ndarray,
+                          ranked_count: np.ndarray, weight: np.ndarray, now: float,
+                          cfg: ValidatorConfig) -> dict[str, float]:
+    """``miner_weights`` over columns (one entry per TaskScore field), as a store query returns them.
+
+    Deterministic: the rows are put in a canonical order (miner, time, task weight, rank score)
+    first, so listing them differently gives the same floats bit for bit (rows equal in all four
+    add the same terms, so their order among themselves cannot change a sum). ``task_ids`` only
+    has to match the other columns in length: a task's identity does not enter the weights.
     """
     if len(cfg.window_s) != len(cfg.window_weights):
         raise ValueError("miner_weights: window_s and window_weights differ in length")
-    if not scores:
-        return {}
-    miners = np.array([s.miner for s in scores])
-    task_ids = np.array([s.task_id for s in scores])
-    at = np.array([s.at for s in scores], dtype=np.float64)
-    order = np.lexsort((task_ids, at, miners))
-    miners, task_ids, at = miners[order], task_ids[order], at[order]
-    rank = np.array([s.rank for s in scores], dtype=np.int64)[order]
-    count = np.array([s.ranked_count for s in scores], dtype=np.int64)[order]
-    weight = np.array([s.task_weight for s in scores], dtype=np.float64)[order]
-    return _weights_from_arrays(miners, at, rank, count, weight, now, cfg)
-
-
-def _weights_from_arrays(miners: np.ndarray, at: np.ndarray, rank: np.ndarray, count: np.ndarray,
-                         weight: np.ndarray, now: float, cfg: ValidatorConfig) -> dict[str, float]:
+    if not len(miners) == len(task_ids) == len(at) == len(rank) == len(ranked_count) == len(weight):
+        raise ValueError("miner_weights: columns differ in length")
     longest = max(cfg.window_s)
     keep = (at <= now) & (at > now - longest)
-    miners, at, rank, count, weight = miners[keep], at[keep], rank[keep], count[keep], weight[keep]
-    names, miner_idx = np.unique(miners, return_inverse=True)
-    raw = rank_scores_array(rank, count, cfg)
-    total = np.zeros(names.size)
+    names, miner_idx = _index_names(miners, keep)
+    at, weight = at[keep], weight[keep]
+    raw = rank_scores_array(rank[keep], ranked_count[keep], cfg)
+    order = np.lexsort((raw, weight, at, miner_idx))
+    miner_idx, at, weight, raw = miner_idx[order], at[order], weight[order], raw[order]
+    total = np.zeros(len(names))
     used = 0.0
     for span, share in zip(cfg.window_s, cfg.window_weights, strict=True):
         inside = at > now - span
-        window = _window_weights(miner_idx[inside], raw[inside], weight[inside], names.size, cfg)
+        window = _window_weights(miner_idx[inside], raw[inside], weight[inside], len(names), cfg)
         if window.any():
             total += share * window
             used += share
     if used > 0:
         total /= used
-    return {str(name): float(w) for name, w in zip(names, total, strict=True)}
+    return {name: float(w) for name, w in zip(names, total.tolist(), strict=True)}
 
 
 def epoch_amounts(weights: Mapping[str, float], emission: int) -> dict[str, int]:
@@ -221,22 +236,26 @@ def epoch_amounts(weights: Mapping[str, float], emission: int) -> dict[str, int]
     its float, normalised by their exact sum; every miner gets ``floor(emission x share)``; the
     units left over (fewer than the number of miners) go one each to the largest fractional parts,
     ties to the smaller miner address. A zero weight never receives a unit. With no positive
-    weight nothing is allocated (all amounts 0; the emission stays unallocated).
+    weight nothing is allocated (all amounts 0; the emission stays unallocated). Integer arithmetic
+    only: every float is ``p / 2^k`` exactly, so all shares are put over the common ``2^K``.
     """
     if emission < 0:
         raise ValueError(f"epoch_amounts: emission must be >= 0, got {emission}")
-    exact = {m: Fraction(w) for m, w in weights.items()}
-    if any(w < 0 or not math.isfinite(weights[m]) for m, w in exact.items()):
-        raise ValueError("epoch_amounts: weights must be finite and non-negative")
-    total = sum(exact.values(), Fraction(0))
+    ratios = {}
+    for miner, w in weights.items():
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(f"epoch_amounts: weight of {miner} must be finite and >= 0, got {w!r}")
+        ratios[miner] = w.as_integer_ratio()  # the denominator is a power of two
+    denominator = max((q for _, q in ratios.values()), default=1)
+    numerators = {m: p * (denominator // q) for m, (p, q) in ratios.items()}
+    total = sum(numerators.values())
     if total == 0:
         return dict.fromkeys(weights, 0)
     amounts: dict[str, int] = {}
-    remainders: list[tuple[Fraction, str]] = []
-    for miner, w in exact.items():
-        share = emission * w / total
-        amounts[miner] = math.floor(share)
-        remainders.append((share - amounts[miner], miner))
+    remainders: list[tuple[int, str]] = []
+    for miner, n in numerators.items():
+        amounts[miner], rest = divmod(emission * n, total)
+        remainders.append((rest, miner))
     left = emission - sum(amounts.values())
     remainders.sort(key=lambda item: (-item[0], item[1]))
     for _, miner in remainders[:left]:
