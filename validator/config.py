@@ -8,6 +8,7 @@ weights from receipts must use the same values (they are published with the epoc
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 
@@ -129,3 +130,24 @@ class ValidatorConfig:
     reveal_fraction: float = field(
         default=0.1, metadata=_help("Reveal window as a share of the training time."))
     reveal_min_s: float = field(default=10.0, metadata=_help("Shortest reveal window, seconds (not scaled)."))
+
+    def problems(self) -> list[str]:
+        """What is inconsistent in these settings (empty when usable), each saying what to fix."""
+        found = []
+        if not 0 <= self.test_weight_bps <= 10_000:
+            found.append(f"validator.test_weight_bps must be 0..10000, got {self.test_weight_bps}")
+        scores = [*self.place_scores, self.middle_score, self.penalty_score]
+        if any(a < b for a, b in itertools.pairwise(scores)):
+            found.append("validator.place_scores, middle_score, penalty_score must not increase, got "
+                         f"{scores}")
+        if len(self.window_s) != len(self.window_weights) or abs(sum(self.window_weights) - 1) > 1e-9:
+            found.append("validator.window_weights must have one entry per window_s and sum to 1")
+        if len(self.data_bins_hours) != len(self.data_bins_rows) + 1:
+            found.append("validator.data_bins_hours needs one more entry than data_bins_rows")
+        if len(self.model_bins_factor) != len(self.model_bins_billions) + 1:
+            found.append("validator.model_bins_factor needs one more entry than model_bins_billions")
+        if not 1 <= self.min_pool_to_start <= self.ideal_min_pool <= self.pool_size:
+            found.append("validator: need 1 <= min_pool_to_start <= ideal_min_pool <= pool_size")
+        if self.time_scale <= 0 or self.day_s <= 0:
+            found.append("validator.time_scale and validator.day_s must be positive")
+        return found

@@ -31,6 +31,7 @@ import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -133,6 +134,27 @@ class TaskScore:
     rank: int  # 0 = took part but not ranked
     ranked_count: int
     task_weight: float
+
+
+class ReceiptLike(Protocol):
+    """The receipt fields aggregation reads (``protocol.messages.Receipt`` has them)."""
+
+    @property
+    def miner(self) -> str: ...
+    @property
+    def task_id(self) -> bytes: ...
+    @property
+    def issued_at(self) -> int: ...  # unix ms
+    @property
+    def rank(self) -> int: ...
+    @property
+    def pool_size(self) -> int: ...
+
+
+def task_score_from_receipt(receipt: ReceiptLike, reward_weight_e9: int) -> TaskScore:
+    """A ``TaskScore`` from a published receipt and its task announcement's ``reward_weight_e9``."""
+    return TaskScore(miner=receipt.miner, task_id=receipt.task_id.hex(), at=receipt.issued_at / 1000.0,
+                     rank=receipt.rank, ranked_count=receipt.pool_size, task_weight=from_e9(reward_weight_e9))
 
 
 def rank_scores_array(rank: np.ndarray, count: np.ndarray, cfg: ValidatorConfig) -> np.ndarray:

@@ -21,6 +21,7 @@ from validator.scoring import (
     rank_results,
     rank_score,
     rank_scores_array,
+    task_score_from_receipt,
     task_weight,
     to_e9,
 )
@@ -230,3 +231,22 @@ def test_amount_remainders_go_to_largest_fractions_then_smallest_address() -> No
 def test_amounts_reject_negative_weights() -> None:
     with pytest.raises(ValueError):
         epoch_amounts({"a": -0.1, "b": 1.1}, 100)
+
+
+def test_task_scores_come_from_published_receipts() -> None:
+    from protocol.messages import Receipt
+
+    miner = "0x" + "11" * 20
+    receipt = Receipt(task_id=b"\x07" * 32, miner=miner, payout=miner, validator="0x" + "22" * 20, rank=1,
+                      pool_size=3, test_loss_e9=to_e9(1.5), synthetic_loss_e9=to_e9(1.6), score_e9=6 * 10**9,
+                      amount=0, epoch=1, nonce=1, issued_at=int(NOW * 1000) - 5000)
+    score = task_score_from_receipt(receipt, reward_weight_e9=2 * 10**9)
+    assert score == TaskScore(receipt.miner, "07" * 32, NOW - 5.0, 1, 3, 2.0)
+    assert miner_weights([score], NOW, CFG) == {receipt.miner: 1.0}
+
+
+def test_default_config_is_consistent_and_problems_are_named() -> None:
+    assert CFG.problems() == []
+    bad = ValidatorConfig(place_scores=[1.0, 2.0], window_weights=[0.5, 0.5], test_weight_bps=12_000)
+    text = " ".join(bad.problems())
+    assert "place_scores" in text and "window_weights" in text and "test_weight_bps" in text
