@@ -16,6 +16,7 @@ import hashlib
 import json
 from typing import Any
 
+from protocol import messages as _messages  # noqa: F401  (importing registers every released type)
 from protocol import strict_json
 from protocol.base import lookup
 from protocol.errors import DecodeError, OversizeError, SignatureError
