@@ -231,6 +231,8 @@ def miner_weights_columns(miners: Sequence[str], task_ids: Sequence[str], at: np
         raise ValueError("miner_weights: window_s and window_weights differ in length")
     if not len(miners) == len(task_ids) == len(at) == len(rank) == len(ranked_count) == len(weight):
         raise ValueError("miner_weights: columns differ in length")
+    if np.any((rank < 0) | (rank > ranked_count)):
+        raise ValueError("miner_weights: every rank must be 0 (not ranked) or 1..ranked_count")
     longest = max(cfg.window_s)
     keep = (at <= now) & (at > now - longest)
     names, miner_idx = _index_names(miners, keep)

@@ -7,7 +7,8 @@ task's queue holds ``join_queue_cap`` requests. Every refusal carries a ``Refusa
 
 Selection (``select_pool``), after the Gradients validator: a known miner's selection score is
 ``first_task_of_day_score`` (2.0) when it has had no task yet this day (days are
-``floor(t / day_s)``), otherwise its average quality floored at ``quality_floor`` (0.01); the
+``floor(t / day_s)``), otherwise its average quality floored at ``quality_floor`` (0.01; the floor
+too when it has no scored task yet); the
 known miner(s) with the highest positive average quality get ``top_rank_multiplier`` (3x). A
 brand-new identity (no task, no score) gets the exploration score (2.0) only while the day's
 exploration budget lasts (``fresh_explorations_per_day``, first come first served); the others
@@ -160,8 +161,10 @@ def selection_score(c: Candidate, now: float, is_top: bool, cfg: ValidatorConfig
     """Selection weight of a known miner, or of a fresh one granted exploration."""
     today = math.floor(now / cfg.day_s)
     first_today = c.last_task_at is None or math.floor(c.last_task_at / cfg.day_s) < today
-    if first_today or c.average_quality is None:
+    if first_today:
         score = cfg.first_task_of_day_score
+    elif c.average_quality is None:  # a second task today before any result: nothing to go on yet
+        score = cfg.quality_floor
     else:
         score = max(cfg.quality_floor, c.average_quality)
     return score * (cfg.top_rank_multiplier if is_top else 1.0)

@@ -177,3 +177,16 @@ def test_scoring_consumes_only_accepted_decisions() -> None:
                 for r, d in zip(records, decisions, strict=True) if d.accepted and r.test_loss_e9 is not None]
     ranked = rank_results(accepted, CFG)
     assert [r.miner for r in ranked] == [f"honest{i}" for i in range(len(HONEST_LOSSES))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1.5, 1.6, 1.7, 2.4, 0.4]), st.sampled_from([1.6, 1.8, 2.55, 1.9]),
+                          st.sampled_from(["a", "b", "c"]), st.booleans()), min_size=1, max_size=12),
+       st.randoms(use_true_random=False))
+def test_decisions_do_not_depend_on_listing_order(rows, rnd) -> None:
+    """Duplicates, base copies and gaps included: each miner's decision follows it when permuted."""
+    records = [record(f"m{i}", (i * 5) % 13, t, s, artifact_hash=h * 64, reveal_matches=ok)
+               for i, (t, s, h, ok) in enumerate(rows)]
+    shuffled = list(records)
+    rnd.shuffle(shuffled)
+    assert decide(shuffled) == decide(records)

@@ -159,3 +159,8 @@ def test_enough_joiners_start_at_once_and_a_small_pool_starts_after_the_retries(
     assert after_join_window(CFG.ideal_min_pool, 0, 60.0, CFG).outcome is Outcome.START
     assert after_join_window(3, 0, 60.0, CFG).outcome is Outcome.DELAY
     assert after_join_window(3, CFG.join_retries, 60.0, CFG).outcome is Outcome.START
+
+
+def test_a_second_task_today_without_any_result_gets_the_floor() -> None:
+    pending = Candidate("0xpending", 0, last_task_at=NOW - 60.0, average_quality=None)
+    assert selection_score(pending, NOW, False, CFG) == CFG.quality_floor
