@@ -6,6 +6,8 @@ import random
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from validator.config import ValidatorConfig
 from validator.selection import (
@@ -164,3 +166,20 @@ def test_enough_joiners_start_at_once_and_a_small_pool_starts_after_the_retries(
 def test_a_second_task_today_without_any_result_gets_the_floor() -> None:
     pending = Candidate("0xpending", 0, last_task_at=NOW - 60.0, average_quality=None)
     assert selection_score(pending, NOW, False, CFG) == CFG.quality_floor
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 25), st.integers(0, 60), st.integers(0, 6), st.integers(1, 15), st.integers(0, 2**32),
+       st.lists(st.one_of(st.none(), st.floats(-2, 3)), min_size=25, max_size=25))
+def test_pool_bounds_hold_for_any_mix(n_known: int, n_fresh: int, budget: int, size: int, seed: int,
+                                      qualities: list[float | None]) -> None:
+    cands = [known(i, quality=q) if q is not None else known(i, quality=0.2, last=NOW - DAY)
+             for i, q in zip(range(n_known), qualities, strict=False)] + [fresh(i) for i in range(n_fresh)]
+    pool = select_pool(cands, NOW, seed, budget, CFG, pool_size=size)
+    assert len(pool.selected) == len(set(pool.selected)) == min(size, len(cands))
+    fresh_in = sum(m.startswith("0xfresh") for m in pool.selected)
+    known_in = len(pool.selected) - fresh_in
+    assert len(pool.explored) <= budget
+    assert known_in >= min(n_known, size - min(budget, n_fresh))  # only the budget competes with known
+    assert fresh_in <= max(budget, size - n_known)  # past the budget, fresh only fill leftover slots
+    assert set(pool.refused) | set(pool.selected) == {c.miner for c in cands}
