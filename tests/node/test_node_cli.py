@@ -194,3 +194,35 @@ def test_init_then_headless_without_a_terminal_stops_on_sigterm(tmp_path: Path) 
     log = (home / "logs" / "magnet.log").read_text()
     assert "node stopping: signal SIGTERM" in log and "node stopped" in log
     assert PASSWORD not in log + out + err
+
+
+def test_no_arguments_launch_the_desktop_module(monkeypatch: pytest.MonkeyPatch) -> None:
+    import node_cli_plugin
+
+    monkeypatch.setattr(node.cli.launch, "DESKTOP_MODULE", "node_cli_plugin")
+    assert main([]) == ExitCode.OK
+    assert node_cli_plugin.CALLS[-1] == "desktop opened"
+
+
+def test_headless_validator_runs_until_sigterm_in_process(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.OK
+    printed: list[str] = []
+    real_out = node.cli.launch.out
+
+    def out(text: str = "", stream: object = None) -> None:
+        printed.append(text)
+        real_out(text)  # type: ignore[arg-type]
+        if text.startswith("node running"):  # printed once the signal handlers are in place
+            threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    monkeypatch.setattr(node.cli.launch, "out", out)
+    handler_before = signal.getsignal(signal.SIGTERM)
+    monkeypatch.setenv("MAGNET_NODE__STOP_TIMEOUT", "2")
+    assert main(["--headless", "--validator", "--password-file", cli_env["pw"]]) == ExitCode.OK
+    assert any(line.startswith("node running as validator: address 0x") for line in printed)
+    assert "validator role is not available yet" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == handler_before  # the node put the old handler back
