@@ -9,9 +9,9 @@ The checks run in this order and a miner gets the first reason that applies:
 2. ``NOT_FINE_TUNED``: every loss within ``base_model_rel_tol`` (relative) of the base model's loss
    on the same split. Metrics, not a hash compare: the base plus 1e-6 noise is caught too;
 3. ``DUPLICATE``: in order of commitment receipt (the validator's own order, ``commit_seq``), a
-   result whose artifact hash equals an earlier credited one's, or whose test and synthetic losses
-   both agree with an earlier credited one's within ``duplicate_loss_rel_tol``, is a duplicate; the
-   earliest commitment is credited;
+   result whose artifact hash equals that of an earlier opened commitment (even one rejected for
+   another reason), or whose test and synthetic losses both agree with an earlier credited
+   result's within ``duplicate_loss_rel_tol``, is a duplicate; the earliest commitment is credited;
 4. ``SUSPICIOUS_GAP`` (a model that does much better on the test split than on fresh synthetic data
    has most likely seen the test data). Among the results still accepted that have both losses, with
    at least ``gap_min_pool`` of them: each one's relative gap is ``g = (synthetic - test) /
@@ -131,15 +131,31 @@ def _not_fine_tuned(r: EvaluationRecord, limits: TaskLimits, cfg: ValidatorConfi
     return _close(r.synthetic_loss_e9, limits.base_synthetic_loss_e9, cfg.base_model_rel_tol)
 
 
-def _duplicates(records: list[EvaluationRecord], cfg: ValidatorConfig) -> dict[str, Decision]:
-    """Duplicate decisions among ``records`` (all still accepted), earliest commitment credited."""
+def _first_by_hash(everyone: Sequence[EvaluationRecord]) -> dict[str, EvaluationRecord]:
+    """For each artifact hash, the record that committed to it first (among commitments it opened)."""
+    first: dict[str, EvaluationRecord] = {}
+    opened = [r for r in everyone if r.commit_seq is not None and r.reveal_matches and r.artifact_hash]
+    for r in sorted(opened, key=lambda x: (x.commit_seq, x.miner)):
+        first.setdefault(r.artifact_hash, r)
+    return first
+
+
+def _duplicates(records: list[EvaluationRecord], everyone: Sequence[EvaluationRecord],
+                cfg: ValidatorConfig) -> dict[str, Decision]:
+    """Duplicate decisions among ``records`` (all still accepted), earliest commitment credited.
+
+    A hash is compared with every commitment that was opened, even one rejected later (late,
+    malformed...), so copying a miner that then failed never earns the copy the credit. Losses are
+    compared with the results credited so far.
+    """
+    first = _first_by_hash(everyone)
     credited: list[EvaluationRecord] = []
     found: dict[str, Decision] = {}
     for r in sorted(records, key=lambda x: (x.commit_seq, x.miner)):
         assert r.test_loss_e9 is not None
-        original = next((c for c in credited if c.artifact_hash == r.artifact_hash and r.artifact_hash), None)
+        original: EvaluationRecord | None = first.get(r.artifact_hash)
         how = "the same artifact as"
-        if original is None:
+        if original is None or original.miner == r.miner:
             how = "losses equal, within tolerance, to those of"
             original = next((c for c in credited if c.test_loss_e9 is not None and _same_metrics(
                 r.test_loss_e9, r.synthetic_loss_e9, c.test_loss_e9, c.synthetic_loss_e9,
@@ -187,7 +203,7 @@ def judge(records: Sequence[EvaluationRecord], limits: TaskLimits, cfg: Validato
             decided[r.miner] = Decision(r.miner, Reason.NOT_FINE_TUNED,
                                         "losses equal the base model's within tolerance: not fine-tuned")
     remaining = [r for r in records if r.miner not in decided]
-    decided.update(_duplicates(remaining, cfg))
+    decided.update(_duplicates(remaining, records, cfg))
     remaining = [r for r in remaining if r.miner not in decided]
     decided.update(_suspicious_gaps(remaining, cfg))
     return [decided.get(r.miner, Decision(r.miner, Reason.ACCEPTED, "accepted")) for r in records]

@@ -190,3 +190,21 @@ def test_decisions_do_not_depend_on_listing_order(rows, rnd) -> None:
     shuffled = list(records)
     rnd.shuffle(shuffled)
     assert decide(shuffled) == decide(records)
+
+
+def test_copying_a_miner_that_later_failed_earns_no_credit() -> None:
+    late_original = record("late_original", 3, 1.52, 1.61, revealed_at=1200.0, artifact_hash="e" * 64)
+    copier = record("copier", 70, 1.52, 1.61, artifact_hash="e" * 64)
+    decisions = decide([*honest_pool()[1:], late_original, copier])
+    assert decisions["late_original"].reason is Reason.LATE
+    assert decisions["copier"].reason is Reason.DUPLICATE
+    assert decisions["copier"].credited_to == "late_original"
+    assert_honest_untouched(decisions)
+
+
+def test_a_replayed_commitment_cannot_be_opened_by_the_copier() -> None:
+    # The copier saw only the victim's commitment; its reveal cannot open it (the salt is secret).
+    copier = record("copier", 71, None, None, reveal_matches=False, artifact_hash="0" * 64)
+    decisions = decide([*honest_pool(), copier])
+    assert decisions["copier"].reason is Reason.MISMATCHED_HASH
+    assert_honest_untouched(decisions)
