@@ -191,6 +191,8 @@ def select_pool(candidates: Sequence[Candidate], now: float, seed: int, explorat
                 cfg: ValidatorConfig, pool_size: int | None = None) -> Selection:
     """Draw the task's pool (module docstring: the rule); every candidate not drawn is refused."""
     size = cfg.pool_size if pool_size is None else pool_size
+    if len({c.miner for c in candidates}) != len(candidates):
+        raise ValueError("select_pool: a miner appears twice")
     ordered = sorted(candidates, key=lambda c: (c.arrival, c.miner))
     fresh = [c for c in ordered if c.fresh]
     explore = fresh[:max(0, explorations_left)]

@@ -183,3 +183,8 @@ def test_pool_bounds_hold_for_any_mix(n_known: int, n_fresh: int, budget: int, s
     assert known_in >= min(n_known, size - min(budget, n_fresh))  # only the budget competes with known
     assert fresh_in <= max(budget, size - n_known)  # past the budget, fresh only fill leftover slots
     assert set(pool.refused) | set(pool.selected) == {c.miner for c in cands}
+
+
+def test_a_miner_listed_twice_is_an_error() -> None:
+    with pytest.raises(ValueError, match="twice"):
+        select_pool([known(1), known(1)], NOW, 0, 0, CFG)
