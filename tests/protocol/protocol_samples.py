@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from hypothesis import strategies as st
 
 from protocol import messages as m
 from protocol.base import Message
+from protocol.schema import FieldSpec, int_bounds
 from protocol.signing import Domain
 
 PEER_ID = "12D3KooWDpJ7As7BWAwRMfu1VU2WJqNq6XvHgjHQeF8mZ4qWdJyK"
@@ -173,3 +176,57 @@ def samples(signer: str, other: str) -> dict[str, Message]:
             issued_at=T0,
         ),
     }
+
+
+def value_strategy(spec: FieldSpec) -> st.SearchStrategy[Any]:
+    """Any value valid for the field alone (cross-field rules may still reject it)."""
+    element = atomic_strategy(spec, spec.element)
+    if spec.is_array:
+        return st.lists(element, max_size=min(spec.max_items, 4)).map(tuple)
+    return element
+
+
+def atomic_strategy(spec: FieldSpec, type_: str) -> st.SearchStrategy[Any]:
+    if type_ == "address":
+        return st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
+    if type_ == "bool":
+        return st.booleans()
+    if type_ == "bytes32":
+        return st.binary(min_size=32, max_size=32)
+    if type_ == "bytes":
+        return st.binary(max_size=64)
+    if type_ == "string":
+        if spec.choices:
+            return st.sampled_from(spec.choices)
+        if spec.pattern:
+            return st.from_regex(spec.pattern, fullmatch=True)
+        return st.text(st.characters(min_codepoint=32, exclude_characters="\x7f", exclude_categories=("Cs",)),
+                       max_size=min(20, spec.max_len // 4))  # fmt: skip
+    low, high = int_bounds(type_)
+    return st.integers(low, high)
+
+
+def make_consistent(type_name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Adjust independently drawn field values so the type's cross-field rules hold."""
+    v = dict(values)
+    if type_name == "Identity":
+        v["roles"] &= m.ALL_ROLES
+        v["protocol_version"] = max(1, v["protocol_version"])
+    elif type_name == "Heartbeat":
+        v["load_bps"] %= m.BPS + 1
+    elif type_name == "TaskAnnouncement":
+        v["join_by"], v["commit_by"], v["reveal_by"] = sorted((v["join_by"], v["commit_by"], v["reveal_by"]))
+        v["test_weight_bps"] %= m.BPS + 1
+        v["synthetic_weight_bps"] = m.BPS - v["test_weight_bps"]
+        v["pool_size"] = max(1, v["pool_size"])
+        v["eval_metrics"] = v["eval_metrics"] or ("loss",)
+        v["max_artifact_bytes"] = max(1, v["max_artifact_bytes"])
+        v["params_json"] = json.dumps({"note": v["params_json"][:100]}, ensure_ascii=False)
+    elif type_name == "Assignment":
+        v["commit_by"], v["reveal_by"] = sorted((v["commit_by"], v["reveal_by"]))
+        v["reason"] = v["reason"] or ("" if v["accepted"] else "refused")
+    elif type_name == "TaskStatus" and v["status"] == "delayed":
+        v["next_deadline"] = max(1, v["next_deadline"])
+    elif type_name == "Receipt":
+        v["rank"] = v["rank"] % (v["pool_size"] + 1)
+    return v

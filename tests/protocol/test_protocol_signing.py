@@ -12,12 +12,11 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from protocol_samples import KeySigner, domain, h
+from protocol_samples import KeySigner, domain, h, value_strategy
 
 from protocol.base import Message
 from protocol.errors import ProtocolError, SignatureError
 from protocol.messages import Commitment, Receipt, receipt_hash
-from protocol.schema import FieldSpec, int_bounds
 from protocol.signing import Domain, SignedMessage, recover_signer, sign, signing_digest, typed_data
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -162,38 +161,11 @@ def test_domain_rejects_bad_salt_and_contract() -> None:
 # Any change of any signed field fails verification (hypothesis)
 
 
-def _value_strategy(spec: FieldSpec) -> st.SearchStrategy[Any]:
-    element = _atomic_strategy(spec, spec.element)
-    if spec.is_array:
-        return st.lists(element, max_size=min(spec.max_items, 4)).map(tuple)
-    return element
-
-
-def _atomic_strategy(spec: FieldSpec, type_: str) -> st.SearchStrategy[Any]:
-    if type_ == "address":
-        return st.binary(min_size=20, max_size=20).map(lambda b: "0x" + b.hex())
-    if type_ == "bool":
-        return st.booleans()
-    if type_ == "bytes32":
-        return st.binary(min_size=32, max_size=32)
-    if type_ == "bytes":
-        return st.binary(max_size=64)
-    if type_ == "string":
-        if spec.choices:
-            return st.sampled_from(spec.choices)
-        if spec.pattern:
-            return st.from_regex(spec.pattern, fullmatch=True)
-        return st.text(st.characters(min_codepoint=32, exclude_characters="\x7f", exclude_categories=("Cs",)),
-                       max_size=20)  # fmt: skip
-    low, high = int_bounds(type_)
-    return st.integers(low, high)
-
-
 @st.composite
 def _tampered(draw: st.DrawFn, samples: dict[str, Message]) -> tuple[Message, Message]:
     original = samples[draw(st.sampled_from(TYPES))]
     spec = draw(st.sampled_from(original.FIELDS))
-    new_value = draw(_value_strategy(spec))
+    new_value = draw(value_strategy(spec))
     try:
         changed = dataclasses.replace(original, **{spec.name: new_value})
     except ProtocolError:
