@@ -143,7 +143,7 @@ def read_model_config(model_dir: str | Path) -> dict[str, Any]:
 
 
 def pick_device(requested: str = "auto") -> str:
-    """"cuda" / "mps" / "cpu": the requested device, or the best present one for "auto"."""
+    """ "cuda" / "mps" / "cpu": the requested device, or the best present one for "auto"."""
     import torch
 
     if requested == "auto":

@@ -271,9 +271,7 @@ class Recipe(abc.ABC):
         defaults = self.default_hparams()
         unknown = sorted(set(overrides) - set(defaults))
         if unknown:
-            raise JobSpecError(
-                f"unknown {self.kind} hyperparameter(s) {unknown}; known: {sorted(defaults)}"
-            )
+            raise JobSpecError(f"unknown {self.kind} hyperparameter(s) {unknown}; known: {sorted(defaults)}")
         return {**defaults, **overrides}
 
 

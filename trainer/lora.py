@@ -1,0 +1,106 @@
+"""Loading a base causal LM and wrapping it with a PEFT LoRA adapter.
+
+Local directories only, safetensors only, `trust_remote_code` never. On CUDA the frozen base weights
+are held in the compute dtype (bf16, or fp16) while the LoRA weights stay fp32 (PEFT's
+`autocast_adapter_dtype`); QLoRA loads the base in 4-bit NF4 when CUDA and bitsandbytes exist.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from trainer.models import read_model_config
+from trainer.recipes.base import TrainerError
+
+ALL_LINEAR = "all-linear"
+
+
+def qlora_available() -> bool:
+    return torch.cuda.is_available() and importlib.util.find_spec("bitsandbytes") is not None
+
+
+def _check_model_dir(model_dir: str | Path) -> Path:
+    path = Path(model_dir)
+    read_model_config(path)  # clear error when config.json is absent or broken
+    if any(path.glob("*.bin")) and not any(path.glob("*.safetensors")):
+        raise TrainerError(f"{path} holds only pickle (.bin) weights; convert them to safetensors first")
+    return path
+
+
+def load_base_model(
+    model_dir: str | Path, device: str, dtype: torch.dtype, quantize_4bit: bool = False
+) -> Any:
+    """The base causal LM on `device`, frozen weights in `dtype` (fp32 on CPU)."""
+    from transformers import AutoModelForCausalLM
+
+    path = _check_model_dir(model_dir)
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True, "dtype": dtype}
+    if quantize_4bit:
+        if not qlora_available():
+            raise TrainerError("QLoRA (4-bit) needs a CUDA GPU and the bitsandbytes package; set qlora false")
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+        kwargs["device_map"] = {"": 0}
+    model: Any = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+    if not quantize_4bit:
+        model.to(device)
+    model.config.use_cache = False
+    return model
+
+
+def load_tokenizer(model_dir: str | Path) -> Any:
+    from transformers import AutoTokenizer
+
+    path = _check_model_dir(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    if tokenizer.pad_token_id is None:
+        # Padding positions are never scored, so any id works; EOS is the usual stand-in.
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def lora_config(hp: dict[str, Any]) -> Any:
+    from peft import LoraConfig
+
+    targets = hp.get("lora_targets", ALL_LINEAR)
+    return LoraConfig(
+        r=int(hp["lora_r"]),
+        lora_alpha=round(float(hp["lora_alpha"])),
+        lora_dropout=float(hp["lora_dropout"]),
+        target_modules=targets if targets == ALL_LINEAR else list(targets.split(",")),
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+
+
+def wrap_lora(
+    model: Any, hp: dict[str, Any], gradient_checkpointing: bool = False, qlora: bool = False
+) -> Any:
+    """A PEFT model with fresh LoRA weights (initialised from torch's global RNG)."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if qlora:
+        model = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
+            model, use_gradient_checkpointing=gradient_checkpointing
+        )
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    return get_peft_model(model, lora_config(hp))
+
+
+def load_adapter(model: Any, adapter_dir: str | Path) -> Any:
+    """Attach a saved adapter (already checked by `trainer.artifacts`) for evaluation."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=False)
