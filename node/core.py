@@ -173,7 +173,11 @@ class NodeCore:
             raise CoreError(f"a service named {service.name!r} is already attached")
         self._services.append(service)
         if self.running:
-            self.call(self._start_service, service)
+            try:
+                self.call(self._start_service, service, timeout=self.config.node.start_timeout)
+            except BaseException:
+                self._services.remove(service)
+                raise
 
     def plug_in(self, role: str) -> Service:
         """Create the service of ``role`` (``p2p``, ``miner``, ``validator``) and attach it."""

@@ -226,3 +226,52 @@ def test_headless_validator_runs_until_sigterm_in_process(
     assert any(line.startswith("node running as validator: address 0x") for line in printed)
     assert "validator role is not available yet" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == handler_before  # the node put the old handler back
+
+
+def run_in_terminal(argv: list[str], env: dict[str, str], answers: list[str], timeout: float = 30) -> str:
+    """Run ``argv`` with a pseudo-terminal as its controlling terminal; answer each prompt in turn."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: its stdin/stdout/stderr and /dev/tty are the pty
+        os.execve(argv[0], argv, env)
+    output, pending = b"", list(answers)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            if pending and output.rstrip().endswith(b":"):
+                time.sleep(0.3)  # let getpass finish switching echo off and block in its read
+                os.write(fd, pending.pop(0).encode() + b"\n")
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    text = output.decode(errors="replace")
+    return f"exit={os.waitstatus_to_exitcode(status)}\n{text}"
+
+
+@pytest.mark.slow
+def test_interactive_init_asks_twice_and_shows_the_mnemonic_once(tmp_path: Path) -> None:
+    from node.logs import bip39_words
+
+    env = subprocess_env(tmp_path, MAGNET_HOME=str(tmp_path / "home"))
+    argv = [sys.executable, "-m", "node.cli", "init", "--words", "24"]
+    mismatch = run_in_terminal(argv, env, [PASSWORD, PASSWORD + "x"])
+    assert mismatch.startswith(f"exit={int(ExitCode.NO_PASSWORD)}") and "differ" in mismatch
+    result = run_in_terminal(argv, env, [PASSWORD, PASSWORD])
+    assert result.startswith("exit=0"), result
+    assert PASSWORD not in result  # getpass does not echo
+    words = bip39_words()
+    lines = [line.split() for line in result.splitlines()]
+    phrase_lines = [line for line in lines if line and set(line) <= words]
+    assert [len(p) for p in phrase_lines] == [24]

@@ -117,6 +117,18 @@ def test_services_start_in_order_stop_in_reverse(node_config: Config) -> None:
     assert sorted(journal[6:]) == ["cancelled miner", "cancelled p2p", "cancelled validator"]
 
 
+def test_service_failing_to_start_while_running_is_not_kept(node_config: Config) -> None:
+    journal: list[str] = []
+    core = NodeCore(node_config)
+    core.start()
+    try:
+        with pytest.raises(ServiceError, match="miner failed to start"):
+            core.add_service(RecordingService("miner", journal, fail_at_start=True))
+        assert core.services() == () and core.running
+    finally:
+        core.stop()
+
+
 def test_service_failing_at_start_releases_everything(node_config: Config) -> None:
     journal: list[str] = []
     threads = threading.active_count()
