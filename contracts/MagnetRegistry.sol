@@ -16,7 +16,7 @@ import {MagnetToken} from "./MagnetToken.sol";
 ///   sorted-pair tree), the hash of its published epoch file, and the sum of the leaf amounts. The
 ///   cost of a post does not depend on the number of leaves.
 /// * Each epoch's emission is split between the validators that posted for it, pro rata to the stake
-///   each held when it posted. Claims open once the posting window has closed (epoch e + 2), when
+///   each held when it posted (counted in whole gwei). Claims open once the posting window has closed (epoch e + 2), when
 ///   the split is final. A leaf of amount `a` in a post of total `T` pays a * share / T tokens,
 ///   where share = emission * stake / (stake of every poster); a validator alone, whose leaf
 ///   amounts sum to the emission, pays exactly the leaf amounts.
@@ -32,12 +32,13 @@ contract MagnetRegistry is Ownable {
         bool removed;
     }
 
+    // total, claimed and stake share one slot: a claim reads and writes it once (gas).
     struct EpochPost {
         bytes32 root;
         bytes32 epochFileHash;
-        uint128 total; // sum of the leaf amounts
-        uint128 claimed; // leaf amounts claimed so far
-        uint128 stake; // the validator's stake when it posted
+        uint96 total; // sum of the leaf amounts
+        uint96 claimed; // leaf amounts claimed so far
+        uint64 stakeGwei; // the validator's stake when it posted, in gwei (the split's weight)
     }
 
     MagnetToken public immutable token;
@@ -49,10 +50,8 @@ contract MagnetRegistry is Ownable {
 
     mapping(address => Validator) public validators;
     mapping(uint256 => mapping(address => EpochPost)) public posts;
-    /// @notice Sum of the stakes of the validators that posted for an epoch.
-    mapping(uint256 => uint256) public postedStake;
-    /// @notice Validators that posted for an epoch, in posting order (for UIs and audits).
-    mapping(uint256 => address[]) private _posters;
+    /// @notice Sum of the stakes (in gwei) of the validators that posted for an epoch.
+    mapping(uint256 => uint256) public postedStakeGwei;
     mapping(uint256 => mapping(address => mapping(bytes32 => bool))) public claimed;
 
     event ValidatorRegistered(address indexed validator, uint256 stake);
@@ -73,9 +72,7 @@ contract MagnetRegistry is Ownable {
         address indexed validator,
         address indexed payout,
         bytes32 receiptHash,
-        uint256 amount,
-        uint256 tokens,
-        address submitter
+        uint256 tokens
     );
 
     /// A constructor argument is zero or inconsistent.
@@ -125,7 +122,7 @@ contract MagnetRegistry is Ownable {
         uint256 unstakeDelay_
     ) Ownable(governance) {
         if (epochLength_ == 0) revert BadParameter("epochLength");
-        if (minStake_ == 0) revert BadParameter("minStake");
+        if (minStake_ < 1 gwei) revert BadParameter("minStake"); // stakes weigh in gwei
         token = new MagnetToken(address(this));
         genesis = block.timestamp;
         epochLength = epochLength_;
@@ -146,16 +143,11 @@ contract MagnetRegistry is Ownable {
         return genesis + epoch * epochLength;
     }
 
-    /// @notice The validators that posted for `epoch`, in order.
-    function posters(uint256 epoch) external view returns (address[] memory) {
-        return _posters[epoch];
-    }
-
     /// @notice Tokens `validator`'s posted total for `epoch` is worth (final once claims open).
-    function validatorShare(uint256 epoch, address validator) public view returns (uint256) {
-        uint256 total = postedStake[epoch];
-        if (total == 0) return 0;
-        return (emissionPerEpoch * posts[epoch][validator].stake) / total;
+    function validatorShare(uint256 epoch, address validator) external view returns (uint256) {
+        uint256 stakes = postedStakeGwei[epoch];
+        if (stakes == 0) return 0;
+        return (emissionPerEpoch * posts[epoch][validator].stakeGwei) / stakes;
     }
 
     // ---- validators ---------------------------------------------------------------------
@@ -167,7 +159,7 @@ contract MagnetRegistry is Ownable {
         if (v.registered) revert AlreadyRegistered(msg.sender);
         if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
         v.registered = true;
-        v.stake = uint128(msg.value);
+        v.stake = uint128(msg.value); // no chain's native supply comes near 2^128 wei
         emit ValidatorRegistered(msg.sender, msg.value);
     }
 
@@ -221,19 +213,19 @@ contract MagnetRegistry is Ownable {
     // ---- epoch roots and claims -----------------------------------------------------------
 
     /// @notice Post the caller's root for `epoch` (must be currentEpoch() - 1).
-    function postEpoch(uint256 epoch, bytes32 root, bytes32 epochFileHash, uint128 total) external {
+    function postEpoch(uint256 epoch, bytes32 root, bytes32 epochFileHash, uint96 total) external {
         Validator storage v = _activeValidator(msg.sender);
         uint256 current = currentEpoch();
         if (epoch + 1 != current) revert EpochNotOpen(epoch, current);
         if (root == bytes32(0) || total == 0) revert EmptyPost();
         EpochPost storage p = posts[epoch][msg.sender];
         if (p.root != bytes32(0)) revert AlreadyPosted(epoch, msg.sender);
+        uint64 stakeGwei = uint64(v.stake / 1 gwei);
         p.root = root;
         p.epochFileHash = epochFileHash;
         p.total = total;
-        p.stake = v.stake;
-        postedStake[epoch] += v.stake;
-        _posters[epoch].push(msg.sender);
+        p.stakeGwei = stakeGwei;
+        postedStakeGwei[epoch] += stakeGwei;
         emit EpochPosted(epoch, msg.sender, root, epochFileHash, total, v.stake);
     }
 
@@ -258,10 +250,10 @@ contract MagnetRegistry is Ownable {
         uint256 claimedSoFar = p.claimed + amount;
         if (claimedSoFar > total) revert ExceedsTotal(claimedSoFar, total);
         claimed[epoch][validator][receiptHash] = true;
-        p.claimed = uint128(claimedSoFar);
-        tokens = (amount * validatorShare(epoch, validator)) / total;
+        p.claimed = uint96(claimedSoFar); // <= total, which is a uint96
+        tokens = (amount * emissionPerEpoch * p.stakeGwei) / (postedStakeGwei[epoch] * total);
         token.mint(payout, tokens);
-        emit Claimed(epoch, validator, payout, receiptHash, amount, tokens, msg.sender);
+        emit Claimed(epoch, validator, payout, receiptHash, tokens);
     }
 
     function _activeValidator(address account) private view returns (Validator storage v) {

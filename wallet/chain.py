@@ -278,7 +278,7 @@ class ChainClient:
                     return None  # type: ignore[return-value]  # an earlier attempt got through
                 if "insufficient funds" in text:
                     raise InsufficientFunds(
-                        f"{what}: the sender cannot pay gas x fee + value: fund it"
+                        f"{what}: the sender cannot pay gas x fee + value: fund the account"
                     ) from None
                 raise
         raise AssertionError("unreachable")

@@ -88,9 +88,12 @@ class EmbeddedChain:
             return _revert(req_id, exc)
         except _MethodNotFound:
             return _error(req_id, -32601, f"method {method[:64]!r} is not served by the embedded chain")
-        except (ValidationError, ValueError, TypeError, KeyError) as exc:
-            return _error(req_id, -32602, f"invalid params for {method}: {exc}"[:500])
         except Exception as exc:  # a bug in a backend must not kill the server thread
+            if "cannot afford" in str(exc) or "insufficient funds" in str(exc):
+                # py-evm says "cannot afford txn gas"; answer in geth's words, which clients recognise
+                return _error(req_id, -32000, "insufficient funds for gas * price + value")
+            if isinstance(exc, ValidationError | ValueError | TypeError | KeyError):
+                return _error(req_id, -32602, f"invalid params for {method}: {exc}"[:500])
             return _error(req_id, -32603, f"{method} failed: {type(exc).__name__}: {exc}"[:500])
         return {"jsonrpc": "2.0", "id": req_id, "result": to_rpc(result)}
 
@@ -121,13 +124,7 @@ class EmbeddedChain:
         return None
 
     def _send_raw(self, raw: str) -> Any:
-        try:
-            return self.tester.send_raw_transaction(raw)
-        except ValidationError as exc:
-            text = str(exc)
-            if "balance" in text.lower() or "insufficient" in text.lower():
-                raise ValueError(f"insufficient funds for gas * price + value: {text}") from None
-            raise
+        return self.tester.send_raw_transaction(raw)
 
     # --- devnet controls (in process) ----------------------------------------------------
 

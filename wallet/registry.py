@@ -58,7 +58,7 @@ class EpochPost:
     epoch_file_hash: bytes
     total: int
     claimed: int
-    stake: int
+    stake_gwei: int
 
 
 def deploy(client: ChainClient, params: RegistryParams, governance: str | None = None) -> Deployment:
@@ -116,8 +116,9 @@ class Registry:
         post = EpochPost(bytes(raw[0]), bytes(raw[1]), int(raw[2]), int(raw[3]), int(raw[4]))
         return None if post.root == b"\x00" * 32 else post
 
-    def posters(self, epoch: int) -> list[str]:
-        return [str(a) for a in self.client.call(self.contract.functions.posters(epoch))]
+    def posters(self, epoch: int, from_block: int = 0) -> list[str]:
+        """The validators that posted for ``epoch``, in order (from the ``EpochPosted`` events)."""
+        return [e["validator"] for e in self.epoch_posts(from_block) if e["epoch"] == epoch]
 
     def is_claimed(self, epoch: int, validator: str, receipt_hash: bytes) -> bool:
         fn = self.contract.functions.claimed(epoch, Web3.to_checksum_address(validator), receipt_hash)
@@ -182,7 +183,7 @@ class Registry:
         return self._events("EpochPosted", from_block)
 
     def claims(self, from_block: int = 0, payout: str | None = None) -> list[dict[str, Any]]:
-        """``Claimed`` events, optionally only those paying ``payout``."""
+        """``Claimed`` events (epoch, validator, payout, receiptHash, tokens), optionally for one payout."""
         events = self._events("Claimed", from_block)
         if payout is not None:
             wanted = Web3.to_checksum_address(payout)
