@@ -21,6 +21,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property, lru_cache
 from typing import Any
 
 from eth_abi.abi import encode as abi_encode
@@ -60,12 +61,12 @@ class FieldSpec:
     choices: tuple[str, ...] = ()
     pattern: str = ""
 
-    @property
+    @cached_property
     def element(self) -> str:
         """The EIP-712 type of one element (the type itself for a non-array field)."""
         return self.eip712[:-2] if self.is_array else self.eip712
 
-    @property
+    @cached_property
     def is_array(self) -> bool:
         return self.eip712.endswith("[]")
 
@@ -163,11 +164,17 @@ def check_address(value: Any, name: str = "address") -> str:
         raise FieldError(
             f"field {name!r}: expected an 0x-prefixed 20-byte hex address, got {_describe(value)}"
         )
-    checksummed = to_checksum_address(value)
+    checksummed = _checksummed(value.lower())
     digits = value[2:]
     if value != checksummed and digits not in (digits.lower(), digits.upper()):
         raise FieldError(f"field {name!r}: address {value} has a wrong EIP-55 checksum (typo?)")
-    return str(checksummed)
+    return checksummed
+
+
+@lru_cache(maxsize=8192)
+def _checksummed(lower: str) -> str:
+    """EIP-55 form of a lowercase address; cached, as a network sees the same few addresses often."""
+    return str(to_checksum_address(lower))
 
 
 def _check_string(spec: FieldSpec, value: Any) -> str:
@@ -197,6 +204,7 @@ def _check_int(spec: FieldSpec, type_: str, value: Any) -> int:
     return value
 
 
+@lru_cache(maxsize=128)
 def int_bounds(type_: str) -> tuple[int, int]:
     """Inclusive bounds of an EIP-712 ``uintN`` / ``intN`` type."""
     m = _INT_TYPE_RE.match(type_)

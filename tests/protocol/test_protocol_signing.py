@@ -17,7 +17,15 @@ from protocol_samples import KeySigner, domain, h, value_strategy
 from protocol.base import Message
 from protocol.errors import ProtocolError, SignatureError
 from protocol.messages import Commitment, Receipt, receipt_hash
-from protocol.signing import Domain, SignedMessage, recover_signer, sign, signing_digest, typed_data
+from protocol.signing import (
+    Domain,
+    SignedMessage,
+    recover_signer,
+    sign,
+    signable_message,
+    signing_digest,
+    typed_data,
+)
 
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 TYPES = sorted({"Identity", "Heartbeat", "TaskAnnouncement", "JoinRequest", "Assignment", "Commitment",
@@ -51,6 +59,7 @@ def test_struct_hash_and_digest_match_eth_account(
     assert net.separator() == eth_hashing.hash_domain(td["domain"])
     signable = encode_typed_data(full_message=td)
     assert signable.body == msg.struct_hash() and signable.header == net.separator()
+    assert signable_message(msg, net) == signable
     assert len(signing_digest(msg, net)) == 32
 
 
