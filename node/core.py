@@ -119,6 +119,7 @@ class NodeCore:
         self._calls: trio.Nursery | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
+        self._abort_start = False
         self._stopped = threading.Event()
         self._lifecycle = threading.Lock()
 
@@ -130,7 +131,9 @@ class NodeCore:
 
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._ready.is_set() and not self._stopped.is_set()
+        thread = self._thread
+        alive = thread is not None and thread.is_alive()
+        return alive and self._ready.is_set() and not self._stopped.is_set()
 
     @property
     def profile(self) -> NetworkProfile | None:
@@ -218,6 +221,8 @@ class NodeCore:
                     error = self._startup_error
                     raise ServiceError(f"node failed to start: {error}") from error
             except BaseException:
+                self._abort_start = True  # seen by _main if it has not started its services yet
+                self._request_stop()
                 self._join_thread(self.config.node.stop_timeout)
                 self._release_resources()
                 self._stopped.set()
@@ -413,6 +418,8 @@ class NodeCore:
                     await self._start_service(service, nursery)
             except Exception as exc:
                 self._startup_error = exc
+                self._stop_event.set()
+            if self._abort_start:  # start() gave up (timeout, Ctrl-C) before the token existed
                 self._stop_event.set()
             self._ready.set()
             await self._stop_event.wait()

@@ -43,6 +43,7 @@ def headless(args: argparse.Namespace) -> int:
     role = "validator" if args.validator else "miner"
     console = setup_logging(None, config.node.log_level, console=sys.stderr)
     core = NodeCore(config, signer)
+    _ = core.profile  # a bad --network file fails now (CONFIG), before anything starts
     try:
         plug_in_roles(core, ("p2p", role))
         core.start()

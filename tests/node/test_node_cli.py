@@ -182,6 +182,10 @@ def test_init_then_headless_without_a_terminal_stops_on_sigterm(tmp_path: Path) 
         assert proc.stdout is not None
         line = proc.stdout.readline()
         assert line.startswith("node running as miner: address 0x"), line + proc.stderr.read()  # type: ignore[union-attr]
+        status = magnet(tmp_path, "status", "--json", MAGNET_HOME=str(home))
+        report = json.loads(status.stdout)
+        assert report["node_running"] is True and report["node_pid"] == proc.pid
+        assert report["schema_versions"] == {"node": 1}
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=10)
@@ -275,3 +279,27 @@ def test_interactive_init_asks_twice_and_shows_the_mnemonic_once(tmp_path: Path)
     lines = [line.split() for line in result.splitlines()]
     phrase_lines = [line for line in lines if line and set(line) <= words]
     assert [len(p) for p in phrase_lines] == [24]
+
+
+def test_headless_exits_node_failed_when_a_service_fails(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from node.core import ROLE_MODULES
+
+    assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.OK
+    monkeypatch.setitem(ROLE_MODULES, "miner", "node_crashing_role")  # tests/node/node_crashing_role.py
+    monkeypatch.setenv("MAGNET_NODE__STOP_TIMEOUT", "2")
+    assert main(["--headless", "--password-file", cli_env["pw"]]) == ExitCode.NODE_FAILED
+    assert "the GPU fell off the bus" in capsys.readouterr().err
+    log = (Path(cli_env["home"]) / "logs" / "magnet.log").read_text()
+    assert "service crashing failed" in log and "node stopped" in log
+
+
+def test_headless_with_a_bad_network_profile_is_a_config_error(
+    cli_env: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.OK
+    bad = tmp_path / "net.json"
+    bad.write_text('{"format": "magnet-network-profile", "version": 1}')
+    assert main(["--headless", "--password-file", cli_env["pw"], "--network", str(bad)]) == ExitCode.CONFIG
+    assert "missing field" in capsys.readouterr().err
