@@ -146,3 +146,16 @@ def dialable_addrs(host: IHost) -> list[str]:
     """The host's advertised addresses with its /p2p/<id> suffix, as strings."""
     own = host.get_id().to_string()
     return [f"{addr}/p2p/{own}" if "/p2p/" not in str(addr) else str(addr) for addr in host.get_addrs()]
+
+
+async def stop_auto_dialling(host: IHost) -> None:
+    """Stop py-libp2p's auto-connector (call once the host runs).
+
+    It dials every peer in the peerstore whenever the count drops below a target, and right after
+    each disconnect: it would dial miners behind NAT, re-dial peers that banned us, and leaks a
+    socket when such a dial is cancelled mid-handshake. ``p2p.discovery`` keeps the connections
+    a node needs instead.
+    """
+    connector = getattr(host.get_network(), "auto_connector", None)
+    if connector is not None:
+        await connector.stop()

@@ -30,7 +30,7 @@ from p2p.config import P2PConfig
 from p2p.discovery import Discovery
 from p2p.events import HostStarted, PeerBanned, PeerConnected, PeerDisconnected, PeerUnbanned
 from p2p.gossip import Gossip
-from p2p.host import build_host, dialable_addrs, load_or_create_peer_key, parse_addrs
+from p2p.host import build_host, dialable_addrs, load_or_create_peer_key, parse_addrs, stop_auto_dialling
 from p2p.peerbook import PeerBook
 from p2p.reputation import Reputation
 from p2p.reqresp import RequestResponse
@@ -41,6 +41,7 @@ from protocol.signing import Domain, SignedMessage, SignerLike, sign
 log = logging.getLogger("magnet.p2p")
 
 SOFTWARE_VERSION = "magnet/0.1.0"
+STOP_TIMEOUT = 5.0
 
 
 def now_ms() -> int:
@@ -116,29 +117,62 @@ class P2PService:
         self.started_at = time.monotonic()
         self._nursery: trio.Nursery | None = None
         self._heartbeat_seq = now_ms()
+        self.stopping = trio.Event()
         self.host.get_network().register_notifee(_ConnectionWatch(self))
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen, join the gossip topics, announce ourselves; until cancelled. Closes the host on exit."""
-        listen = parse_addrs(self.config.listen_addrs, "p2p.listen_addrs")
-        try:
-            async with self.host.run(listen), background_trio_service(self.gossip.pubsub), \
-                    background_trio_service(self.gossip.router), trio.open_nursery() as nursery:
-                self._nursery = nursery
-                await self.gossip.pubsub.wait_until_ready()
-                await self.gossip.subscribe_all(nursery)
-                self.gossip.set_identity(self.sign_identity())
-                nursery.start_soon(self.discovery.run)
-                nursery.start_soon(self._announce_loop)
-                nursery.start_soon(self._unban_loop)
-                self.bus.emit(HostStarted(peer_id=self.peer_id.to_string(), addrs=self.addrs()))
-                task_status.started(self)
-                await trio.sleep_forever()
-        finally:
-            self._nursery = None
+        """Listen, join the gossip topics, announce ourselves; until cancelled or ``stop()``.
+
+        py-libp2p leaks sockets when its tasks are cancelled before ``host.close()`` runs (a
+        cancelled yamux close marks the connection closed without closing the socket). So the
+        host runs under a shield, and cancelling ``run`` only sets ``stopping``: the host is
+        then closed while everything still works, within ``STOP_TIMEOUT`` seconds.
+        """
+        async with trio.open_nursery() as watcher:
+            watcher.start_soon(self._stop_when_cancelled)
             with trio.CancelScope(shield=True):
-                await self.host.close()
+                await self._run_host(task_status)
+            watcher.cancel_scope.cancel()
+
+    def stop(self) -> None:
+        """Ask ``run`` to close the host and return."""
+        self.stopping.set()
+
+    async def _stop_when_cancelled(self) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.stopping.set()
+
+    async def _run_host(self, task_status: Any) -> None:
+        listen = parse_addrs(self.config.listen_addrs, "p2p.listen_addrs")
+        async with self.host.run(listen):
+            try:
+                async with background_trio_service(self.gossip.pubsub), \
+                        background_trio_service(self.gossip.router), trio.open_nursery() as nursery:
+                    self._nursery = nursery
+                    await self._start(nursery)
+                    task_status.started(self)
+                    await self.stopping.wait()
+                    self._nursery = None
+                    with trio.move_on_after(STOP_TIMEOUT):
+                        await self.host.close()
+                    nursery.cancel_scope.cancel()
+            finally:
+                self._nursery = None
+                with trio.move_on_after(STOP_TIMEOUT):
+                    await self.host.close()  # no-op when closed above; covers a failed start
+
+    async def _start(self, nursery: trio.Nursery) -> None:
+        await stop_auto_dialling(self.host)
+        await self.gossip.pubsub.wait_until_ready()
+        await self.gossip.subscribe_all(nursery)
+        self.gossip.set_identity(self.sign_identity())
+        nursery.start_soon(self.discovery.run)
+        nursery.start_soon(self._announce_loop)
+        nursery.start_soon(self._unban_loop)
+        self.bus.emit(HostStarted(peer_id=self.peer_id.to_string(), addrs=self.addrs()))
 
     def addrs(self) -> list[str]:
         """Dialable addresses with /p2p/<peer id>."""

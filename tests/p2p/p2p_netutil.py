@@ -12,7 +12,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from p2p.config import P2PConfig
 from p2p.service import LocalPeer, P2PService
 from p2p.validation import AllowListAuthorizer
-from protocol.messages import ROLE_MINER, ROLE_VALIDATOR, Commitment, Identity, TaskStatus
+from protocol.messages import ROLE_MINER, Commitment, Identity, TaskStatus
 from protocol.signing import Domain, SignedMessage, sign
 from wallet.signer import LocalSigner
 

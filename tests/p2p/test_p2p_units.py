@@ -98,7 +98,8 @@ class ChunkedStream:
         self.data, self.step = data, step
 
     async def read(self, n: int | None = None) -> bytes:
-        out, self.data = self.data[: min(self.step, n or self.step)], self.data[min(self.step, n or self.step):]
+        size = min(self.step, n or self.step)
+        out, self.data = self.data[:size], self.data[size:]
         return out
 
     async def write(self, data: bytes) -> None:
@@ -183,5 +184,5 @@ def test_unspecified_address_is_never_advertised() -> None:
 
 @pytest.mark.parametrize("bad", ["not an addr", "/ip4/127.0.0.1/udp/5/quic-v1"])
 def test_bad_listen_addresses_say_how_to_fix(bad: str) -> None:
-    with pytest.raises(HostConfigError, match="/ip4/|TCP"):
+    with pytest.raises(HostConfigError, match=r"/ip4/|TCP"):
         parse_addrs([bad], "p2p.listen_addrs")
