@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from eth_abi.abi import encode as abi_encode
-from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 
 
@@ -21,10 +19,17 @@ def leaf_hash(receipt_hash: bytes, payout: str, amount: int) -> bytes:
         raise ValueError(f"receipt hash must be 32 bytes, got {len(receipt_hash)}")
     if not 0 <= amount < 2**256:
         raise ValueError("amount must fit in uint256")
-    inner = keccak(
-        abi_encode(["bytes32", "address", "uint256"], [receipt_hash, to_checksum_address(payout), amount])
-    )
-    return bytes(keccak(inner))
+    # abi.encode(bytes32, address, uint256): three 32-byte words, the address left-padded. Written
+    # out by hand because eth_abi's generic encoder is ~20x slower (10,000 leaves per epoch).
+    encoded = receipt_hash + bytes(12) + _address_bytes(payout) + amount.to_bytes(32, "big")
+    return bytes(keccak(keccak(encoded)))
+
+
+def _address_bytes(address: str) -> bytes:
+    raw = address.removeprefix("0x")
+    if len(raw) != 40:
+        raise ValueError(f"payout must be a 20-byte hex address, got {address!r}")
+    return bytes.fromhex(raw)
 
 
 def hash_pair(a: bytes, b: bytes) -> bytes:

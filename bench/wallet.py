@@ -1,0 +1,134 @@
+"""Wallet benchmark: receipt signing and verification rates, epoch post and claim gas, and
+transaction latency on the embedded chain. Prints one JSON object.
+
+Baselines measured in the same run: verification through eth-account's ``encode_typed_data`` path
+(``protocol.signing.recover_signer``) against the wallet's digest + libsecp256k1 path; post gas with
+10 miners against 10,000; in-process transaction latency against the same chain over HTTP JSON-RPC.
+Pinned to one core where the OS allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+# Run as `python bench/wallet.py`, this file's folder comes first on sys.path, and this file (and
+# bench/protocol.py) would shadow the `wallet` and `protocol` packages: drop that folder.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+from eth_utils.address import to_checksum_address  # noqa: E402
+
+from protocol.messages import Receipt  # noqa: E402
+from protocol.signing import Domain, recover_signer  # noqa: E402
+from wallet.chain import ChainClient  # noqa: E402
+from wallet.devnet import start_embedded_chain  # noqa: E402
+from wallet.merkle import MerkleTree, leaf_hash  # noqa: E402
+from wallet.receipts import sign_receipt, verify_receipt  # noqa: E402
+from wallet.registry import Registry, RegistryParams  # noqa: E402
+from wallet.signer import LocalSigner  # noqa: E402
+
+ETHER = 10**18
+
+
+def receipt(validator: str, nonce: int) -> Receipt:
+    return Receipt(
+        task_id=os.urandom(32), miner=validator, payout=validator, validator=validator, rank=1, pool_size=8,
+        test_loss_e9=2_400_000_000, synthetic_loss_e9=2_600_000_000, score_e9=10**9, amount=5 * ETHER,
+        epoch=3, nonce=nonce, issued_at=1_700_000_000_000,
+    )  # fmt: skip
+
+
+def rate(fn, items) -> float:  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    for item in items:
+        fn(item)
+    return len(items) / (time.perf_counter() - start)
+
+
+def bench_receipts(n: int = 1000) -> dict[str, float]:
+    signer = LocalSigner.create()
+    domain = Domain(131277322940537, "0x" + "ab" * 20, os.urandom(32))
+    receipts = [receipt(signer.address, i) for i in range(n)]
+    sign_rate = rate(lambda r: sign_receipt(r, domain, signer), receipts)
+    signed = [sign_receipt(r, domain, signer) for r in receipts]
+    verify_rate = rate(lambda s: verify_receipt(s, domain), signed)
+    baseline = rate(lambda s: recover_signer(s, domain), signed[: n // 2])
+    return {
+        "receipt_sign_per_s": round(sign_rate),
+        "receipt_verify_per_s": round(verify_rate),
+        "receipt_verify_baseline_eth_account_per_s": round(baseline),
+        "receipt_verify_speedup": round(verify_rate / baseline, 2),
+    }
+
+
+def bench_gas() -> dict[str, object]:
+    validator, relayer = LocalSigner.create(), LocalSigner.create()
+    devnet = start_embedded_chain([validator], serve=False, params=RegistryParams(epoch_length=60))
+    devnet.fund(relayer.address)
+    reg = devnet.registry(validator)
+    small = MerkleTree(os.urandom(32) for _ in range(10))
+    payout = LocalSigner.create().address
+    others = [to_checksum_address(os.urandom(20)) for _ in range(10_000)]
+    leaves = [(os.urandom(32), payout if i < 3 else others[i], ETHER) for i in range(10_000)]
+    started = time.perf_counter()
+    large = MerkleTree(leaf_hash(*leaf) for leaf in leaves)
+    tree_seconds = time.perf_counter() - started
+    devnet.advance_to_epoch(1)
+    gas_10 = reg.post_epoch(0, small.root, b"\x01" * 32, 10).gas_used
+    devnet.advance_to_epoch(2)
+    gas_10k = reg.post_epoch(1, large.root, b"\x01" * 32, 10_000 * ETHER).gas_used
+    devnet.advance_to_epoch(3)
+    relay = devnet.registry(relayer)
+    claims = []
+    for leaf in (leaves[0], leaves[1], leaves[3]):  # first mint ever, same payout again, a fresh payout
+        proof = large.proof(leaf_hash(*leaf))
+        claims.append(relay.claim(1, validator.address, leaf[0], leaf[1], leaf[2], proof).gas_used)
+    return {
+        "post_gas_10_miners": gas_10,
+        "post_gas_10000_miners": gas_10k,
+        "post_gas_ratio_10000_vs_10": round(gas_10k / gas_10, 4),
+        "claim_gas_first_mint_on_registry": claims[0],
+        "claim_gas_payout_already_holding_tokens": claims[1],
+        "claim_gas_new_payout": claims[2],
+        "claim_proof_nodes_10000_miners": len(large.proof(leaf_hash(*leaves[0]))),
+        "merkle_tree_10000_leaves_s": round(tree_seconds, 3),
+    }
+
+
+def latency(client: ChainClient, registry: str, n: int) -> dict[str, float]:
+    reg = Registry(client, registry)
+    times = [reg.add_stake(10**9).seconds for _ in range(n)]
+    p95 = sorted(times)[int(n * 0.95)]
+    return {"median_ms": round(statistics.median(times) * 1000, 1), "p95_ms": round(p95 * 1000, 1)}
+
+
+def bench_latency(n: int = 40) -> dict[str, object]:
+    validator = LocalSigner.create()
+    with start_embedded_chain([validator]) as devnet:
+        in_process = latency(devnet.client(validator), devnet.deployment.registry, n)
+        over_http = latency(ChainClient.connect(devnet.rpc_url, validator), devnet.deployment.registry, n)
+    return {
+        "tx_latency_in_process": in_process,
+        "tx_latency_json_rpc_http": over_http,
+        "tx_latency_http_vs_in_process": round(over_http["median_ms"] / in_process["median_ms"], 2),
+    }
+
+
+def main() -> None:
+    pinned = False
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        pinned = True
+    result: dict[str, object] = {"bench": "wallet", "pinned_to_one_core": pinned}
+    result.update(bench_receipts())
+    result.update(bench_gas())
+    result.update(bench_latency())
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
