@@ -1,0 +1,391 @@
+"""Autoresearch: search a recipe's hyperparameters within the task's budget, then train the artifact.
+
+    calibrate  a few steps of the recipe's defaults: seconds per example and start-up cost here
+    search     optuna TPE (seeded) over `search_space()`, trials at a fixed fidelity (training
+               examples), successive-halving pruning on the running training loss, each finished
+               trial scored on a validation split carved from the train data; OOM -> smaller
+               micro-batch, divergence -> lower learning rate; warm-started from past best configs
+    final      the best configuration on ALL the train data, sized to the time that is left
+
+The search stops while the measured throughput says the final run still fits. Every trial is
+recorded in a `SearchTrace` saved beside the artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import warnings
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from trainer.autoresearch.budget import Budget, Throughput
+from trainer.autoresearch.failures import TrialPruned
+from trainer.autoresearch.history import HistoryStore, NullHistory, TrialRecord, size_bucket
+from trainer.autoresearch.policy import Layout, apply_layout, examples_per_step, lower_lr, shrink_after_oom
+from trainer.autoresearch.space import Knobs, project, suggest
+from trainer.autoresearch.splits import ValidationSplit, carve_validation
+from trainer.autoresearch.trace import Attempt, SearchTrace, TrialTrace, save_trace
+from trainer.autoresearch.trial import AttemptPlan, AttemptRun, TrialContext, run_attempt
+from trainer.recipes.base import Recipe, Reporter, TrainerError, TrainJob, TrainResult, get_recipe
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchSettings:
+    """Knobs of the search itself (not of the recipe)."""
+
+    final_fraction: float = 0.5  # share of the budget always kept for the final run
+    margin_fraction: float = 0.05  # share kept after the final run for the trace and export
+    val_fraction: float = 0.1
+    max_val_rows: int = 128
+    trial_share: float = 0.25  # one full-fidelity trial, as a share of the search time
+    reduction_factor: int = 3
+    max_trials: int = 64
+    warm_start: int = 3  # best past configurations enqueued
+    startup_trials: int = 4  # TPE's random trials before it models the objective
+    calibration_steps: int = 3
+    divergence_factor: float = 3.0
+    lr_backoff: float = 0.3
+    max_retries: int = 3
+    # The final run's step target is the measured pace's estimate times this: recipes shorten their
+    # schedule when the real pace is slower (trainer.loop fits the budget), never lengthen it.
+    final_optimism: float = 1.25
+
+
+def autoresearch(
+    job: TrainJob,
+    reporter: Reporter,
+    history: HistoryStore | None = None,
+    settings: SearchSettings | None = None,
+    recipe: Recipe | None = None,
+) -> TrainResult:
+    """Search and train `job` within `job.budget_s`; the artifact goes to `job.output_dir`."""
+    search = _Search(job, reporter, history or NullHistory(), settings or SearchSettings(), recipe)
+    return search.run()
+
+
+class _Search:
+    def __init__(
+        self,
+        job: TrainJob,
+        reporter: Reporter,
+        history: HistoryStore,
+        settings: SearchSettings,
+        recipe: Recipe | None,
+    ) -> None:
+        self.job, self.reporter, self.history, self.settings = job, reporter, history, settings
+        self.recipe = recipe or get_recipe(job.kind)
+        self.budget = Budget(job.budget_s, settings.final_fraction, settings.margin_fraction)
+        self.defaults = self.recipe.merged_hparams(dict(job.hparams))
+        # Hyperparameters the caller pinned in the job are not searched.
+        self.space = {k: v for k, v in self.recipe.search_space().items() if k not in job.hparams}
+        self.knobs = Knobs.of(self.defaults)
+        self.notes: list[str] = []
+        self._budget_sets_length()
+        self.layout = Layout()
+        self.throughput = Throughput()
+        self.bucket = size_bucket(job.base_model_dir)
+        self.trace = SearchTrace(job.kind, self.bucket, job.budget_s, job.seed, notes=self.notes)
+        out = Path(job.output_dir)
+        self.work_dir = out.with_name(out.name + ".autoresearch-work")
+        self.best: tuple[float, dict[str, Any], int] | None = None  # (val loss, params, examples)
+
+    def _budget_sets_length(self) -> None:
+        """Training length is not searched: under a wall-clock budget the final run trains as long as
+        the time left allows (the step target comes from measured throughput), and trials are cut at
+        the search fidelity. Epochs are lifted to the space's upper bound so they never cut first."""
+        name = self.knobs.epochs
+        if name is None or name not in self.space:
+            return
+        spec = self.space.pop(name)
+        if spec.high is not None:
+            self.defaults[name] = spec.high
+            self.notes.append(f"{name} set by the budget (at most {spec.high:g}), not searched")
+
+    # --- the three phases ---------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        self.reporter.phase("autoresearch")
+        try:
+            split = carve_validation(
+                self.job.train_file,
+                self.work_dir,
+                self.settings.val_fraction,
+                self.job.seed,
+                self.settings.max_val_rows,
+            )
+            ctx = TrialContext(self.recipe, self.job, split.val_file, self.settings.divergence_factor)
+            fidelity = self._calibrate(ctx, split)
+            if fidelity:
+                self._search(ctx, split, fidelity)
+            else:
+                self.trace.notes.append("budget too small for a search: final run with the defaults")
+            self.trace.search_s = self.budget.elapsed()
+            result = self._final(ctx, split)
+        finally:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
+        self.trace.total_s = self.budget.elapsed()
+        save_trace(self.trace, self.job.output_dir)
+        self._remember()
+        return result
+
+    def _calibrate(self, ctx: TrialContext, split: ValidationSplit) -> int:
+        """Run the defaults for a few steps; the fidelity (training examples per trial), 0 for none."""
+        trial = TrialTrace(-1, dict(self.defaults), "calibrate", self.settings.calibration_steps)
+        self.trace.trials.append(trial)
+        params = dict(self.defaults)
+        for _ in range(self.settings.max_retries + 1):
+            params = apply_layout(params, self.knobs, self.layout)
+            plan = self._plan(params, self.settings.calibration_steps, split, "calibrate")
+            plan.budget_s = max(1.0, self.budget.search_left())
+            run = run_attempt(ctx, plan)
+            trial.attempts.append(run.attempt)
+            self._observe(run, plan)
+            if run.attempt.outcome != "oom" or not self._shrink(run.attempt, params):
+                break
+        if run.attempt.outcome not in ("completed", "diverged"):
+            if run.attempt.outcome in ("oom", "failed"):
+                raise TrainerError(f"autoresearch could not run the recipe at all: {run.attempt.reason}")
+            return 0
+        # The fidelity is sized on pure training time: the start-up cost of the first run includes
+        # one-off imports, and the stop rule below charges each trial its measured overhead anyway.
+        time_for_trial = self.budget.search_left() * self.settings.trial_share
+        fidelity = self.throughput.examples_for_training(time_for_trial)
+        minimum = examples_per_step(self.defaults, self.knobs) * self.settings.reduction_factor
+        return fidelity if fidelity >= minimum else 0
+
+    def _search(self, ctx: TrialContext, split: ValidationSplit, fidelity: int) -> None:
+        study = self._study(fidelity)
+        queue = self._initial_queue()
+        for number in range(self.settings.max_trials):
+            estimate = self.throughput.seconds_for(fidelity) or 0.0
+            if self._search_left() < estimate:
+                self.trace.notes.append(f"search stopped before trial {number}: time kept for the final run")
+                break
+            params, source = queue.popleft() if queue else ({}, "sampler")
+            if params:
+                study.enqueue_trial(params, skip_if_exists=False)
+            trial = study.ask()
+            suggested = suggest(trial, self.space)
+            entry = TrialTrace(number, suggested, source, 0)
+            self.trace.trials.append(entry)
+            self._run_trial(ctx, split, study, trial, entry, fidelity)
+            self._report_search_progress(entry)
+
+    def _final(self, ctx: TrialContext, split: ValidationSplit) -> TrainResult:
+        """The best configuration on all the train data, sized to the time left."""
+        self.reporter.phase("train")
+        params = dict(self.best[1]) if self.best else dict(self.defaults)
+        if self.best:
+            self.trace.best_value, self.trace.best_params = self.best[0], dict(self.best[1])
+        for _ in range(self.settings.max_retries + 1):
+            params = apply_layout(params, self.knobs, self.layout)
+            run = run_attempt(ctx, self._final_plan(params, split), forward=self.reporter)
+            self.trace.final = run.attempt
+            if run.attempt.outcome == "oom" and self._shrink(run.attempt, params):
+                continue
+            lowered = lower_lr(params, self.knobs, self.settings.lr_backoff)
+            if run.attempt.outcome == "diverged" and lowered and self.budget.remaining() > 1.0:
+                params = lowered[0]
+                self.trace.notes.append(f"final run {lowered[1]}; retried")
+                continue
+            break
+        if run.result is None:
+            raise TrainerError(f"autoresearch's final run failed: {run.attempt.reason}")
+        return self._final_result(run.result)
+
+    # --- one trial ----------------------------------------------------------------------------
+
+    def _run_trial(
+        self,
+        ctx: TrialContext,
+        split: ValidationSplit,
+        study: optuna.Study,
+        trial: optuna.Trial,
+        entry: TrialTrace,
+        fidelity: int,
+    ) -> None:
+        params = {**self.defaults, **entry.params}
+        pruning = self._pruning_hook(trial)
+        for _ in range(self.settings.max_retries + 1):
+            params = apply_layout(params, self.knobs, self.layout)
+            steps = max(1, math.ceil(fidelity / examples_per_step(params, self.knobs)))
+            entry.max_steps = steps
+            plan = self._plan(params, steps, split, f"trial-{entry.number}")
+            run = run_attempt(ctx, plan, on_intermediate=pruning)
+            entry.attempts.append(run.attempt)
+            self._observe(run, plan)
+            outcome = run.attempt.outcome
+            if outcome == "oom" and self._shrink(run.attempt, params):
+                continue
+            if outcome == "diverged" and (lowered := lower_lr(params, self.knobs, self.settings.lr_backoff)):
+                params = lowered[0]
+                run.attempt.reason += f"; retry with {lowered[1].split(': ', 1)[1]}"
+                pruning = None  # the retry is judged on its own, not against this trial's curve
+                continue
+            break
+        self._tell(study, trial, entry, fidelity)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, entry: TrialTrace, fidelity: int) -> None:
+        """Tell optuna what happened; a run that succeeded only after lowering the learning rate is
+        recorded as its own trial, so the sampler learns which learning rate actually worked."""
+        last = entry.attempts[-1]
+        value = last.val_loss
+        ok = last.outcome in ("completed", "budget") and value is not None and math.isfinite(value)
+        retried_lr = len(entry.attempts) > 1 and entry.attempts[0].outcome == "diverged"
+        if ok and not retried_lr:
+            study.tell(trial, value)
+        else:
+            states = optuna.trial.TrialState
+            state = states.FAIL if last.outcome == "failed" else states.PRUNED
+            study.tell(trial, state=state)
+        if ok and retried_lr:
+            self._add_known(study, trial, last.params, float(value))  # type: ignore[arg-type]
+        if ok and last.outcome == "completed" and (self.best is None or float(value) < self.best[0]):  # type: ignore[arg-type]
+            self.best = (float(value), dict(last.params), fidelity)  # type: ignore[arg-type]
+
+    def _add_known(
+        self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], value: float
+    ) -> None:
+        dists = trial.distributions
+        known = {k: params[k] for k in dists if k in params}
+        if all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in known.items()):
+            study.add_trial(optuna.trial.create_trial(params=known, distributions=dists, value=value))
+
+    def _pruning_hook(self, trial: optuna.Trial) -> Any:
+        def hook(examples: int, value: float) -> None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a retry re-reporting a step is expected
+                trial.report(value, examples)
+            if trial.should_prune():
+                raise TrialPruned(f"pruned after {examples} examples at training loss {value:.4f}")
+
+        return hook
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _plan(self, params: dict[str, Any], steps: int, split: ValidationSplit, name: str) -> AttemptPlan:
+        return AttemptPlan(
+            params=params,
+            max_steps=steps,
+            budget_s=max(0.5, self._search_left()),
+            examples_per_step=examples_per_step(params, self.knobs),
+            train_file=split.train_file,
+            out_dir=self.work_dir / name,
+        )
+
+    def _final_plan(self, params: dict[str, Any], split: ValidationSplit) -> AttemptPlan:
+        left = self.budget.remaining()
+        per_step = examples_per_step(params, self.knobs)
+        examples = self.throughput.examples_in(left) * self.settings.final_optimism
+        steps = max(1, int(examples // per_step))
+        pace = self.throughput.s_per_example or 0.0
+        self.notes.append(
+            f"final run planned: {steps} steps of {per_step} examples in {left:.1f}s "
+            f"(measured {pace * 1000:.1f} ms/example, start-up {self.throughput.overhead_s or 0.0:.1f}s)"
+        )
+        return AttemptPlan(
+            params=params,
+            max_steps=steps,
+            budget_s=max(1.0, left),
+            examples_per_step=per_step,
+            train_file=Path(self.job.train_file),
+            out_dir=Path(self.job.output_dir),
+            validate=False,  # the validation rows are in the final training data now
+            checkpoint_dir=self.job.checkpoint_dir,
+        )
+
+    def _final_result(self, result: TrainResult) -> TrainResult:
+        completed = [t for t in self.trace.trials if t.number >= 0 and t.outcome == "completed"]
+        metrics = dict(result.metrics)
+        metrics["search_trials"] = float(len([t for t in self.trace.trials if t.number >= 0]))
+        metrics["search_completed"] = float(len(completed))
+        metrics["search_seconds"] = float(self.trace.search_s)
+        if self.best:
+            metrics["search_best_val_loss"] = self.best[0]
+        return TrainResult(
+            artifact_dir=result.artifact_dir,
+            metrics=metrics,
+            steps=result.steps,
+            tokens=result.tokens,
+            seconds=self.budget.elapsed(),
+            stopped_reason=result.stopped_reason,
+        )
+
+    def _search_left(self) -> float:
+        final_need = self.throughput.seconds_for(self.best[2]) if self.best else None
+        return self.budget.search_left(final_need)
+
+    def _observe(self, run: AttemptRun, plan: AttemptPlan) -> None:
+        if run.loop is not None:
+            steps, seconds = run.loop
+            loop_examples = steps * plan.examples_per_step
+            total_examples = run.attempt.steps * plan.examples_per_step
+            # Wall time minus the loop's share for all steps = start-up, saving and validation.
+            per_example = seconds / loop_examples
+            self.throughput.observe(total_examples, per_example * total_examples, run.attempt.wall_s)
+
+    def _shrink(self, attempt: Attempt, params: dict[str, Any]) -> bool:
+        change = shrink_after_oom(params, self.knobs, self.layout)
+        if change:
+            attempt.reason += f"; retry with {change.split(': ', 1)[1]}"
+        return change is not None
+
+    def _study(self, fidelity: int) -> optuna.Study:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        startup = self.settings.startup_trials
+        sampler = optuna.samplers.TPESampler(seed=self.job.seed, n_startup_trials=startup)
+        eta = self.settings.reduction_factor
+        # One rung at a third of the fidelity: earlier, the first steps' losses mostly reflect which
+        # batches came first, not the configuration, and a short search has few trials to cull.
+        rung = max(1, fidelity // eta)
+        pruner = optuna.pruners.SuccessiveHalvingPruner(min_resource=rung, reduction_factor=eta)
+        return optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+
+    def _initial_queue(self) -> deque[tuple[dict[str, Any], str]]:
+        """The defaults first (the search never knows less than the static recipe), then the best
+        distinct past configurations for this kind and model size."""
+        queue: deque[tuple[dict[str, Any], str]] = deque([(project(self.defaults, self.space), "default")])
+        seen = [queue[0][0]]
+        for record in self.history.load(self.job.kind, self.bucket):
+            params = project(record.params, self.space)
+            if params and params not in seen and len(queue) <= self.settings.warm_start:
+                queue.append((params, "history"))
+                seen.append(params)
+        return queue
+
+    def _report_search_progress(self, entry: TrialTrace) -> None:
+        value = "-" if entry.value is None else f"{entry.value:.4f}"
+        self.reporter.log(f"trial {entry.number} ({entry.source}): {entry.outcome}, val loss {value}")
+        elapsed = self.budget.elapsed()
+        self.reporter.progress(
+            entry.number + 1,
+            0,
+            percent=min(100.0, 100.0 * elapsed / self.job.budget_s),
+            eta_s=max(0.0, self.job.budget_s - elapsed),
+        )
+
+    def _remember(self) -> None:
+        records = [
+            TrialRecord(
+                self.job.kind,
+                self.bucket,
+                t.attempts[-1].params,
+                float(t.value),
+                steps=t.attempts[-1].steps,
+                seconds=t.wall_s,
+            )
+            for t in self.trace.trials
+            if t.number >= 0 and t.outcome == "completed" and t.value is not None
+        ]
+        try:
+            self.history.save(records)
+        except OSError as exc:  # losing the memory of a search must not lose its artifact
+            log.warning("could not save autoresearch history: %s", exc)
