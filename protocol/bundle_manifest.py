@@ -21,7 +21,7 @@ from typing import Any
 
 from protocol import strict_json
 from protocol.errors import BundleError
-from protocol.safetensors_header import DTYPE_BYTES, MAX_RANK, TensorInfo
+from protocol.safetensors_header import DTYPE_BYTES, MAX_RANK, TensorInfo, check_tensor_name
 
 FORMAT_VERSION = 1
 MAGIC = b"MAGNETB" + bytes([FORMAT_VERSION])
@@ -271,8 +271,7 @@ def _parse_tensor(path: str, raw: Any) -> TensorInfo:
     if not isinstance(raw, dict) or set(raw) != {"name", "dtype", "shape"}:
         raise BundleError(f'{path}: each tensor must have exactly "name", "dtype" and "shape"')
     name, dtype, shape = raw["name"], raw["dtype"], raw["shape"]
-    if not isinstance(name, str) or not 0 < len(name) <= 256:
-        raise BundleError(f"{path}: tensor name must be a string of 1-256 characters")
+    check_tensor_name(name)
     if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
         raise BundleError(f"{path}: tensor {name[:60]!r} has unsupported dtype {str(dtype)[:20]!r}")
     if not isinstance(shape, list) or len(shape) > MAX_RANK or not all(_is_dim(d) for d in shape):

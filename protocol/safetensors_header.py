@@ -85,9 +85,14 @@ def _check_metadata(meta: Any) -> None:
         raise BundleError("safetensors __metadata__ must map strings to strings")
 
 
+def check_tensor_name(name: Any) -> None:
+    """Tensor names: 1-256 characters of letters, digits and ``_ . : / - [ ]`` (what models use)."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise BundleError(f"tensor name {str(name)[:60]!r} has unexpected characters or length")
+
+
 def _check_entry(name: str, entry: Any) -> tuple[TensorInfo, tuple[int, int]]:
-    if not _NAME_RE.match(name):
-        raise BundleError(f"safetensors tensor name {name[:60]!r} has unexpected characters or length")
+    check_tensor_name(name)
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise BundleError(f"safetensors tensor {name!r}: expected exactly dtype, shape and data_offsets")
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
