@@ -117,6 +117,7 @@ class NodeCore:
         self._token: trio.lowlevel.TrioToken | None = None
         self._stop_event: trio.Event | None = None
         self._calls: trio.Nursery | None = None
+        self._main_scope: trio.CancelScope | None = None
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
         self._abort_start = False
@@ -215,14 +216,16 @@ class NodeCore:
                 self._thread = threading.Thread(target=self._thread_main, name="magnet-core", daemon=True)
                 self._thread.start()
                 if not self._ready.wait(self.config.node.start_timeout):
-                    self._request_stop()
-                    raise ServiceError(f"node did not start within {self.config.node.start_timeout} s")
+                    raise ServiceError(
+                        f"node did not start within {self.config.node.start_timeout} s "
+                        f"(a service never reported started; node.start_timeout sets the limit)"
+                    )
                 if self._startup_error is not None:
                     error = self._startup_error
                     raise ServiceError(f"node failed to start: {error}") from error
             except BaseException:
                 self._abort_start = True  # seen by _main if it has not started its services yet
-                self._request_stop()
+                self._cancel_everything()
                 self._join_thread(self.config.node.stop_timeout)
                 self._release_resources()
                 self._stopped.set()
@@ -327,6 +330,16 @@ class NodeCore:
             return False
         return True
 
+    def _cancel_everything(self) -> None:
+        """No graceful stop: cancel the whole trio loop (a start that failed or hung)."""
+        token, scope = self._token, self._main_scope
+        if token is None or scope is None:
+            return
+        try:
+            trio.from_thread.run_sync(scope.cancel, trio_token=token)
+        except trio.RunFinishedError:
+            pass
+
     def _request_stop(self) -> None:
         token, stop_event = self._token, self._stop_event
         if token is None or stop_event is None:
@@ -410,6 +423,7 @@ class NodeCore:
         self._token = trio.lowlevel.current_trio_token()
         self._stop_event = trio.Event()
         async with trio.open_nursery() as nursery:
+            self._main_scope = nursery.cancel_scope
             # mypy 1.20 rejects every function against trio 0.35's Nursery.start overloads.
             calls: trio.Nursery = await nursery.start(self._serve_calls)  # type: ignore[arg-type]
             self._calls = calls

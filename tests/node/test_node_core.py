@@ -141,6 +141,38 @@ def test_service_failing_at_start_releases_everything(node_config: Config) -> No
     assert is_locked(core.data_dir.root) is None and threading.active_count() == threads
 
 
+class NeverReady:
+    """Never calls task_status.started(): the start deadline must still hold."""
+
+    name = "never-ready"
+
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    async def run(self, core: CoreContext, task_status: TaskStatus[None]) -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            self.cancelled = True
+
+    async def stop(self) -> None:
+        pass
+
+
+def test_a_service_that_never_starts_hits_the_start_timeout(node_config: Config) -> None:
+    threads = threading.active_count()
+    node_config.node.start_timeout = 0.5
+    core = NodeCore(node_config)
+    hung = NeverReady()
+    core.add_service(hung)
+    t0 = time.monotonic()
+    with pytest.raises(ServiceError, match=r"did not start within 0\.5 s"):
+        core.start()
+    assert time.monotonic() - t0 < 3
+    assert hung.cancelled and threading.active_count() == threads
+    assert is_locked(core.data_dir.root) is None
+
+
 def test_service_crash_stops_the_node_with_a_reason(node_config: Config) -> None:
     journal: list[str] = []
     crashing = RecordingService("p2p", journal)
