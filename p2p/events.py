@@ -42,6 +42,16 @@ class PeerDisconnected(Event):
     peer_id: str
 
 
+@event("p2p.connection_refused")
+@typed_fields(frozen=True, kw_only=True)
+class ConnectionRefused(Event):
+    """An inbound connection failed the security handshake (no Noise, or a broken handshake)."""
+
+    remote: str
+    reason: str
+    count: int
+
+
 @event("p2p.peer_bound")
 @typed_fields(frozen=True, kw_only=True)
 class PeerBound(Event):

@@ -128,6 +128,10 @@ class Gossip:
         self.own_identity = encode(signed)
         self.peerbook.bind(msg, self.own_identity)
 
+    def close(self) -> None:
+        """Stop the thread py-libp2p's seen-message cache starts per Pubsub (nothing else does)."""
+        self.pubsub.seen_messages.stop()
+
     # --- validation -----------------------------------------------------------------------------
     async def _validate(self, forwarder: ID, msg: rpc_pb2.Message) -> bool:
         if forwarder == self.my_id:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import multiaddr
 import psutil
@@ -27,6 +28,7 @@ from libp2p.security.noise.transport import PROTOCOL_ID as NOISE_PROTOCOL_ID
 from libp2p.security.noise.transport import Transport as NoiseTransport
 from libp2p.stream_muxer.yamux.yamux import PROTOCOL_ID as YAMUX_PROTOCOL_ID
 from libp2p.stream_muxer.yamux.yamux import Yamux
+from libp2p.transport.exceptions import SecurityUpgradeFailure
 
 from p2p.config import P2PConfig
 
@@ -159,3 +161,32 @@ async def stop_auto_dialling(host: IHost) -> None:
     connector = getattr(host.get_network(), "auto_connector", None)
     if connector is not None:
         await connector.stop()
+
+
+def count_security_refusals(host: IHost, on_refused: Callable[[str, str], None]) -> None:
+    """Report each inbound connection refused at the security handshake (e.g. plaintext only).
+
+    py-libp2p logs these at debug level and offers no hook, so the upgrader's
+    ``upgrade_security`` is wrapped on this host's instance only.
+    """
+    upgrader = getattr(host.get_network(), "upgrader", None)
+    if upgrader is None:
+        return
+    original = upgrader.upgrade_security
+
+    async def upgrade_security(raw_conn: Any, is_initiator: bool, peer_id: ID | None = None) -> Any:
+        try:
+            return await original(raw_conn, is_initiator, peer_id)
+        except SecurityUpgradeFailure as exc:
+            if not is_initiator:
+                remote = raw_conn.get_remote_address() if hasattr(raw_conn, "get_remote_address") else None
+                where = f"{remote[0]}:{remote[1]}" if remote else "unknown"
+                on_refused(where, _refusal_reason(exc))
+            raise
+
+    upgrader.upgrade_security = upgrade_security
+
+
+def _refusal_reason(exc: SecurityUpgradeFailure) -> str:
+    text = str(exc)
+    return "no_common_security_protocol" if "negotiate" in text else "security_handshake_failed"

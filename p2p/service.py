@@ -28,9 +28,23 @@ from p2p.blobs import BlobService, PushPolicy, refuse_all_pushes
 from p2p.blobstore import BlobStore
 from p2p.config import P2PConfig
 from p2p.discovery import Discovery
-from p2p.events import HostStarted, PeerBanned, PeerConnected, PeerDisconnected, PeerUnbanned
+from p2p.events import (
+    ConnectionRefused,
+    HostStarted,
+    PeerBanned,
+    PeerConnected,
+    PeerDisconnected,
+    PeerUnbanned,
+)
 from p2p.gossip import Gossip
-from p2p.host import build_host, dialable_addrs, load_or_create_peer_key, parse_addrs, stop_auto_dialling
+from p2p.host import (
+    build_host,
+    count_security_refusals,
+    dialable_addrs,
+    load_or_create_peer_key,
+    parse_addrs,
+    stop_auto_dialling,
+)
 from p2p.peerbook import PeerBook
 from p2p.reputation import Reputation
 from p2p.reqresp import RequestResponse
@@ -119,6 +133,8 @@ class P2PService:
         self._heartbeat_seq = now_ms()
         self.stopping = trio.Event()
         self.host.get_network().register_notifee(_ConnectionWatch(self))
+        self.refused_connections: dict[str, int] = {}
+        count_security_refusals(self.host, self._on_refused)
 
     # --- lifecycle ------------------------------------------------------------------------------
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -163,6 +179,7 @@ class P2PService:
                 self._nursery = None
                 with trio.move_on_after(STOP_TIMEOUT):
                     await self.host.close()  # no-op when closed above; covers a failed start
+                self.gossip.close()
 
     async def _start(self, nursery: trio.Nursery) -> None:
         await stop_auto_dialling(self.host)
@@ -209,6 +226,11 @@ class P2PService:
         while True:
             await trio.sleep(self.config.heartbeat_interval)
             await self.gossip.publish(self.sign_heartbeat())
+
+    def _on_refused(self, remote: str, reason: str) -> None:
+        count = self.refused_connections[reason] = self.refused_connections.get(reason, 0) + 1
+        log.info("refused inbound connection from %s: %s", remote, reason)
+        self.bus.emit(ConnectionRefused(remote=remote, reason=reason, count=count))
 
     # --- bans -----------------------------------------------------------------------------------
     def _on_ban(self, peer: str, reason: str) -> None:
