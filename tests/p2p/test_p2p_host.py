@@ -67,7 +67,8 @@ def test_addresses_identity_and_restart(tmp_path: Path) -> None:
     first_id, addrs = trio.run(run_once)
     second_id, _ = trio.run(run_once)
     assert first_id == second_id  # the peer key persists in the data dir
-    assert addrs and all(a.startswith("/ip4/127.0.0.1/tcp/") and a.endswith(f"/p2p/{first_id}") for a in addrs)
+    assert addrs
+    assert all(a.startswith("/ip4/127.0.0.1/tcp/") and a.endswith(f"/p2p/{first_id}") for a in addrs)
     assert not any(a.split("/")[4] == "0" for a in addrs)  # the real port was read back
 
 
