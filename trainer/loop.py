@@ -24,7 +24,6 @@ from trainer.packing import PackedRow, collate_packed
 from trainer.recipes.base import Reporter
 
 SCHEDULES = ("cosine", "linear", "constant")
-REPORT_EVERY_S = 0.25
 
 
 @dataclass
@@ -172,7 +171,7 @@ class TrainingLoop:
         self.model.train()
         started = time.monotonic()
         seconds_before = self.state.seconds
-        last_ckpt = last_report = started
+        last_ckpt = started
         steps_run, reason = 0, "completed"
         while self.state.step < self.state.total_steps:
             if self.should_stop():
@@ -195,9 +194,8 @@ class TrainingLoop:
             self.state.losses.append(loss)
             if steps_run in (2, 5) or steps_run % 20 == 0:
                 self._fit_budget(now - started, steps_run)
-            if now - last_report >= REPORT_EVERY_S or self.state.step >= self.state.total_steps:
-                self._report(now - started, steps_run, loss)
-                last_report = now
+            # Every step is reported: miner and autoresearch read the loss curve; the node throttles the GUI.
+            self._report(now - started, steps_run, loss)
             if self.s.checkpoint_dir is not None and now - last_ckpt >= self.s.checkpoint_interval_s:
                 self.checkpoint()
                 last_ckpt = now

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -169,7 +170,14 @@ class Reporter(Protocol):
 
 
 class NullReporter:
-    """A reporter that drops everything (library use, benchmarks)."""
+    """A reporter that drops everything (library use, benchmarks).
+
+    Reporters may also offer `should_stop() -> bool` (polled between steps by recipes that support
+    a graceful stop) and `checkpoint(step, path)`; both are optional and looked up with getattr.
+    """
+
+    def should_stop(self) -> bool:
+        return False
 
     def phase(self, name: str) -> None:
         pass
@@ -276,6 +284,20 @@ class Recipe(abc.ABC):
 
 
 _REGISTRY: dict[str, type[Recipe]] = {}
+RECIPE_MODULES = ("instruct", "dpo", "grpo", "image", "bitnet")
+_loaded = False
+
+
+def load_recipe_modules() -> None:
+    """Import every recipe module present (each registers itself); heavy imports happen here."""
+    global _loaded
+    if _loaded:
+        return
+    here = Path(__file__).resolve().parent
+    for name in RECIPE_MODULES:
+        if (here / f"{name}.py").is_file() or (here / name / "__init__.py").is_file():
+            importlib.import_module(f"trainer.recipes.{name}")
+    _loaded = True
 
 R = TypeVar("R", bound=type[Recipe])
 
@@ -294,6 +316,7 @@ def register_recipe(cls: R) -> R:
 
 def get_recipe(kind: str) -> Recipe:
     """A fresh instance of the recipe for `kind`."""
+    load_recipe_modules()
     cls = _REGISTRY.get(kind)
     if cls is None:
         raise TrainerError(f"no recipe for task kind {kind!r}; known kinds: {recipe_kinds()}")
@@ -301,8 +324,10 @@ def get_recipe(kind: str) -> Recipe:
 
 
 def recipe_kinds() -> list[str]:
+    load_recipe_modules()
     return sorted(_REGISTRY)
 
 
 def registered_recipes() -> dict[str, Callable[[], Recipe]]:
+    load_recipe_modules()
     return dict(_REGISTRY)

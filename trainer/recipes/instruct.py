@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,12 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
+
+
+def stop_requested(reporter: Reporter) -> Callable[[], bool]:
+    """The reporter's optional `should_stop()` (the worker's is set by SIGTERM), else never."""
+    hook = getattr(reporter, "should_stop", None)
+    return hook if callable(hook) else (lambda: False)
 
 
 def apply_threads(threads: int | None) -> None:
@@ -106,7 +113,7 @@ class InstructRecipe(Recipe):
         examples = load_examples(job.train_file, self.kind)
         return split(examples, job.val_fraction, job.seed)
 
-    def train(self, job: TrainJob, reporter: Reporter, should_stop: Any = None) -> TrainResult:
+    def train(self, job: TrainJob, reporter: Reporter) -> TrainResult:
         started = time.monotonic()
         hp = self.merged_hparams(job.hparams)
         check_hparams(hp)
@@ -142,7 +149,7 @@ class InstructRecipe(Recipe):
             checkpoint_interval_s=job.checkpoint_interval_s,
         )
         fingerprint = job_fingerprint({k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"})
-        loop = TrainingLoop(model, rows, settings, reporter, fingerprint, should_stop or (lambda: False))
+        loop = TrainingLoop(model, rows, settings, reporter, fingerprint, stop_requested(reporter))
         loop.resume_if_possible()
         reporter.phase("train")
         reason = loop.run()

@@ -1,0 +1,204 @@
+"""The instruct recipe: real LoRA training on a tiny Llama, evaluation, reload, export and checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from trainer.artifacts import ADAPTER_WEIGHTS
+from trainer.recipes import ArtifactRejected, EvalJob, RecordingReporter, TrainJob, get_recipe
+
+FAST_HP = {
+    "max_length": 64,
+    "lr": 1e-2,
+    "micro_batch_size": 4,
+    "epochs": 20.0,
+    "lora_r": 8,
+    "warmup_ratio": 0.0,
+}
+
+
+def train(model_dir: Path, data: Path, out: Path, **overrides: Any) -> tuple[Any, RecordingReporter]:
+    hparams = {**FAST_HP, **overrides.pop("hparams", {})}
+    job = TrainJob(
+        kind="instruct",
+        base_model_dir=str(model_dir),
+        train_file=str(data),
+        output_dir=str(out),
+        hparams=hparams,
+        max_steps=overrides.pop("max_steps", 12),
+        threads=1,
+        **overrides,
+    )
+    reporter = RecordingReporter()
+    return get_recipe("instruct").train(job, reporter), reporter
+
+
+def eval_loss(model_dir: Path, data: Path, artifact: Path | None) -> float:
+    job = EvalJob(
+        kind="instruct",
+        base_model_dir=str(model_dir),
+        artifact_dir=artifact and str(artifact),
+        eval_file=str(data),
+        threads=1,
+    )
+    return get_recipe("instruct").evaluate(job, RecordingReporter())["loss"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llama_dir: Path, trainer_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    out = tmp_path_factory.mktemp("instruct") / "adapter"
+    result, reporter = train(tiny_llama_dir, trainer_data_dir / "sft.jsonl", out)
+    return result, reporter
+
+
+def test_training_lowers_the_masked_loss(trained: Any, tiny_llama_dir: Path, sft_file: Path) -> None:
+    result, reporter = trained
+    losses = reporter.losses()
+    assert result.steps == 12 and result.stopped_reason == "max_steps"
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3 - 0.3
+    before = eval_loss(tiny_llama_dir, sft_file, None)
+    after = eval_loss(tiny_llama_dir, sft_file, Path(result.artifact_dir))
+    assert after < before - 0.3, (before, after)
+
+
+def test_adapter_reloads_with_peft_and_scores_the_same(
+    trained: Any, tiny_llama_dir: Path, sft_file: Path
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.data import load_examples
+    from trainer.evaluate import masked_test_loss
+
+    result, _ = trained
+    files = sorted(p.name for p in Path(result.artifact_dir).iterdir())
+    assert "adapter_model.safetensors" in files and not [f for f in files if f.endswith(".bin")]
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    model = PeftModel.from_pretrained(base, result.artifact_dir)
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    examples = load_examples(sft_file, "instruct")
+    direct = masked_test_loss(model, tokenizer, examples, 512, "cpu")["loss"]
+    assert direct == pytest.approx(eval_loss(tiny_llama_dir, sft_file, Path(result.artifact_dir)), rel=1e-5)
+
+
+def test_same_seed_same_losses(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
+    _, first = train(tiny_llama_dir, sft_file, tmp_path / "a", max_steps=4, seed=7)
+    _, second = train(tiny_llama_dir, sft_file, tmp_path / "b", max_steps=4, seed=7)
+    _, other = train(tiny_llama_dir, sft_file, tmp_path / "c", max_steps=4, seed=8)
+    assert first.losses() == second.losses()
+    assert first.losses() != other.losses()
+
+
+def test_validation_split_is_scored(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
+    result, reporter = train(tiny_llama_dir, sft_file, tmp_path / "a", max_steps=2, val_fraction=0.25)
+    assert result.metrics["val_loss"] > 0
+    assert {"name": "val_loss", "value": result.metrics["val_loss"], "event": "metric"} in reporter.events
+    assert any("9 train / 3 val" in e.get("message", "") for e in reporter.events)
+
+
+def test_export_bundle_checks_and_extracts(trained: Any, tiny_llama_dir: Path, tmp_path: Path) -> None:
+    from protocol.bundle import extract_bundle, read_manifest
+
+    result, _ = trained
+    recipe = get_recipe("instruct")
+    bundle = recipe.export(Path(result.artifact_dir), tmp_path / "adapter.bundle")
+    manifest = read_manifest(bundle)
+    assert manifest.kind == "instruct" and manifest.meta["lora_r"] == "8"
+    recipe.check_artifact(manifest, tiny_llama_dir)
+    dest = tmp_path / "extracted"
+    extract_bundle(bundle, dest)
+    recipe.check_artifact(dest, tiny_llama_dir)
+
+
+def _rewrite_adapter(src: Path, dest: Path, change: Any) -> Path:
+    dest.mkdir()
+    config = json.loads((src / "adapter_config.json").read_text())
+    tensors = load_file(str(src / ADAPTER_WEIGHTS))
+    config, tensors = change(config, tensors)
+    (dest / "adapter_config.json").write_text(json.dumps(config))
+    save_file(tensors, str(dest / ADAPTER_WEIGHTS))
+    return dest
+
+
+def _grow_hidden(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    name = next(k for k in tensors if k.endswith("q_proj.lora_A.weight"))
+    tensors[name] = torch.zeros(tensors[name].shape[0], tensors[name].shape[1] * 2)
+    return config, tensors
+
+
+def _huge_rank(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    config["r"] = 1024
+    return config, tensors
+
+
+def _foreign_tensor(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    tensors["base_model.model.model.embed_tokens.weight"] = torch.zeros(512, 64)
+    return config, tensors
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [(_grow_hidden, "expected"), (_huge_rank, "exceeds the cap"), (_foreign_tensor, "only lora_A")],
+)
+def test_bad_adapter_is_refused_before_loading(
+    trained: Any,
+    tiny_llama_dir: Path,
+    sft_file: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    change: Any,
+    message: str,
+) -> None:
+    import trainer.recipes.instruct as instruct
+
+    bad = _rewrite_adapter(Path(trained[0].artifact_dir), tmp_path / "bad", change)
+
+    def must_not_load(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a rejected adapter was loaded")
+
+    monkeypatch.setattr(instruct, "load_adapter", must_not_load)
+    monkeypatch.setattr(instruct, "load_base_model", must_not_load)
+    with pytest.raises(ArtifactRejected, match=message):
+        eval_loss(tiny_llama_dir, sft_file, bad)
+
+
+def test_adapter_for_another_base_is_refused(trained: Any, tmp_path: Path) -> None:
+    from trainer.models import tiny_llama
+
+    wider = tiny_llama(tmp_path / "wider", vocab=300, hidden=96, layers=2)
+    with pytest.raises(ArtifactRejected, match="expected"):
+        get_recipe("instruct").check_artifact(Path(trained[0].artifact_dir), wider)
+
+
+def test_unknown_hyperparameter_is_an_error(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
+    from trainer.recipes import JobSpecError
+
+    with pytest.raises(JobSpecError, match="unknown instruct hyperparameter"):
+        train(tiny_llama_dir, sft_file, tmp_path / "a", hparams={"learning_rate": 1e-3})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_mixed_precision_training(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
+    result, reporter = train(tiny_llama_dir, sft_file, tmp_path / "a", device="cuda")
+    losses = reporter.losses()
+    assert sum(losses[-3:]) < sum(losses[:3])
+    assert eval_loss(tiny_llama_dir, sft_file, Path(result.artifact_dir)) < eval_loss(
+        tiny_llama_dir, sft_file, None
+    )
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_trains_where_bitsandbytes_exists(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    result, reporter = train(tiny_llama_dir, sft_file, tmp_path / "a", device="cuda", hparams={"qlora": True})
+    losses = reporter.losses()
+    assert sum(losses[-3:]) < sum(losses[:3])
+    assert (Path(result.artifact_dir) / ADAPTER_WEIGHTS).is_file()
