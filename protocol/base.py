@@ -28,6 +28,8 @@ class Message:
     FIELDS: ClassVar[tuple[FieldSpec, ...]] = ()
 
     def __post_init__(self) -> None:
+        if "FIELDS" not in type(self).__dict__:
+            raise TypeError(f"{type(self).__name__} is not registered: decorate it with @register")
         for spec in self.FIELDS:
             normal = check_value(spec, getattr(self, spec.name))
             # frozen dataclass: normalising (checksummed address, tuple for arrays) needs object.__setattr__

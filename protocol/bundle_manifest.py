@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from protocol import strict_json
@@ -59,6 +59,11 @@ class BundleCaps:
     allowed_extensions: frozenset[str] = field(
         default_factory=lambda: frozenset({".safetensors", ".json", ".txt", ".model"})
     )
+
+    def limited_to(self, max_total_bytes: int) -> BundleCaps:
+        """These caps with the total (and so every file) capped, e.g. at a task's max_artifact_bytes."""
+        total = min(self.max_total_bytes, max_total_bytes)
+        return replace(self, max_total_bytes=total, max_file_bytes=min(self.max_file_bytes, total))
 
 
 @dataclass(frozen=True)

@@ -430,3 +430,12 @@ def test_hypothesis_garbage_after_a_valid_prefix(
     )
     valid_prefix = MAGIC + len(header).to_bytes(4, "big") + header
     _try_extract(valid_prefix[:prefix_len] + tail, work)
+
+
+def test_caps_limited_to_a_task_budget(bundle: Path) -> None:
+    total = read_manifest(bundle).total_bytes
+    caps = BundleCaps().limited_to(total)
+    assert caps.max_total_bytes == total and caps.max_file_bytes == total
+    assert read_manifest(bundle, caps)
+    with pytest.raises(BundleError, match="more than the cap"):
+        read_manifest(bundle, BundleCaps().limited_to(total - 1))

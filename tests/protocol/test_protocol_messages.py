@@ -162,3 +162,20 @@ def test_register_requires_issued_at_and_an_address_signer_field() -> None:
     with pytest.raises(TypeError, match="SIGNER_FIELD"):
         register(BadSigner)
     assert ("NoTime", 1) not in registry() and ("BadSigner", 1) not in registry()
+
+
+def test_an_unregistered_message_class_cannot_be_instantiated() -> None:
+    from dataclasses import dataclass
+
+    from protocol.schema import wire
+
+    @dataclass(frozen=True)
+    class Draft(Message):
+        TYPE = "Draft"
+        VERSION = 1
+        SIGNER_FIELD = "who"
+        who: str = wire("address", "x")
+        issued_at: int = wire("uint64", "x")
+
+    with pytest.raises(TypeError, match="not registered"):
+        Draft(who=ADDRESS, issued_at=1)
