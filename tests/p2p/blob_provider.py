@@ -14,7 +14,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from p2p_netutil import make_service  # noqa: E402
+from p2p_netutil import make_service
 
 
 async def main(data_dir: Path, blob_file: Path) -> None:
@@ -22,8 +22,8 @@ async def main(data_dir: Path, blob_file: Path) -> None:
     blob_hash = service.store.put_file(blob_file, public=True)
     async with trio.open_nursery() as nursery:
         await nursery.start(service.run)
-        print(json.dumps({"peer_id": service.peer_id.to_string(), "addrs": service.addrs(), "blob": blob_hash}),
-              flush=True)
+        hello = {"peer_id": service.peer_id.to_string(), "addrs": service.addrs(), "blob": blob_hash}
+        print(json.dumps(hello), flush=True)
 
 
 if __name__ == "__main__":

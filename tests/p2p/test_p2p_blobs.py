@@ -205,8 +205,8 @@ def test_fifty_megabytes_resume_from_a_second_provider_after_the_first_is_killed
             provider.stdout.close()
 
 
-async def _fetch_while_killing(tmp_path: Path, blob: str, size: int, blob_file: Path, hello: dict[str, object],
-                               provider: subprocess.Popen[bytes]) -> None:
+async def _fetch_while_killing(tmp_path: Path, blob: str, size: int, blob_file: Path,
+                               hello: dict[str, object], provider: subprocess.Popen[bytes]) -> None:
     async with trio.open_nursery() as nursery:
         second = await start(nursery, make_service(tmp_path, "second"))
         fetcher = await start(nursery, make_service(tmp_path, "fetcher"))

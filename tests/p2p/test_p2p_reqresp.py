@@ -35,7 +35,7 @@ def test_request_reply_refusal_caps_timeout_and_rate_limit(tmp_path: Path) -> No
 
             validator.requests.register("join", join, max_request=100)
             miner.requests.register("receipt", receipt)
-            # Nothing dials a miner: with dial=False the validator can deliver only over the miner's connection.
+            # Nothing dials a miner: with dial=False a validator delivers only over the miner's connection.
             with pytest.raises(RequestFailed, match="must connect first"):
                 await validator.requests.request(miner.peer_id, "receipt", b"r", dial=False)
             await connect(miner, validator)
