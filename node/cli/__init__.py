@@ -33,6 +33,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "p2p.cli",
     "miner.cli",
     "validator.cli",
+    "wallet.cli_validator",  # `magnet validator register|stake|...` unless validator.cli took `validator`
     "node.cli.init_cmd",
     "node.cli.config_cmd",
     "node.cli.status_cmd",
