@@ -1,9 +1,9 @@
 """Strict, crash-proof JSON parsing of untrusted bytes.
 
-Why not plain ``json.loads``: importing py_ecc (pulled in by the eth-* stack) raises the interpreter's
-recursion limit to 100,000, so the C JSON scanner recurses on ``[[[[...`` until the C stack overflows
-and the whole process dies with SIGSEGV (measured here: 100,000 brackets crash a process that imported
-eth_account). We therefore bound the nesting depth before parsing, with regex passes that run in C.
+Why not plain ``json.loads``: importing ``eth_account`` (through py_ecc) raises the interpreter's
+recursion limit from 1,000 to 100,000, so the C JSON scanner recurses on ``[[[[...`` until the C stack
+overflows and the whole process dies with SIGSEGV (measured here: 200,000 brackets, exit code 139).
+We therefore bound the nesting depth before parsing, with regex passes that run in C.
 We also refuse duplicate keys (two parsers could disagree on which one wins), floats, NaN and Infinity
 (EIP-712 has no floats; amounts are fixed point).
 """
