@@ -213,7 +213,7 @@ class _Search:
         fidelity: int,
     ) -> None:
         params = {**self.defaults, **entry.params}
-        pruning = self._pruning_hook(trial)
+        pruning = self._pruning_hook(trial, fidelity)
         for _ in range(self.settings.max_retries + 1):
             params = apply_layout(params, self.knobs, self.layout)
             steps = max(1, math.ceil(fidelity / examples_per_step(params, self.knobs)))
@@ -259,8 +259,10 @@ class _Search:
         if all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in known.items()):
             study.add_trial(optuna.trial.create_trial(params=known, distributions=dists, value=value))
 
-    def _pruning_hook(self, trial: optuna.Trial) -> Any:
+    def _pruning_hook(self, trial: optuna.Trial, fidelity: int) -> Any:
         def hook(examples: int, value: float) -> None:
+            if examples >= fidelity:
+                return  # a trial that ran its course is judged on validation, not cut at the finish
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # a retry re-reporting a step is expected
                 trial.report(value, examples)
