@@ -104,7 +104,8 @@ class SyntheticRecipe(Recipe):
 
     def evaluate(self, job: EvalJob, reporter: Reporter) -> dict[str, float]:
         assert job.artifact_dir is not None
-        return json.loads((Path(job.artifact_dir) / "loss.json").read_text())
+        metrics: dict[str, float] = json.loads((Path(job.artifact_dir) / "loss.json").read_text())
+        return metrics
 
     def export(self, artifact_dir: Path, out_path: Path) -> Path:
         raise NotImplementedError
