@@ -408,6 +408,14 @@ def test_ten_thousand_mutated_bundle_headers(tmp_path: Path, bundle: Path) -> No
     assert outcomes["refused"] > 9_000  # nearly every header mutation is caught before any file is read
 
 
+def test_ten_thousand_random_byte_strings_after_the_magic() -> None:
+    rng = random.Random(13)
+    for _ in range(10_000):
+        data = MAGIC + rng.randbytes(rng.randint(0, 200))
+        with pytest.raises(BundleError):
+            read_manifest_from(io.BytesIO(data), len(data))
+
+
 def test_two_hundred_mutated_bundles_extract_or_leave_nothing(tmp_path: Path, bundle: Path) -> None:
     data = bundle.read_bytes()
     rng = random.Random(7)
