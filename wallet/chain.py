@@ -223,7 +223,7 @@ class ChainClient:
                 pass
             if time.monotonic() > deadline:
                 raise TxTimeout(
-                    f"{what}: transaction {tx_hash} was not mined within {self.receipt_timeout:.0f} s; it may"
+                    f"{what}: transaction {tx_hash} was not mined within {self.receipt_timeout:g} s; it may"
                     " still be pending (fee too low or node congested): check it later before resending"
                 )
             time.sleep(self.poll_interval)
