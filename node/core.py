@@ -225,7 +225,10 @@ class NodeCore:
                     raise ServiceError(f"node failed to start: {error}") from error
             except BaseException:
                 self._abort_start = True  # seen by _main if it has not started its services yet
-                self._cancel_everything()
+                if self._ready.is_set():
+                    self._request_stop()  # start-up ended (in error): _main stops what did start
+                else:
+                    self._cancel_everything()  # start-up hangs or was interrupted: cancel it
                 self._join_thread(self.config.node.stop_timeout)
                 self._release_resources()
                 self._stopped.set()

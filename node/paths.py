@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from pathlib import Path
 from types import TracebackType
 
 import platformdirs
+
+log = logging.getLogger("magnet.node")
 
 APP_NAME = "magnet"
 PRIVATE_DIR_MODE = 0o700
@@ -53,10 +56,18 @@ def resolve_data_dir(configured: str = "", env: Mapping[str, str] | None = None)
 
 
 def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) and make it 0700; a file in the way is a clear error."""
+    """Create ``path`` (and parents) and make it 0700; a file in the way is a clear error.
+
+    An existing directory is tightened only when it is empty or already a MAGNET data directory, so
+    ``--data-dir`` pointed by mistake at a shared folder never changes that folder's permissions.
+    """
     try:
+        existed = path.is_dir()
         path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        os.chmod(path, PRIVATE_DIR_MODE)
+        if not existed or _is_ours_or_empty(path):
+            os.chmod(path, PRIVATE_DIR_MODE)
+        elif path.stat().st_mode & 0o077:
+            log.warning("%s is readable by other users and is not empty: chmod 700 it", path)
     except FileExistsError as exc:
         raise DataDirError(f"{path} exists and is not a directory: move it away or choose another") from exc
     except PermissionError as exc:
@@ -153,6 +164,12 @@ class DataDir:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.unlock()
+
+
+def _is_ours_or_empty(path: Path) -> bool:
+    if (path / LOCK_FILE).exists() or path.parent.joinpath(LOCK_FILE).exists():
+        return True
+    return next(path.iterdir(), None) is None
 
 
 def lock_holder(lock_file: Path) -> int | None:

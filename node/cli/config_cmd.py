@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from node.cli.common import Subparsers, config_from_args, out
 from node.cli.exitcodes import CliError, ExitCode
-from node.config import describe, to_toml
+from node.config import default_config_path, describe, to_toml
 
 
 def register(subparsers: Subparsers) -> None:
@@ -29,6 +30,8 @@ def run_show(args: argparse.Namespace) -> int:
     if args.toml:
         print(to_toml(config), end="", flush=True)
         return int(ExitCode.OK)
+    path = Path(args.config) if args.config else default_config_path()
+    out(f"# config file: {path}{'' if path.exists() else ' (absent: defaults and environment only)'}")
     rows = describe(config)
     width = max(len(f"{section}.{key}") for section, key, _, _ in rows)
     for section, key, value, help_text in rows:

@@ -113,8 +113,11 @@ def test_usage_config_and_not_available(
     assert main(["no-such-command"]) == ExitCode.USAGE
     assert main(["--validator"]) == ExitCode.USAGE
     assert main(["config"]) == ExitCode.USAGE
-    for command in PLANNED:
-        assert main([command, "--network", "x.json"]) == ExitCode.NOT_AVAILABLE, command
+    # Only the node's own modules: every planned command is then a placeholder, whatever has landed.
+    with monkeypatch.context() as patch:
+        patch.setattr("node.cli.COMMAND_MODULES", tuple(m for m in COMMAND_MODULES if m.startswith("node.")))
+        for command in PLANNED:
+            assert main([command, "--network", "x.json"]) == ExitCode.NOT_AVAILABLE, command
     monkeypatch.setattr(node.cli.launch, "DESKTOP_MODULE", "desktop.no_such_app")
     assert main([]) == ExitCode.NOT_AVAILABLE
     assert "desktop app is not part of this build" in capsys.readouterr().err

@@ -32,6 +32,15 @@ def test_layout_is_private(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
 
 
+def test_a_shared_folder_keeps_its_permissions(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    (shared / "someone-elses-file.txt").write_text("x")
+    DataDir(shared).create()
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # not ours to change
+    assert stat.S_IMODE((shared / "wallet").stat().st_mode) == 0o700
+
+
 def test_file_in_the_way_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "home"
     blocker.write_text("not a directory")
