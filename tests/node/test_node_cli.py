@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -59,8 +60,19 @@ def test_every_command_has_a_doc_row() -> None:
     parser = build_parser()
     commands = next(a for a in parser._actions if a.dest == "command").choices
     assert commands
-    for name in commands:
+    for name, sub in commands.items():
         assert f"`magnet {name}" in doc, name
+        # Every action of a command group (wallet create, validator stake...) is named in a row's first cell.
+        rows = [line for line in doc.splitlines() if line.startswith(f"| `magnet {name} ")]
+        first_cells = [row.split(" | ")[0] for row in rows]
+        for action in subcommands(sub):
+            named = [cell for cell in first_cells if re.search(rf"\b{re.escape(action)}\b", cell)]
+            assert named, f"docs/CLI.md has no row for `magnet {name} {action}`"
+
+
+def subcommands(parser: argparse.ArgumentParser) -> list[str]:
+    groups = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return [name for group in groups for name in group.choices]
 
 
 def test_init_twice_and_wallet_errors(cli_env: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
