@@ -1,0 +1,127 @@
+"""Autoresearch with the real `instruct` recipe on a tiny Llama: it must beat a bad static configuration
+under the same wall-clock budget, and recover from a genuine out-of-memory error."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from trainer.autoresearch import SearchSettings, autoresearch, load_trace, trace_path
+from trainer.models import tiny_llama
+from trainer.recipes import EvalJob, NullReporter, RecordingReporter, Reporter, TrainJob, TrainResult
+from trainer.recipes.instruct import InstructRecipe
+
+# Short rows keep a step cheap on 2 shared cores; pinned in the job, so not searched.
+PINNED = {"max_length": 96}
+
+
+def _arithmetic(n: int, seed: int) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.randint(0, 50), rng.randint(0, 50)
+        rows.append({"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"})
+    return rows
+
+
+def _write(path: Path, rows: list[dict[str, str]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_task(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("autoresearch-real")
+    return {
+        "model": tiny_llama(root / "model", vocab=320, hidden=32, layers=2, heads=2, max_positions=128),
+        "train": _write(root / "train.jsonl", _arithmetic(160, seed=1)),
+        "test": _write(root / "test.jsonl", _arithmetic(40, seed=2)),  # held out of everything
+        "root": root,
+    }
+
+
+def _job(task: dict[str, Path], name: str, budget_s: float, hparams: dict[str, Any]) -> TrainJob:
+    return TrainJob(
+        kind="instruct",
+        base_model_dir=str(task["model"]),
+        train_file=str(task["train"]),
+        output_dir=str(task["root"] / name / "artifact"),
+        hparams=hparams,
+        budget_s=budget_s,
+        seed=0,
+        device="cpu",
+        threads=1,
+    )
+
+
+def _test_loss(task: dict[str, Path], artifact_dir: str) -> float:
+    job = EvalJob("instruct", str(task["model"]), artifact_dir, str(task["test"]), device="cpu", threads=1)
+    return InstructRecipe().evaluate(job, NullReporter())["loss"]
+
+
+@pytest.mark.slow
+def test_autoresearch_beats_a_bad_static_configuration_in_the_same_budget(tiny_task: dict[str, Path]) -> None:
+    budget = 14.0
+    bad = _job(tiny_task, "bad", budget, {**PINNED, "lr": 1e-5, "micro_batch_size": 16, "grad_accum": 4})
+    bad_result = InstructRecipe().train(bad, NullReporter())
+    searched = autoresearch(_job(tiny_task, "searched", budget, PINNED), RecordingReporter())
+    trace = load_trace(trace_path(searched.artifact_dir))
+    assert trace.total_s <= budget + 2.0
+    assert [t for t in trace.trials if t.number >= 0], "no trial ran"
+    assert _test_loss(tiny_task, searched.artifact_dir) < _test_loss(tiny_task, bad_result.artifact_dir)
+
+
+class MemoryCappedInstruct(InstructRecipe):
+    """The real recipe on a device that fits at most `cap` rows per micro-batch: beyond it, torch's own
+    OutOfMemoryError is raised at the point where the allocation would happen (CPU has no device cap)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+
+    def train(self, job: TrainJob, reporter: Reporter) -> TrainResult:
+        rows = self.merged_hparams(job.hparams)["micro_batch_size"]
+        if rows > self.cap:
+            raise torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {rows * 96 * 4} MiB")
+        return super().train(job, reporter)
+
+
+@pytest.mark.slow
+def test_out_of_memory_in_the_real_recipe_is_retried_with_a_smaller_micro_batch(
+    tiny_task: dict[str, Path],
+) -> None:
+    job = _job(tiny_task, "capped", 8.0, {**PINNED, "micro_batch_size": 8})
+    result = autoresearch(job, RecordingReporter(), recipe=MemoryCappedInstruct(cap=2))
+    trace = load_trace(trace_path(result.artifact_dir))
+    calibration = trace.trials[0].attempts
+    assert [a.outcome for a in calibration] == ["oom", "oom", "completed"]
+    assert [a.params["micro_batch_size"] for a in calibration] == [8, 4, 2]
+    assert calibration[-1].params["grad_accum"] == 4  # same effective batch
+    assert trace.final is not None and trace.final.params["micro_batch_size"] == 2
+    assert (Path(result.artifact_dir) / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_genuine_cuda_out_of_memory_is_recovered(tiny_task: dict[str, Path]) -> None:
+    """A real CUDA OOM: the process may use only a sliver of the GPU, and the first micro-batch is big."""
+    model = tiny_llama(tiny_task["root"] / "gpu-model", vocab=4096, hidden=256, layers=2, heads=4,
+                       max_positions=512)
+    total = torch.cuda.get_device_properties(0).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 0.15 * 1024**3 / total))
+    try:
+        job = TrainJob("instruct", str(model), str(tiny_task["train"]), str(tiny_task["root"] / "gpu" / "a"),
+                       hparams={"micro_batch_size": 16, "max_length": 512, "packing": False}, budget_s=60.0,
+                       device="cuda")
+        result = autoresearch(job, RecordingReporter(), settings=SearchSettings(max_trials=2))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        torch.cuda.empty_cache()
+    trace = load_trace(trace_path(result.artifact_dir))
+    outcomes = [a.outcome for t in trace.trials for a in t.attempts]
+    assert "oom" in outcomes and trace.final is not None and trace.final.outcome != "oom"
