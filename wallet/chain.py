@@ -99,8 +99,10 @@ class ChainClient:
         )
         try:
             return cls(w3, signer, **kwargs)
-        except RpcUnavailable as exc:
-            raise RpcUnavailable(f"cannot reach the JSON-RPC endpoint {url}: {exc}") from None
+        except WrongChain:
+            raise
+        except Exception as exc:  # HTTP 404, TLS, a proxy's HTML page...: all mean "not a node here"
+            raise RpcUnavailable(f"cannot use the JSON-RPC endpoint {url}: {exc}") from None
 
     @classmethod
     def embedded(cls, chain: EmbeddedChain, signer: LocalSigner | None = None, **kwargs: Any) -> ChainClient:

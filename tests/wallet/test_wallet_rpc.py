@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import subprocess
 import sys
 import textwrap
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -119,3 +122,17 @@ def test_server_answers_malformed_requests_with_json_rpc_errors(devnet: DevnetCh
         urllib.request.urlopen(devnet.rpc_url, timeout=10)
     info.value.close()
     assert info.value.code == 405
+
+
+def test_an_http_server_that_is_not_a_node_is_reported(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            url = f"http://127.0.0.1:{httpd.server_address[1]}"
+            with pytest.raises(RpcUnavailable, match="cannot use the JSON-RPC endpoint"):
+                ChainClient.connect(url, retries=0)
+        finally:
+            httpd.shutdown()
+            thread.join()
