@@ -1,18 +1,27 @@
 """``magnet status``: what this data directory holds and whether a node is running on it.
 
 Reads only what needs no password and no running node (the lock, the keystore's public address,
-the store's schema versions). The validator issue extends it with tasks, miners and scores.
+the store's schema versions). Other packages add sections without editing this file: a module named
+in ``STATUS_MODULES`` (``validator/status.py``: tasks, miners, ratings, scores) exposes
+``status_section(config, data_dir) -> dict`` and must only read (the store may be open in a running
+node: open it read-only, as ``schema_versions`` does).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import sqlite3
+from typing import Any
 
 from node.cli.common import Subparsers, config_from_args, data_dir_of, keystore_path, out
 from node.cli.exitcodes import ExitCode
-from node.paths import is_locked
+from node.config import Config
+from node.paths import DataDir, is_locked
+
+STATUS_MODULES: tuple[str, ...] = ("p2p.status", "wallet.status", "miner.status", "validator.status")
 
 
 def register(subparsers: Subparsers) -> None:
@@ -36,12 +45,28 @@ def run(args: argparse.Namespace) -> int:
         "network_profile": config.node.network or None,
         "schema_versions": schema_versions(data_dir.store),
     }
+    for name, section in package_sections(config, data_dir).items():
+        report[name] = section
     if args.json:
         print(json.dumps(report, indent=2), flush=True)
     else:
         for key, value in report.items():
             out(f"{key:<16} {'-' if value is None else value}")
     return int(ExitCode.OK)
+
+
+def package_sections(config: Config, data_dir: DataDir) -> dict[str, Any]:
+    """``{package: section}`` from every status module that exists in this build."""
+    sections: dict[str, Any] = {}
+    for module_name in STATUS_MODULES:
+        try:
+            if importlib.util.find_spec(module_name) is None:
+                continue
+        except ModuleNotFoundError:
+            continue
+        module = importlib.import_module(module_name)
+        sections[module_name.split(".")[0]] = module.status_section(config, data_dir)
+    return sections
 
 
 def wallet_address(path: object) -> str | None:

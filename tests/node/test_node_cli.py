@@ -318,3 +318,17 @@ def test_headless_with_a_bad_network_profile_is_a_config_error(
     bad.write_text('{"format": "magnet-network-profile", "version": 1}')
     assert main(["--headless", "--password-file", cli_env["pw"], "--network", str(bad)]) == ExitCode.CONFIG
     assert "missing field" in capsys.readouterr().err
+
+
+def test_status_gathers_sections_from_packages(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import node.cli.status_cmd
+
+    monkeypatch.setattr(node.cli.status_cmd, "STATUS_MODULES", ("node_status_section", "absent.status"))
+    assert main(["status", "--json"]) == ExitCode.OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["node_status_section"] == {
+        "tasks_running": 2, "store": str(Path(cli_env["home"]) / "store.sqlite")
+    }
+    assert report["initialised"] is True and report["node_running"] is False
