@@ -1,0 +1,89 @@
+"""The vetted reward registry: names only, pure functions, GSM8K-style answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from trainer.rewards import (
+    UnknownReward,
+    check_reward_spec,
+    combined_reward,
+    extract_answer,
+    get_reward,
+    reward_names,
+)
+
+GSM8K_ANSWER = (
+    "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nAltogether 48+24 = <<48+24=72>>72 clips.\n#### 72"
+)
+
+
+def test_registry_lists_the_built_in_rewards() -> None:
+    assert {"exact_answer", "format", "numeric_answer", "length_penalty", "no_repetition"} <= set(
+        reward_names()
+    )
+    with pytest.raises(UnknownReward, match="built-in rewards"):
+        get_reward("__import__('os').system")
+
+
+@pytest.mark.parametrize(
+    ("completion", "expected"),
+    [
+        ("She sold 72 clips.\n#### 72", 1.0),
+        ("#### 72.0", 1.0),
+        ("The total is 72", 1.0),  # no marker: the last number counts
+        ("#### 72 and later 5", 1.0),  # the marked answer wins over later numbers
+        ("#### 71", 0.0),
+        ("I do not know", 0.0),
+    ],
+)
+def test_exact_answer_against_a_gsm8k_reference(completion: str, expected: float) -> None:
+    assert get_reward("exact_answer").fn(completion, GSM8K_ANSWER) == expected
+
+
+def test_numbers_are_normalised() -> None:
+    assert extract_answer("#### 1,234") == "1234"
+    assert extract_answer("It costs $18.50.") == "18.5"
+    assert extract_answer("-3 degrees") == "-3"
+    assert extract_answer("no digits") is None
+
+
+def test_format_length_and_repetition() -> None:
+    assert get_reward("format").fn("so #### 5", None) == 1.0
+    assert get_reward("format").fn("so the answer is 5", None) == 0.0
+    assert get_reward("length_penalty").fn("x" * 100, None) == 0.0
+    assert get_reward("length_penalty").fn("x" * 600, None) == pytest.approx(-0.5)
+    assert get_reward("length_penalty").fn("x" * 5000, None) == -1.0
+    assert get_reward("no_repetition").fn("a b c a b c a b c", None) < get_reward("no_repetition").fn(
+        "a b c d e f g h i", None
+    )
+
+
+def test_combined_reward_is_the_weighted_sum() -> None:
+    total = combined_reward({"exact_answer": 1.0, "format": 0.5})
+    assert total("#### 72", GSM8K_ANSWER) == 1.5
+    assert total("72", GSM8K_ANSWER) == 1.0
+    with pytest.raises(UnknownReward):
+        check_reward_spec({})
+    with pytest.raises(UnknownReward, match="non-finite"):
+        check_reward_spec({"format": float("nan")})
+
+
+@given(st.text(max_size=300), st.text(max_size=60))
+def test_every_reward_stays_in_its_declared_range(completion: str, reference: str) -> None:
+    for name in reward_names():
+        reward = get_reward(name)
+        assert reward.low <= reward.fn(completion, reference) <= reward.high
+
+
+def test_real_gsm8k_references_parse(shared_datasets: Path) -> None:
+    with (shared_datasets / "gsm8k_train.jsonl").open(encoding="utf-8") as fh:
+        rows = [json.loads(next(fh)) for _ in range(50)]
+    for row in rows:
+        final = row["answer"].rsplit("####", 1)[1].strip()
+        assert get_reward("exact_answer").fn(f"#### {final}", row["answer"]) == 1.0
