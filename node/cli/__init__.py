@@ -144,7 +144,10 @@ def add_planned(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``magnet`` console script. Returns the exit code."""
     try:
-        args = build_parser().parse_args(argv)
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as done:  # --help and --version print, then "exit": return instead
+            return int(done.code or 0) if isinstance(done.code, int | None) else int(ExitCode.USAGE)
         handler: Handler | None = getattr(args, "handler", None)
         if handler is not None:
             return int(handler(args))

@@ -119,6 +119,14 @@ def test_data_dir_in_use(cli_env: dict[str, str], capsys: pytest.CaptureFixture[
     assert f"in use by process {os.getpid()}" in err and "MAGNET_HOME" in err
 
 
+def test_help_and_version_return_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == ExitCode.OK
+    assert main(["--version"]) == ExitCode.OK
+    assert main(["init", "--help"]) == ExitCode.OK
+    out = capsys.readouterr().out
+    assert "docs/CLI.md" in out and re.search(r"^magnet \d+\.\d+", out, flags=re.MULTILINE)
+
+
 def test_usage_config_and_not_available(
     cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
