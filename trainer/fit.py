@@ -1,0 +1,133 @@
+"""Will a task fit this machine? Memory and time estimates for LoRA training (pure arithmetic, no torch).
+
+Memory = frozen weights + LoRA weights, gradients and AdamW moments (fp32) + activations of one
+micro-batch + logits. Activations follow Korthikanti et al. (2022), ~(34 h + 5 a s) bytes per token
+per layer at 16-bit (doubled at fp32); gradient checkpointing keeps ~2 h bytes per token per layer
+plus one layer's full activations. Time = 4 x params x tokens (forward + activation gradients; the
+frozen weights need no weight gradients) at the benchmarked efficiency, which already folds in how
+far real training falls short of peak matmul speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from trainer.hardware import HardwareProfile, Throughput
+
+# Fraction of available memory a job may plan to use (allocator slack, the OS, the node itself).
+MEMORY_HEADROOM = 0.8
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    tied_embeddings: bool = False
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ModelShape:
+        try:
+            heads = int(config["num_attention_heads"])
+            return cls(
+                vocab=int(config["vocab_size"]),
+                hidden=int(config["hidden_size"]),
+                layers=int(config["num_hidden_layers"]),
+                heads=heads,
+                kv_heads=int(config.get("num_key_value_heads") or heads),
+                intermediate=int(config["intermediate_size"]),
+                # transformers' Llama default is untied (a separate lm_head).
+                tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(
+                f"model config lacks a Llama-style field ({exc}); cannot estimate its size"
+            ) from exc
+
+    @property
+    def linear_shapes(self) -> list[tuple[int, int]]:
+        """(in, out) of each linear layer of one decoder layer: q, k, v, o, gate, up, down."""
+        h, kv = self.hidden, self.hidden * self.kv_heads // self.heads
+        i = self.intermediate
+        return [(h, h), (h, kv), (h, kv), (h, h), (h, i), (h, i), (i, h)]
+
+    @property
+    def params(self) -> int:
+        per_layer = sum(a * b for a, b in self.linear_shapes) + 2 * self.hidden
+        embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
+        return embeddings + self.layers * per_layer + self.hidden
+
+    def lora_params(self, rank: int) -> int:
+        return self.layers * sum(rank * (a + b) for a, b in self.linear_shapes)
+
+
+@dataclass(frozen=True)
+class TaskSize:
+    train_tokens: int
+    epochs: float = 1.0
+    micro_batch_size: int = 8
+    seq_len: int = 512
+    lora_r: int = 16
+    gradient_checkpointing: bool = False
+    weight_bytes: int = 4  # 4 fp32 (CPU), 2 bf16/fp16 (GPU), ~0.55 QLoRA NF4
+
+
+@dataclass(frozen=True)
+class FitReport:
+    fits: bool
+    memory_bytes: int
+    memory_available_bytes: int
+    estimated_seconds: float
+    budget_s: float | None
+    reasons: tuple[str, ...]
+
+
+def estimate_memory(shape: ModelShape, task: TaskSize) -> int:
+    weights = shape.params * task.weight_bytes
+    lora = shape.lora_params(task.lora_r) * 4 * 4  # weights, grads, two AdamW moments, fp32
+    tokens = task.micro_batch_size * task.seq_len
+    act_scale = 2 if task.weight_bytes >= 4 else 1
+    full_layer = tokens * (34 * shape.hidden + 5 * shape.heads * task.seq_len) * act_scale
+    if task.gradient_checkpointing:
+        activations = shape.layers * tokens * 2 * shape.hidden * act_scale + full_layer
+    else:
+        activations = shape.layers * full_layer
+    logits = tokens * shape.vocab * 4 * 3  # logits, fp32 softmax copy, their gradient
+    return int(weights + lora + activations + logits)
+
+
+def estimate_seconds(shape: ModelShape, task: TaskSize, speed: Throughput) -> float:
+    useful_flops = speed.matmul_gflops * 1e9 * max(speed.train_efficiency, 1e-3)
+    return 4 * shape.params * task.train_tokens * task.epochs / useful_flops
+
+
+def fit_check(
+    config: dict[str, Any],
+    task: TaskSize,
+    profile: HardwareProfile,
+    speed: Throughput,
+    budget_s: float | None = None,
+) -> FitReport:
+    """Memory and time of `task` on the measured device; `fits` is False with the reasons when not."""
+    shape = ModelShape.from_config(config)
+    memory = estimate_memory(shape, task)
+    if speed.device == "cuda" and profile.gpus:
+        gpu = profile.gpus[0]
+        available = gpu.memory_free_bytes if gpu.memory_free_bytes is not None else gpu.memory_total_bytes
+    else:
+        available = profile.ram_available_bytes
+    seconds = estimate_seconds(shape, task, speed)
+    reasons = []
+    if memory > available * MEMORY_HEADROOM:
+        reasons.append(
+            f"needs ~{memory / 2**30:.1f} GiB but {available / 2**30:.1f} GiB is available on "
+            f"{speed.device}; "
+            "try a smaller micro-batch, gradient checkpointing or a shorter sequence"
+        )
+    if budget_s is not None and seconds > budget_s:
+        reasons.append(f"would take ~{seconds:.0f} s here, over the {budget_s:.0f} s budget")
+    return FitReport(not reasons, memory, int(available), seconds, budget_s, tuple(reasons))
