@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from trainer.config import TrainerConfig
 from trainer.recipes.base import EvalJob, TrainJob
 
 DEFAULT_KILL_GRACE_S = 10.0
@@ -33,8 +34,16 @@ STDERR_TAIL_BYTES = 4000
 class WorkerHandle:
     """One running worker process."""
 
-    def __init__(self, proc: subprocess.Popen[str], job_file: Path, log_file: Path, log: IO[bytes]) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[str],
+        job_file: Path,
+        log_file: Path,
+        log: IO[bytes],
+        kill_grace_s: float = DEFAULT_KILL_GRACE_S,
+    ) -> None:
         self.proc = proc
+        self.kill_grace_s = kill_grace_s
         self.job_file = job_file
         self.log_file = log_file
         self._log = log
@@ -97,8 +106,9 @@ class WorkerHandle:
         except OSError:
             return ""
 
-    def cancel(self, grace_s: float = DEFAULT_KILL_GRACE_S) -> int:
+    def cancel(self, grace_s: float | None = None) -> int:
         """SIGTERM (graceful: checkpoint and stop), then SIGKILL after `grace_s`; returns the exit code."""
+        grace_s = self.kill_grace_s if grace_s is None else grace_s
         self.cancelled = True
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -140,12 +150,25 @@ class WorkerClient:
         threads: int | None = None,
         python: str = sys.executable,
         nice: int = 0,
+        kill_grace_s: float = DEFAULT_KILL_GRACE_S,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.max_memory_bytes = max_memory_bytes
         self.threads = threads
         self.python = python
         self.nice = nice
+        self.kill_grace_s = kill_grace_s
+
+    @classmethod
+    def from_config(cls, config: TrainerConfig, work_dir: str | Path) -> WorkerClient:
+        """A client with the node's trainer settings (0 means "no cap" for threads and memory)."""
+        return cls(
+            work_dir,
+            max_memory_bytes=config.max_memory_bytes or None,
+            threads=config.threads or None,
+            nice=config.worker_nice,
+            kill_grace_s=config.cancel_grace,
+        )
 
     def start(self, job: TrainJob | EvalJob | dict[str, Any]) -> WorkerHandle:
         data = json.loads(job.to_json()) if isinstance(job, TrainJob | EvalJob) else dict(job)
@@ -173,4 +196,4 @@ class WorkerClient:
             cwd=str(Path(__file__).resolve().parent.parent),
             env={**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"},
         )
-        return WorkerHandle(proc, job_file, log_file, log)
+        return WorkerHandle(proc, job_file, log_file, log, self.kill_grace_s)

@@ -13,4 +13,23 @@ from dataclasses import dataclass, field
 class TrainerConfig:
     """Settings of `trainer`."""
 
-    placeholder_never_used: bool = field(default=False, metadata={"help": "Remove once real fields exist."})
+    device: str = field(
+        default="auto", metadata={"help": "Device for training and evaluation: auto, cpu, cuda or mps."}
+    )
+    threads: int = field(
+        default=0, metadata={"help": "CPU threads per worker (torch, OpenMP, BLAS); 0: all cores."}
+    )
+    max_memory_bytes: int = field(
+        default=0,
+        metadata={"help": "Address-space cap (RLIMIT_AS) of each worker process in bytes; 0: no cap."},
+    )
+    worker_nice: int = field(
+        default=10, metadata={"help": "Niceness of worker processes, so the node and GUI stay responsive."}
+    )
+    checkpoint_interval: float = field(
+        default=60.0, metadata={"help": "Seconds between training checkpoints (resume after a crash)."}
+    )
+    cancel_grace: float = field(
+        default=10.0,
+        metadata={"help": "Seconds a cancelled worker gets to checkpoint and stop before SIGKILL."},
+    )

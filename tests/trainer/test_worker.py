@@ -173,3 +173,12 @@ def test_eval_job_reports_metrics(tiny_llama_dir: Path, sft_file: Path, tmp_path
     result = events[-1]
     assert result["event"] == "result" and result["type"] == "eval"
     assert result["metrics"]["examples"] == 5 and 3.0 < result["metrics"]["loss"] < 10.0
+
+
+def test_client_takes_the_node_trainer_settings(tmp_path: Path) -> None:
+    from trainer.config import TrainerConfig
+
+    client = WorkerClient.from_config(
+        TrainerConfig(threads=3, max_memory_bytes=0, worker_nice=5, cancel_grace=2.5), tmp_path
+    )
+    assert (client.threads, client.max_memory_bytes, client.nice, client.kill_grace_s) == (3, None, 5, 2.5)
