@@ -67,7 +67,7 @@ def bench_receipts(n: int = 1000) -> dict[str, float]:
 
 def bench_gas() -> dict[str, object]:
     validator, relayer = LocalSigner.create(), LocalSigner.create()
-    devnet = start_embedded_chain([validator], serve=False, params=RegistryParams(epoch_length=60))
+    devnet = start_embedded_chain([validator], serve=False, params=RegistryParams(epoch_length=3600))
     devnet.fund(relayer.address)
     reg = devnet.registry(validator)
     small = MerkleTree(os.urandom(32) for _ in range(10))

@@ -69,7 +69,7 @@ def _listening_url(proc: subprocess.Popen[str]) -> str:
 def test_deploy_register_post_and_claim_on_anvil(anvil_url: str) -> None:
     owner = LocalSigner(ANVIL_KEY0)
     client = ChainClient.connect(anvil_url, owner, expected_chain_id=31337, receipt_timeout=30)
-    deployment = deploy(client, RegistryParams(epoch_length=60, emission_per_epoch=1000 * ETHER))
+    deployment = deploy(client, RegistryParams(epoch_length=3600, emission_per_epoch=1000 * ETHER))
     registry = Registry(client, deployment.registry)
     registry.register(5 * ETHER)
     assert registry.validator(owner.address).registered
@@ -82,12 +82,12 @@ def test_deploy_register_post_and_claim_on_anvil(anvil_url: str) -> None:
     ]
     built = EpochFile.build(0, owner.address, domain, receipts)
 
-    client.advance_time(61)
+    client.advance_time(3601)
     registry.post_epoch(0, built.root, built.file_hash, built.total)
     with pytest.raises(RevertError) as replay:
         registry.post_epoch(0, built.root, built.file_hash, built.total)
     assert replay.value.name == "AlreadyPosted"
-    client.advance_time(60)
+    client.advance_time(3600)
 
     relayer = LocalSigner.create()
     client.send_value(relayer.address, ETHER)

@@ -37,7 +37,7 @@ def home(magnet_home: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 @pytest.fixture(scope="module")
 def devnet() -> Iterator[DevnetChain]:
-    with start_embedded_chain([LocalSigner.create()], params=RegistryParams(epoch_length=60)) as chain:
+    with start_embedded_chain([LocalSigner.create()], params=RegistryParams(epoch_length=3600)) as chain:
         yield chain
 
 

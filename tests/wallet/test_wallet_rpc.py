@@ -49,7 +49,7 @@ CHILD = textwrap.dedent(
 @pytest.fixture(scope="module")
 def devnet() -> Iterator[DevnetChain]:
     validator = LocalSigner.create()
-    with start_embedded_chain([validator], params=RegistryParams(epoch_length=60)) as chain:
+    with start_embedded_chain([validator], params=RegistryParams(epoch_length=3600)) as chain:
         yield chain
 
 
