@@ -152,3 +152,13 @@ def test_validator_stake_then_miner_receipts_and_claim(
     assert balances["payout"]["mag_wei"] == str(1000 * ETHER)
     code, out, _ = run(capsys, "wallet", "claim", *net)
     assert code == 0 and "0 claimed" in out  # already claimed: skipped, nothing sent
+
+
+def test_status_has_a_wallet_section(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    code, out, _ = run(capsys, "status", "--json")
+    assert code == 0 and json.loads(out)["wallet"]["wallet"].startswith("none")
+    run(capsys, "wallet", "create", "--password-file", str(tmp_path / "pw"))
+    code, out, _ = run(capsys, "status", "--json")
+    section = json.loads(out)["wallet"]
+    assert code == 0 and section["accounts"] == 1 and section["hot"] == section["payout"]
+    assert section["recovery_phrase"] == "sealed" and section["receipts"] == 0
