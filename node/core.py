@@ -27,7 +27,7 @@ import threading
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import trio
 
@@ -46,7 +46,9 @@ from node.paths import DataDir, resolve_data_dir
 from node.profile import NetworkProfile
 from node.service import Service, TaskStatus
 from node.store import Store
-from protocol.signing import SignerLike
+
+if TYPE_CHECKING:  # eth_account behind it costs ~1 s to import: not on the GUI's start path
+    from protocol.signing import SignerLike
 
 log = component_logger("core")
 T = TypeVar("T")
@@ -84,6 +86,10 @@ class StopTimeout(CoreError):
 
 class RoleNotAvailable(CoreError):
     """A role was asked for whose package has no service yet."""
+
+
+class RoleConfigError(CoreError, ValueError):
+    """A role's service cannot be made from this config, profile or wallet (the message says why)."""
 
 
 class _StartWatch:
@@ -196,7 +202,10 @@ class NodeCore:
             raise RoleNotAvailable(
                 f"the {role} role is not available yet ({module_name} has no create_service(core))"
             )
-        service: Service = create(self)
+        try:
+            service: Service = create(self)
+        except ValueError as exc:  # what is missing or wrong in the config, profile or wallet
+            raise RoleConfigError(f"the {role} role cannot start: {exc}") from exc
         self.add_service(service)
         return service
 

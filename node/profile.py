@@ -17,14 +17,15 @@ import secrets
 import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from multiaddr import Multiaddr
 
 from protocol.errors import ProtocolError
-from protocol.schema import check_address
-from protocol.signing import Domain
+
+if TYPE_CHECKING:
+    from protocol.signing import Domain
 
 PROFILE_FORMAT = "magnet-network-profile"
 PROFILE_VERSION = 1
@@ -94,6 +95,8 @@ class NetworkProfile:
 
     def domain(self) -> Domain:
         """The EIP-712 domain every message of this network is signed under."""
+        from protocol.signing import Domain  # lazily: eth_account takes ~1 s to import
+
         return Domain(chain_id=self.chain_id, verifying_contract=self.registry, salt=self.domain_salt)
 
     def to_json(self) -> dict[str, Any]:
@@ -194,6 +197,8 @@ def _check_rpc_url(url: Any) -> None:
 
 
 def _address(value: Any, name: str) -> str:
+    from protocol.schema import check_address  # lazily: eth_abi behind it costs ~0.4 s to import
+
     try:
         return check_address(value, name)
     except ProtocolError as exc:

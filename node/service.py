@@ -31,11 +31,12 @@ from node.events import Event, EventBus
 from node.paths import DataDir
 from node.profile import NetworkProfile
 from node.store import Store
-from protocol.signing import SignerLike
 
 if TYPE_CHECKING:
     # trio re-exports TaskStatus, but without "as", so mypy does not see the re-export.
     from trio._core._run import TaskStatus
+
+    from protocol.signing import SignerLike
 else:
     from trio import TaskStatus
 

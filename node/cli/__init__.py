@@ -190,6 +190,7 @@ def known_error_code(exc: BaseException) -> ExitCode | None:
         ("node.paths", "DataDirError", ExitCode.CONFIG),
         ("node.store", "StoreError", ExitCode.STORE),
         ("node.core", "RoleNotAvailable", ExitCode.NOT_AVAILABLE),
+        ("node.core", "RoleConfigError", ExitCode.CONFIG),
         ("node.core", "ServiceError", ExitCode.NODE_FAILED),
         ("wallet.errors", "WrongPassword", ExitCode.WRONG_PASSWORD),
         ("wallet.errors", "NoPassword", ExitCode.NO_PASSWORD),

@@ -98,14 +98,21 @@ def unlock_wallet(config: Config, data_dir: DataDir) -> LocalSigner:
         raise CliError(ExitCode.CONFIG, redact(str(exc))) from None
 
 
-def plug_in_roles(core: NodeCore, roles: Sequence[str]) -> None:
-    """Attach each role's service; say plainly which ones this build does not have yet."""
-    from node.core import RoleNotAvailable
+def plug_in_roles(core: NodeCore, roles: Sequence[str], best_effort: bool = False) -> None:
+    """Attach each role's service; say plainly which ones this build does not have yet.
 
+    ``best_effort`` also runs on without a role whose config is missing (the interim devnet has no
+    network profile); otherwise that is a ``CONFIG`` error.
+    """
+    from node.core import RoleConfigError, RoleNotAvailable
+
+    skippable: tuple[type[Exception], ...] = (RoleNotAvailable, RoleConfigError) if best_effort else (
+        RoleNotAvailable,
+    )
     for role in roles:
         try:
             core.plug_in(role)
-        except RoleNotAvailable as exc:
+        except skippable as exc:
             out(f"note: {exc}; the node runs without it", sys.stderr)
 
 

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="magnet-devnet-") as tmp:
         config.node.data_dir = tmp
         core = NodeCore(config, LocalSigner.create())
-        plug_in_roles(core, ("p2p",))
+        plug_in_roles(core, ("p2p",), best_effort=True)
         core.start()
         try:
             out("devnet node started (interim: the full devnet with chain, validator and miners is issue 7)")

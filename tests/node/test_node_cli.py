@@ -188,6 +188,15 @@ def test_devnet_without_init_or_magnet_home(tmp_path: Path) -> None:
     assert not (tmp_path / "user-home").exists()  # nothing written to the user's home
 
 
+# `magnet` itself, with every role's module made absent: this test is about the core and the CLI
+# (no terminal, SIGTERM, exit 0), not about roles that need a network profile once they land.
+HEADLESS_WITHOUT_ROLES = (
+    "import sys; import node.core as core; "
+    "core.ROLE_MODULES = {r: r + '.no_such_service_module' for r in core.ROLE_MODULES}; "
+    "from node.cli import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
 @pytest.mark.slow
 def test_init_then_headless_without_a_terminal_stops_on_sigterm(tmp_path: Path) -> None:
     (tmp_path / "pw.txt").write_text(PASSWORD + "\n")
@@ -196,7 +205,8 @@ def test_init_then_headless_without_a_terminal_stops_on_sigterm(tmp_path: Path) 
     assert init.returncode == 0, init.stderr
     assert PASSWORD not in init.stdout + init.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "--headless", "--password-file", str(tmp_path / "pw.txt")],
+        [sys.executable, "-c", HEADLESS_WITHOUT_ROLES, "--headless",
+         "--password-file", str(tmp_path / "pw.txt")],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True, cwd=tmp_path,
         env=subprocess_env(tmp_path, MAGNET_HOME=str(home), MAGNET_NODE__STOP_TIMEOUT="3"),
@@ -247,11 +257,12 @@ def test_headless_validator_runs_until_sigterm_in_process(
             threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
     monkeypatch.setattr(node.cli.launch, "out", out)
+    absent_roles(monkeypatch)
     handler_before = signal.getsignal(signal.SIGTERM)
     monkeypatch.setenv("MAGNET_NODE__STOP_TIMEOUT", "2")
     assert main(["--headless", "--validator", "--password-file", cli_env["pw"]]) == ExitCode.OK
     assert any(line.startswith("node running as validator: address 0x") for line in printed)
-    assert "validator role is not available yet" in capsys.readouterr().err
+    assert "validator role is not available yet" in capsys.readouterr().err  # (absent_roles)
     assert signal.getsignal(signal.SIGTERM) == handler_before  # the node put the old handler back
 
 
@@ -304,12 +315,41 @@ def test_interactive_init_asks_twice_and_shows_the_mnemonic_once(tmp_path: Path)
     assert [len(p) for p in phrase_lines] == [24]
 
 
+def absent_roles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make every role 'not available': the test is about the core and CLI, whatever roles have landed."""
+    from node.core import ROLE_MODULES
+
+    for role in list(ROLE_MODULES):
+        monkeypatch.setitem(ROLE_MODULES, role, f"{role}.no_such_service_module")  # type: ignore[index]
+
+
+def test_a_role_missing_its_config_is_a_config_error(
+    cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from node.core import ROLE_MODULES
+
+    assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.OK
+    absent_roles(monkeypatch)
+    monkeypatch.setitem(ROLE_MODULES, "validator", "node_unconfigured_role")  # type: ignore[index]
+    assert main(["--headless", "--validator", "--password-file", cli_env["pw"]]) == ExitCode.CONFIG
+    err = capsys.readouterr().err
+    assert "the validator role cannot start: the teapot role needs a network profile" in err
+    assert not is_locked_now(Path(cli_env["home"]))
+
+
+def is_locked_now(home: Path) -> bool:
+    from node.paths import is_locked
+
+    return is_locked(home) is not None
+
+
 def test_headless_exits_node_failed_when_a_service_fails(
     cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from node.core import ROLE_MODULES
 
     assert main(["init", "--password-file", cli_env["pw"]]) == ExitCode.OK
+    absent_roles(monkeypatch)
     monkeypatch.setitem(ROLE_MODULES, "miner", "node_crashing_role")  # tests/node/node_crashing_role.py
     monkeypatch.setenv("MAGNET_NODE__STOP_TIMEOUT", "2")
     assert main(["--headless", "--password-file", cli_env["pw"]]) == ExitCode.NODE_FAILED
@@ -340,3 +380,16 @@ def test_status_gathers_sections_from_packages(
         "tasks_running": 2, "store": str(Path(cli_env["home"]) / "store.sqlite")
     }
     assert report["initialised"] is True and report["node_running"] is False
+
+
+def test_the_core_imports_no_chain_or_ml_library(tmp_path: Path) -> None:
+    """The GUI imports node.core on its start path: it must not pull eth_account, web3, torch or libp2p."""
+    probe = (
+        "import sys, node.core; "
+        "heavy = ('torch', 'transformers', 'web3', 'libp2p', 'eth_account', 'eth_abi', 'PySide6'); "
+        "print(sorted(m for m in heavy if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            env=subprocess_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
