@@ -39,6 +39,7 @@ from p2p.wire import StreamReader, WireError, header_int, header_str, json_frame
 log = logging.getLogger("magnet.p2p.blobs")
 
 BLOB_PROTOCOL = TProtocol("/magnet/blob/1.0.0")
+WRITE_BATCH = 4 << 20
 
 # Decides whether to accept a private blob pushed by a peer: (peer id, blob id, size) -> bool.
 PushPolicy = Callable[[str, str, int], Awaitable[bool]]
@@ -140,15 +141,33 @@ class BlobService:
         await self._answer(stream, {"ok": True})
 
     async def _receive_bytes(self, reader: StreamReader, partial: PartialBlob, length: int) -> None:
-        """Append exactly ``length`` bytes; WireError on a stall, TooSlowError never escapes."""
-        left = length
-        while left > 0:
-            with trio.move_on_after(self.config.blob_stall_timeout) as scope:
-                chunk = await reader.read_some(min(left, 1 << 20))
-            if scope.cancelled_caught:
-                raise WireError(f"stalled: no bytes for {self.config.blob_stall_timeout} s")
-            partial.append(chunk)
-            left -= len(chunk)
+        """Append exactly ``length`` bytes; WireError when no byte arrives for the stall timeout.
+
+        Hashing and writing run in a worker thread behind the receiving loop (hashlib releases the
+        GIL), in batches of WRITE_BATCH bytes, so a second core overlaps them with the stream.
+        When the provider fails or stalls, what arrived is still written, so ``partial.offset``
+        (where a resumed download starts) counts every byte received in order.
+        """
+        send, receive = trio.open_memory_channel[list[bytes]](2)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_write_behind, receive, partial)
+            async with send:
+                left, pending, pending_bytes = length, [], 0
+                try:
+                    while left > 0:
+                        with trio.move_on_after(self.config.blob_stall_timeout) as scope:
+                            chunk = await reader.read_some(min(left, 1 << 20))
+                        if scope.cancelled_caught:
+                            raise WireError(f"stalled: no bytes for {self.config.blob_stall_timeout} s")
+                        left -= len(chunk)
+                        pending.append(chunk)
+                        pending_bytes += len(chunk)
+                        if pending_bytes >= WRITE_BATCH or left == 0:
+                            await send.send(pending)
+                            pending, pending_bytes = [], 0
+                except WireError:
+                    await send.send(pending)  # keep what arrived: the next provider resumes after it
+                    raise
 
     # --- fetching -----------------------------------------------------------------------------
     async def fetch(self, blob_hash: str, size: int, providers: Sequence[ID | str],
@@ -284,6 +303,17 @@ class BlobService:
             raise BlobError(f"push of blob {blob_hash[:12]} to {peer} failed: {exc}") from exc
         finally:
             await _close_quietly(stream)
+
+
+async def _write_behind(batches: trio.MemoryReceiveChannel[list[bytes]], partial: PartialBlob) -> None:
+    async with batches:
+        async for batch in batches:
+            await trio.to_thread.run_sync(_append_all, partial, batch)
+
+
+def _append_all(partial: PartialBlob, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        partial.append(chunk)
 
 
 async def _close_quietly(stream: INetStream) -> None:

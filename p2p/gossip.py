@@ -33,7 +33,16 @@ from p2p.events import MessageReceived, MessageRejected, PeerBound, PublishThrot
 from p2p.peerbook import PeerBook, role_names
 from p2p.reputation import Reputation, TokenBucket
 from p2p.reqresp import RequestFailed, RequestRefused, RequestResponse
-from p2p.validation import TOPIC_PREFIX, TOPIC_TYPES, Accept, MessageChecker, NeedIdentity, Reject, topic_for
+from p2p.validation import (
+    TOPIC_PREFIX,
+    TOPIC_TYPES,
+    Accept,
+    LruCache,
+    MessageChecker,
+    NeedIdentity,
+    Reject,
+    topic_for,
+)
 from protocol.base import Message
 from protocol.encoding import encode
 from protocol.errors import ProtocolError
@@ -88,6 +97,7 @@ class Gossip:
         self._local_seq = 0
         self._fetching: dict[str, trio.Event] = {}
         self.received = 0
+        self._delivered = LruCache(8192)  # gossip keys already handed to the application
         reqresp.register(IDENTITY_REQUEST, self._serve_identity, max_request=256)
 
     # --- application API ------------------------------------------------------------------------
@@ -209,8 +219,9 @@ class Gossip:
             if origin == self.my_id.to_string():
                 continue  # our own publish, already known to the caller
             verdict = self.checker.recheck(bytes(msg.data), key)
-            if verdict is None:
-                continue
+            if verdict is None or self._delivered.get(key) is not None:
+                continue  # py-libp2p hands over a message twice when two relays validate it at once
+            self._delivered.put(key, True)
             self.received += 1
             await self._dispatch(full_topic, verdict, origin)
 

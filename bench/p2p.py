@@ -1,0 +1,337 @@
+"""p2p benchmark: 20 real nodes in 4 processes on 127.0.0.1, with the real topic validators. Prints JSON.
+
+Figures, each measured in this one run:
+
+- ``gossip_5``: delivery ratio and latency p50 / p99 (issued_at to handler, ms) of signed Commitments
+  published at 5 messages/s network-wide (targets: 100 % and p99 < 250 ms);
+- ``sweep``: the same at rising rates; ``max_rate_full_delivery_1s`` is the highest rate at which every
+  node received every message within 1 s;
+- ``cpu_ms_per_msg_per_node``: CPU time of the 4 processes during a phase / (messages x 20 nodes);
+- ``blob``: MB/s of a p2p blob fetch (``BlobService.fetch``: header, hash while receiving, file writes,
+  atomic rename) against a bare py-libp2p stream copy of the same size between the same two processes
+  (its baseline), with the ratio (target >= 0.8).
+
+Run: ``.venv/bin/python bench/p2p.py [--duration S] [--rates 10,15,20,30] [--blob-mb N]``.
+Each worker is this file run with ``--worker``; they take commands as JSON lines on stdin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+NODES_PER_WORKER = 5
+WORKERS = 4
+BARE_PROTOCOL = "/magnet-bench/copy/1.0.0"
+
+
+# --- worker process -------------------------------------------------------------------------------
+
+def worker_main(index: int, root: Path) -> None:
+    import trio
+
+    trio.run(Worker(index, root).run)
+
+
+class Worker:
+    """Five p2p services in one trio loop, driven by JSON commands on stdin."""
+
+    def __init__(self, index: int, root: Path) -> None:
+        self.index = index
+        self.root = root
+        self.deliveries: dict[int, list[float]] = {}
+        self.published: dict[int, int] = {}
+        self.cpu_mark = 0.0
+
+    async def run(self) -> None:
+        import trio
+
+        from p2p.config import P2PConfig
+        from p2p.service import LocalPeer, P2PService
+        from p2p.validation import AllowListAuthorizer
+        from protocol.messages import ROLE_MINER, Commitment
+        from protocol.signing import Domain
+        from wallet.signer import LocalSigner
+
+        domain = Domain(chain_id=31337, verifying_contract="0x" + "11" * 20, salt=b"\x07" * 32)
+        self.domain = domain
+        config = P2PConfig(listen_addrs=["/ip4/127.0.0.1/tcp/0"], publish_rate=50.0, publish_burst=50,
+                           max_message_bytes=65536)
+        self.nodes = [P2PService(config, self.root / f"w{self.index}n{i}", domain,
+                                 LocalPeer(LocalSigner.create(), ROLE_MINER),
+                                 authorizer=AllowListAuthorizer(())) for i in range(NODES_PER_WORKER)]
+        async with trio.open_nursery() as nursery:
+            for node in self.nodes:
+                await nursery.start(node.run)
+                node.gossip.on(Commitment, self._on_commitment)
+            self.reply({"addrs": [node.addrs()[0] for node in self.nodes]})
+            while True:
+                line = await trio.to_thread.run_sync(sys.stdin.readline)
+                if not line:
+                    break
+                command = json.loads(line)
+                if command["cmd"] == "quit":
+                    break
+                self.reply(await getattr(self, "cmd_" + command["cmd"])(nursery, **command.get("args", {})))
+            nursery.cancel_scope.cancel()
+
+    def reply(self, value: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(value) + "\n")
+        sys.stdout.flush()
+
+    def _on_commitment(self, accepted: Any, _origin: str) -> None:
+        message = accepted.signed.message
+        phase = message.task_id[0]
+        latency = time.time() * 1000 - message.issued_at
+        self.deliveries.setdefault(phase, []).append(latency)
+
+    async def cmd_connect(self, nursery: Any, peers: list[list[str]]) -> dict[str, Any]:
+        from libp2p.peer.peerinfo import info_from_p2p_addr
+        from multiaddr import Multiaddr
+
+        for node, targets in zip(self.nodes, peers, strict=True):
+            for target in targets:
+                await node.host.connect(info_from_p2p_addr(Multiaddr(target)))
+        return {"ok": True}
+
+    async def cmd_publish(self, nursery: Any, phase: int, rate: float, duration: float) -> dict[str, Any]:
+        """Publish this worker's share (rate / WORKERS per second), round robin over its nodes."""
+        import trio
+
+        from protocol.messages import Commitment
+        from protocol.signing import sign
+
+        interval = WORKERS / rate
+        start = trio.current_time() + (self.index / WORKERS) * interval  # stagger the workers
+        count = int(duration * rate / WORKERS)
+        for seq in range(count):
+            await trio.sleep_until(start + seq * interval)
+            node = self.nodes[seq % NODES_PER_WORKER]
+            task_id = bytes([phase, self.index]) + seq.to_bytes(4, "big") + b"\x00" * 26
+            message = Commitment(task_id=task_id, miner=node.local.signer.address, commitment=b"\x01" * 32,
+                                 issued_at=int(time.time() * 1000))
+            await node.gossip.publish(sign(message, self.domain, node.local.signer))
+        self.published[phase] = count
+        return {"published": count}
+
+    async def cmd_cpu_mark(self, nursery: Any) -> dict[str, Any]:
+        return {"cpu": time.process_time()}
+
+    async def cmd_report(self, nursery: Any, phase: int) -> dict[str, Any]:
+        return {"latencies": self.deliveries.get(phase, []), "cpu": time.process_time()}
+
+    async def cmd_blob_put(self, nursery: Any, size: int) -> dict[str, Any]:
+        data = os.urandom(size)
+        self.payload = data
+        node = self.nodes[0]
+        blob_hash = node.store.put_bytes(data, public=True)
+
+        async def copy_out(stream: Any) -> None:  # the baseline: bare stream copy of the same bytes
+            chunk = node.config.blob_chunk_bytes
+            for offset in range(0, len(data), chunk):
+                await stream.write(data[offset:offset + chunk])
+            await stream.close()
+
+        from libp2p.custom_types import TProtocol
+
+        node.host.set_stream_handler(TProtocol(BARE_PROTOCOL), copy_out)
+        return {"hash": blob_hash, "peer": node.peer_id.to_string(), "addr": node.addrs()[0]}
+
+    async def cmd_blob_fetch(self, nursery: Any, blob_hash: str, size: int, addr: str,
+                             bare: bool) -> dict[str, Any]:
+        from libp2p.custom_types import TProtocol
+        from libp2p.peer.peerinfo import info_from_p2p_addr
+        from multiaddr import Multiaddr
+
+        node = self.nodes[0]
+        info = info_from_p2p_addr(Multiaddr(addr))
+        await node.host.connect(info)
+        started = time.perf_counter()
+        if bare:
+            stream = await node.host.new_stream(info.peer_id, [TProtocol(BARE_PROTOCOL)])
+            received = 0
+            while received < size:
+                data = await stream.read(1 << 20)
+                if not data:
+                    break
+                received += len(data)
+            await stream.close()
+        else:
+            if node.store.has(blob_hash):
+                node.store.delete(blob_hash)
+            await node.blobs.fetch(blob_hash, size, [info.peer_id])
+            received = size
+        return {"seconds": time.perf_counter() - started, "bytes": received}
+
+
+# --- coordinator ----------------------------------------------------------------------------------
+
+class Fleet:
+    def __init__(self, root: Path) -> None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.procs = [subprocess.Popen([sys.executable, __file__, "--worker", str(i), str(root)],
+                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=None if os.environ.get("BENCH_DEBUG") else subprocess.DEVNULL,
+                                       text=True, env=env)
+                      for i in range(WORKERS)]
+        self.addrs = [self.read(i)["addrs"] for i in range(WORKERS)]
+
+    def read(self, i: int) -> dict[str, Any]:
+        stdout = self.procs[i].stdout
+        assert stdout is not None
+        line = stdout.readline()
+        if not line:
+            raise RuntimeError(f"bench worker {i} exited")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def send(self, i: int, cmd: str, **args: Any) -> None:
+        stdin = self.procs[i].stdin
+        assert stdin is not None
+        stdin.write(json.dumps({"cmd": cmd, "args": args}) + "\n")
+        stdin.flush()
+
+    def all(self, cmd: str, **args: Any) -> list[dict[str, Any]]:
+        for i in range(WORKERS):
+            self.send(i, cmd, **args)
+        return [self.read(i) for i in range(WORKERS)]
+
+    def close(self) -> None:
+        for proc in self.procs:
+            try:
+                self.send(self.procs.index(proc), "quit")
+                proc.wait(timeout=20)
+            except Exception:
+                proc.kill()
+                proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
+
+
+def topology(addrs: list[str]) -> list[list[str]]:
+    """Each node dials 3 others (offsets 1, 5, 11): a connected graph of degree ~6 across processes."""
+    n = len(addrs)
+    return [[addrs[(i + k) % n] for k in (1, 5, 11)] for i in range(n)]
+
+
+def run_phase(fleet: Fleet, phase: int, rate: float, duration: float, drain: float) -> dict[str, Any]:
+    cpu_before = sum(r["cpu"] for r in fleet.all("cpu_mark"))
+    published = sum(r["published"] for r in fleet.all("publish", phase=phase, rate=rate, duration=duration))
+    time.sleep(drain)
+    reports = fleet.all("report", phase=phase)
+    cpu = sum(r["cpu"] for r in reports) - cpu_before
+    latencies = sorted(lat for r in reports for lat in r["latencies"])
+    expected = published * (WORKERS * NODES_PER_WORKER - 1)
+    within_1s = sum(1 for lat in latencies if lat <= 1000)
+    return {
+        "rate": rate, "published": published, "expected_deliveries": expected,
+        "delivered": len(latencies), "delivery_ratio": round(len(latencies) / expected, 4) if expected else 0,
+        "delivered_within_1s_ratio": round(within_1s / expected, 4) if expected else 0,
+        "latency_ms_p50": round(percentile(latencies, 50), 1),
+        "latency_ms_p99": round(percentile(latencies, 99), 1),
+        "cpu_ms_per_msg_per_node": round(1000 * cpu / max(1, published * WORKERS * NODES_PER_WORKER), 2),
+    }
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    index = min(len(values) - 1, max(0, round(q / 100 * (len(values) - 1))))
+    return values[index]
+
+
+def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
+    fleet.send(0, "blob_put", size=size)
+    put = fleet.read(0)
+    timings: dict[str, list[float]] = {"p2p": [], "bare": []}
+    for kind in ("bare", "p2p"):  # warm-up: connection, TCP and yamux windows, page cache
+        fleet.send(1, "blob_fetch", blob_hash=put["hash"], size=size, addr=put["addr"], bare=kind == "bare")
+        fleet.read(1)
+    for _ in range(repeats):
+        for kind in ("bare", "p2p"):  # interleaved, so background load hits both alike
+            fleet.send(1, "blob_fetch", blob_hash=put["hash"], size=size, addr=put["addr"],
+                       bare=kind == "bare")
+            result = fleet.read(1)
+            assert result["bytes"] == size, result
+            timings[kind].append(result["seconds"])
+    mb = size / 1e6
+    best = {k: mb / min(v) for k, v in timings.items()}
+    median = {k: mb / statistics.median(v) for k, v in timings.items()}
+    return {
+        "size_mb": round(mb, 1), "repeats": repeats,
+        "p2p_mb_s_best": round(best["p2p"], 1), "bare_mb_s_best": round(best["bare"], 1),
+        "ratio_best": round(best["p2p"] / best["bare"], 3),
+        "p2p_mb_s_median": round(median["p2p"], 1), "bare_mb_s_median": round(median["bare"], 1),
+        "ratio_median": round(median["p2p"] / median["bare"], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing per phase")
+    parser.add_argument("--rates", default="10,15,20,30,40", help="sweep rates (messages/s network-wide)")
+    parser.add_argument("--blob-mb", type=int, default=32)
+    parser.add_argument("--blob-repeats", type=int, default=3)
+    parser.add_argument("--only-blob", action="store_true", help="skip the gossip phases")
+    args = parser.parse_args()
+    started = time.time()
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="magnet-bench-p2p-") as tmp:
+        fleet = Fleet(Path(tmp))
+        try:
+            flat = [a for addrs in fleet.addrs for a in addrs]
+            links = topology(flat)
+            for i in range(WORKERS):
+                fleet.send(i, "connect", peers=links[i * NODES_PER_WORKER:(i + 1) * NODES_PER_WORKER])
+            for i in range(WORKERS):
+                fleet.read(i)
+            if args.only_blob:
+                print(json.dumps(blob_bench(fleet, args.blob_mb * 1024 * 1024, args.blob_repeats)))
+                return
+            time.sleep(4.0)  # meshes form (1 s heartbeat), identities spread
+            idle_before = sum(r["cpu"] for r in fleet.all("cpu_mark"))
+            time.sleep(3.0)
+            idle_cpu_per_s = (sum(r["cpu"] for r in fleet.all("cpu_mark")) - idle_before) / 3.0
+            gossip_5 = run_phase(fleet, 1, 5.0, args.duration, drain=3.0)
+            sweep, best_rate = [], 5.0 if gossip_5["delivered_within_1s_ratio"] >= 1.0 else 0.0
+            for phase, rate in enumerate((float(r) for r in args.rates.split(",")), start=2):
+                result = run_phase(fleet, phase, rate, args.duration * 0.6, drain=3.0)
+                sweep.append(result)
+                if result["delivered_within_1s_ratio"] < 1.0:
+                    break
+                best_rate = rate
+            blob = blob_bench(fleet, args.blob_mb * 1024 * 1024, args.blob_repeats)
+        finally:
+            fleet.close()
+    print(json.dumps({
+        "bench": "p2p", "nodes": WORKERS * NODES_PER_WORKER, "processes": WORKERS,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "loadavg_before": [round(x, 2) for x in load_before],
+                    "loadavg_after": [round(x, 2) for x in os.getloadavg()]},
+        "idle_cpu_s_per_s_all_processes": round(idle_cpu_per_s, 3),
+        "gossip_5": gossip_5, "sweep": sweep, "max_rate_full_delivery_1s": best_rate,
+        "cpu_ms_per_msg_per_node": gossip_5["cpu_ms_per_msg_per_node"],
+        "blob": blob, "wall_s": round(time.time() - started, 1),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        worker_main(int(sys.argv[2]), Path(sys.argv[3]))
+    else:
+        main()
