@@ -23,6 +23,7 @@ from web3.contract.contract import ContractFunction
 from web3.exceptions import TimeExhausted, TransactionNotFound, Web3RPCError
 from web3.types import RPCEndpoint, TxParams, TxReceipt
 
+from node.events import EventBus
 from node.logs import component_logger
 from wallet.chainerrors import (
     ChainError,
@@ -34,8 +35,10 @@ from wallet.chainerrors import (
     decode_revert,
     revert_data_of,
 )
+from wallet.config import ChainConfig
 from wallet.contracts import load_artifact
 from wallet.devchain import EmbeddedChain
+from wallet.events import TransactionFailed, TransactionMined
 from wallet.signer import LocalSigner
 
 log = component_logger("wallet.chain")
@@ -73,8 +76,10 @@ class ChainClient:
         retries: int = 3,
         retry_delay: float = 0.5,
         poll_interval: float = 0.05,
+        bus: EventBus | None = None,
     ) -> None:
         self.w3 = w3
+        self.bus = bus
         self.signer = signer
         self.receipt_timeout = receipt_timeout
         self.retries = retries
@@ -103,6 +108,28 @@ class ChainClient:
             raise
         except Exception as exc:  # HTTP 404, TLS, a proxy's HTML page...: all mean "not a node here"
             raise RpcUnavailable(f"cannot use the JSON-RPC endpoint {url}: {exc}") from None
+
+    @classmethod
+    def from_config(
+        cls,
+        config: ChainConfig,
+        url: str,
+        signer: LocalSigner | None = None,
+        *,
+        expected_chain_id: int | None = None,
+        bus: EventBus | None = None,
+    ) -> ChainClient:
+        """A client for ``url`` with the timeouts and retries of the ``[chain]`` config section."""
+        return cls.connect(
+            url,
+            signer,
+            rpc_timeout=config.rpc_timeout,
+            expected_chain_id=expected_chain_id,
+            receipt_timeout=config.receipt_timeout,
+            retries=config.retries,
+            retry_delay=config.retry_delay,
+            bus=bus,
+        )
 
     @classmethod
     def embedded(cls, chain: EmbeddedChain, signer: LocalSigner | None = None, **kwargs: Any) -> ChainClient:
@@ -139,24 +166,53 @@ class ChainClient:
 
     def transact(self, fn: ContractFunction, value: int = 0) -> TxResult:
         """Sign, send and await a contract call; ``RevertError`` says why it would fail."""
-        signer = self._require_signer()
-        params: TxParams = {"from": signer.address, "value": value}  # type: ignore[typeddict-item]
-        gas = self._guard(f"{fn.fn_name} (gas estimate)", lambda: fn.estimate_gas(params))
-        data = fn._encode_transaction_data()
-        return self._send({"to": fn.address, "data": data, "value": value}, gas, fn.fn_name)
+
+        def run() -> TxResult:
+            params: TxParams = {"from": self._require_signer().address, "value": value}  # type: ignore[typeddict-item]
+            gas = self._guard(f"{fn.fn_name} (gas estimate)", lambda: fn.estimate_gas(params))
+            data = fn._encode_transaction_data()
+            return self._send({"to": fn.address, "data": data, "value": value}, gas, fn.fn_name)
+
+        return self._announce(fn.fn_name, run)
 
     def deploy(self, name: str, *args: Any) -> TxResult:
         """Deploy the committed contract ``name`` with constructor ``args``."""
-        signer = self._require_signer()
-        artifact = load_artifact(name)
-        factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
-        data = factory.constructor(*args).data_in_transaction
-        tx: TxParams = {"from": signer.address, "data": data}
-        gas = self._guard(f"deploy {name} (gas estimate)", lambda: self.w3.eth.estimate_gas(tx))
-        return self._send({"data": data, "value": 0}, gas, f"deploy {name}")
+
+        def run() -> TxResult:
+            artifact = load_artifact(name)
+            factory = self.w3.eth.contract(abi=artifact["abi"], bytecode=artifact["bytecode"])
+            data = factory.constructor(*args).data_in_transaction
+            tx: TxParams = {"from": self._require_signer().address, "data": data}
+            gas = self._guard(f"deploy {name} (gas estimate)", lambda: self.w3.eth.estimate_gas(tx))
+            return self._send({"data": data, "value": 0}, gas, f"deploy {name}")
+
+        return self._announce(f"deploy {name}", run)
 
     def send_value(self, to: str, wei: int) -> TxResult:
-        return self._send({"to": Web3.to_checksum_address(to), "value": wei, "data": b""}, 21000, "transfer")
+        tx = {"to": Web3.to_checksum_address(to), "value": wei, "data": b""}
+        return self._announce("transfer", lambda: self._send(tx, 21000, "transfer"))
+
+    def _announce(self, what: str, action: Callable[[], TxResult]) -> TxResult:
+        """Run a transaction and tell the event bus how it ended (mined, or refused and why)."""
+        sender = self._require_signer().address
+        try:
+            result = action()
+        except ChainError as exc:
+            if self.bus is not None:
+                self.bus.emit(TransactionFailed(what=what, sender=sender, reason=str(exc)))
+            raise
+        if self.bus is not None:
+            self.bus.emit(
+                TransactionMined(
+                    what=what,
+                    tx_hash=result.tx_hash,
+                    sender=sender,
+                    gas_used=result.gas_used,
+                    block_number=result.block_number,
+                    seconds=result.seconds,
+                )
+            )
+        return result
 
     def _send(self, tx: dict[str, Any], gas_estimate: int, what: str) -> TxResult:
         signer = self._require_signer()

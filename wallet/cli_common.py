@@ -74,14 +74,8 @@ def chain_client(config: Config, profile: NetworkProfile, signer: LocalSigner | 
     from wallet.chain import ChainClient
 
     with chain_errors():
-        return ChainClient.connect(
-            profile.rpc_url,
-            signer,
-            expected_chain_id=profile.chain_id,
-            rpc_timeout=config.chain.rpc_timeout,
-            receipt_timeout=config.chain.receipt_timeout,
-            retries=config.chain.retries,
-            retry_delay=config.chain.retry_delay,
+        return ChainClient.from_config(
+            config.chain, profile.rpc_url, signer, expected_chain_id=profile.chain_id
         )
 
 

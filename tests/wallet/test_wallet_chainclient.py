@@ -11,11 +11,13 @@ from web3 import Web3
 from web3.providers.base import BaseProvider
 from web3.types import RPCEndpoint, RPCResponse
 
+from node.events import Event, EventBus
 from wallet.chain import ChainClient
-from wallet.chainerrors import TxTimeout
+from wallet.chainerrors import InsufficientFunds, RevertError, TxTimeout
 from wallet.config import ChainConfig
 from wallet.devchain import EmbeddedChain
 from wallet.devnet import params_from_config
+from wallet.events import TransactionFailed, TransactionMined
 from wallet.registry import Registry
 
 
@@ -70,3 +72,21 @@ def test_registry_params_from_config() -> None:
         ETHER // 2,
         30,
     )
+
+
+def test_transactions_are_announced_on_the_event_bus(chain_env: ChainEnv) -> None:
+    bus = EventBus()
+    seen: list[Event] = []
+    bus.subscribe(seen.append)
+    client = ChainClient(Web3(chain_env.chain.provider()), chain_env.v1, bus=bus)
+    registry = Registry(client, chain_env.deployment.registry)
+    registry.register(ETHER)
+    with pytest.raises(RevertError):
+        registry.register(ETHER)
+    with pytest.raises(InsufficientFunds):
+        client.send_value(chain_env.miner.address, 10**6 * ETHER)  # more than it holds
+    mined, *failed = seen
+    assert isinstance(mined, TransactionMined) and mined.what == "register" and mined.gas_used > 21000
+    assert mined.sender == chain_env.v1.address
+    assert [type(e) for e in failed] == [TransactionFailed, TransactionFailed]
+    assert "AlreadyRegistered" in failed[0].reason and "fund the account" in failed[1].reason  # type: ignore[attr-defined]
