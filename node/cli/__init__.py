@@ -192,6 +192,7 @@ def known_error_code(exc: BaseException) -> ExitCode | None:
         ("node.core", "RoleNotAvailable", ExitCode.NOT_AVAILABLE),
         ("node.core", "RoleConfigError", ExitCode.CONFIG),
         ("node.core", "ServiceError", ExitCode.NODE_FAILED),
+        ("node.core", "StopTimeout", ExitCode.NODE_FAILED),
         ("wallet.errors", "WrongPassword", ExitCode.WRONG_PASSWORD),
         ("wallet.errors", "NoPassword", ExitCode.NO_PASSWORD),
         ("wallet.walletdir", "WalletExists", ExitCode.WALLET_EXISTS),

@@ -131,3 +131,20 @@ def test_any_mnemonic_in_any_context_is_redacted(
     assert phrase not in redacted
     # No run of 12 wordlist words survives.
     assert " ".join(phrase.split()[:12]) not in redacted
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    key=st.binary(min_size=32, max_size=32),
+    prefix=st.sampled_from(["", "0x", "0X"]),
+    upper=st.booleans(),
+    before=st.text(max_size=40),
+    after=st.text(max_size=40),
+    sep=st.sampled_from([" ", "=", ":", "'", '"', "\n", "(", ","]),
+)
+def test_any_private_key_in_any_context_is_redacted(
+    key: bytes, prefix: str, upper: bool, before: str, after: str, sep: str
+) -> None:
+    hex_key = key.hex().upper() if upper else key.hex()
+    text = redact(f"{before}{sep}{prefix}{hex_key}{sep}{after}")
+    assert hex_key not in text

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from node.profile import NetworkProfile, ProfileError
 from protocol.signing import Domain
@@ -89,3 +91,20 @@ def test_missing_field_unreadable_and_oversize_files(tmp_path: Path) -> None:
     path.write_text(" " * 300_000)
     with pytest.raises(ProfileError, match="over"):
         NetworkProfile.load(path)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=JSON, field=st.sampled_from(sorted(devnet().to_json())), value=JSON)
+def test_any_json_is_a_profile_or_a_profile_error(data: Any, field: str, value: Any) -> None:
+    for candidate in (data, {**devnet().to_json(), field: value}):
+        try:
+            NetworkProfile.from_json(candidate)
+        except ProfileError:
+            pass
