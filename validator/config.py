@@ -131,6 +131,54 @@ class ValidatorConfig:
         default=0.1, metadata=_help("Reveal window as a share of the training time."))
     reveal_min_s: float = field(default=10.0, metadata=_help("Shortest reveal window, seconds (not scaled)."))
 
+    # --- tasks and data (validator.tasks) ---
+    test_fraction: float = field(
+        default=0.1, metadata=_help("Share of an organic task's rows kept back as the private test split."))
+    synthetic_fraction: float = field(
+        default=0.1, metadata=_help("Share of rows kept back as the private pool of the held_back "
+                                    "synthetic generator (unused when rows are generated)."))
+    min_split_rows: int = field(
+        default=2, metadata=_help("Fewest rows in each of the train, test and synthetic splits."))
+    synthetic_generator: str = field(
+        default="auto", metadata=_help("Synthetic evaluation data: 'arithmetic', 'held_back', or 'auto' "
+                                       "(arithmetic for GSM8K-style question/answer rows, else held_back)."))
+    eval_max_examples: int = field(
+        default=64, metadata=_help("Most rows of each private split evaluated per artifact."))
+    max_artifact_bytes: int = field(
+        default=64 * 1024 * 1024, metadata=_help("Largest artifact bundle a task accepts, bytes."))
+    synthetic_interval_s: float = field(
+        default=0.0, metadata=_help("Seconds between synthetic tasks; 0: no synthetic tasks."))
+    synthetic_datasets: list[str] = field(
+        default_factory=list,
+        metadata=_help("Data files synthetic tasks draw from; empty: the bundled GSM8K subset."))
+    synthetic_kinds: dict[str, float] = field(
+        default_factory=lambda: {"instruct": 1.0},
+        metadata=_help("Mix of task kinds for synthetic tasks: kind -> relative frequency."))
+    synthetic_model: str = field(
+        default="bundled", metadata=_help("Base model of synthetic tasks: a model directory or 'bundled'."))
+    synthetic_rows: int = field(
+        default=200, metadata=_help("Rows drawn from a dataset for one synthetic task."))
+
+    # --- evaluation sandbox (validator.sandbox) ---
+    eval_workers: int = field(
+        default=0, metadata=_help("Evaluation worker processes at once; 0: one per two CPU cores."))
+    eval_memory_bytes: int = field(
+        default=6 * 1024**3, metadata=_help("Address-space cap (RLIMIT_AS) of an evaluation worker, bytes."))
+    eval_cpu_seconds: int = field(
+        default=1800, metadata=_help("CPU-time cap (RLIMIT_CPU) of an evaluation worker, seconds."))
+    eval_timeout_s: float = field(
+        default=900.0, metadata=_help("Wall-clock limit of one evaluation, seconds."))
+    eval_threads: int = field(default=1, metadata=_help("Torch threads per evaluation worker."))
+
+    # --- service loops, API (validator.service, validator.api) ---
+    tick_s: float = field(default=0.25, metadata=_help("Seconds between task lifecycle steps."))
+    epoch_poll_s: float = field(default=1.0, metadata=_help("Seconds between epoch checks on chain."))
+    join_answer_wait_s: float = field(
+        default=10.0, metadata=_help("Most seconds a join request waits for the pool draw before the "
+                                     "miner is told to ask again."))
+    api_enabled: bool = field(default=True, metadata=_help("Serve the local HTTP API on 127.0.0.1."))
+    api_port: int = field(default=0, metadata=_help("Port of the local HTTP API; 0: any free port."))
+
     def problems(self) -> list[str]:
         """What is inconsistent in these settings (empty when usable), each saying what to fix."""
         found = []

@@ -1,0 +1,185 @@
+"""Run one evaluation (or a self-check) in a sandboxed child process and read back its outcome.
+
+The child is ``python -m validator.sandbox_child`` (see that module for the sandbox itself: no
+network, RLIMIT_AS and RLIMIT_CPU, bundle and manifest checks before loading). Here the parent
+adds what a child cannot do for itself: an environment with the model hub switched off and no
+proxy or credentials passed down, its own process group (so a timeout kills everything it
+started), a wall-clock limit, and a reading of its JSON lines that trusts nothing in them beyond
+the numbers it asked for. A crash, an out-of-memory kill or a timeout of the child is an outcome of
+the job, never an exception in the validator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from validator.config import ValidatorConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Only these variables reach the child: no tokens, keys or proxies.
+PASSED_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV", "TORCHDYNAMO_DISABLE")
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONUNBUFFERED": "1",
+}
+
+
+@dataclass
+class SandboxOutcome:
+    """What one sandboxed job produced."""
+
+    losses: dict[str, float] = field(default_factory=dict)  # split -> finite loss
+    malformed: str = ""  # the artifact was rejected before loading: why
+    error: str = ""  # the job failed otherwise (oom, crash, timeout): why
+    isolation: str = ""  # "namespace" | "socket_block" | "" (child died first)
+    checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # selfcheck results
+    seconds: float = 0.0
+
+
+def child_env() -> dict[str, str]:
+    env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    return {**env, **OFFLINE_ENV}
+
+
+def run_sandboxed(
+    job: dict[str, Any],
+    work_dir: Path,
+    cfg: ValidatorConfig,
+    memory_bytes: int | None = None,
+    timeout_s: float | None = None,
+) -> SandboxOutcome:
+    """Run ``job`` in a fresh sandboxed child; blocking (call it from a worker thread)."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex[:10]
+    job_file = work_dir / f"job-{name}.json"
+    job_file.write_text(json.dumps({**job, "work_dir": str(work_dir)}), encoding="utf-8")
+    cmd = [
+        sys.executable,
+        "-m",
+        "validator.sandbox_child",
+        str(job_file),
+        "--memory-bytes",
+        str(memory_bytes or cfg.eval_memory_bytes),
+        "--cpu-seconds",
+        str(cfg.eval_cpu_seconds),
+    ]
+    started = time.monotonic()
+    with (work_dir / f"job-{name}.stderr.log").open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=str(work_dir),
+            env=child_env(),
+            start_new_session=True,
+        )
+        try:
+            out, _ = proc.communicate(timeout=timeout_s or cfg.eval_timeout_s)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            outcome = SandboxOutcome(
+                error=f"evaluation timed out after {timeout_s or cfg.eval_timeout_s:.0f} s"
+            )
+            outcome.seconds = time.monotonic() - started
+            return outcome
+    outcome = parse_events(out.decode("utf-8", "replace"), proc.returncode)
+    outcome.seconds = time.monotonic() - started
+    return outcome
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def parse_events(text: str, returncode: int) -> SandboxOutcome:
+    """The outcome from the child's JSON lines (malformed lines are ignored)."""
+    outcome = SandboxOutcome()
+    for line in text.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            _apply_event(outcome, event)
+    if not outcome.malformed and not outcome.error and returncode != 0:
+        how = f"killed by signal {-returncode}" if returncode < 0 else f"exited with status {returncode}"
+        if returncode == -signal.SIGXCPU or returncode == -signal.SIGKILL:
+            how += " (CPU-time or memory limit)"
+        outcome.error = f"evaluation worker {how}"
+    return outcome
+
+
+def _apply_event(outcome: SandboxOutcome, event: dict[str, Any]) -> None:
+    kind = event.get("event")
+    if kind == "sandbox":
+        outcome.isolation = str(event.get("isolation", ""))[:32]
+    elif kind == "result":
+        metrics = event.get("metrics")
+        loss = metrics.get("loss") if isinstance(metrics, dict) else None
+        if isinstance(loss, int | float) and math.isfinite(loss) and loss >= 0:
+            outcome.losses[str(event.get("split"))[:32]] = float(loss)
+    elif kind == "check":
+        outcome.checks[str(event.get("name"))[:32]] = {
+            "ok": bool(event.get("ok")),
+            "message": str(event.get("message"))[:300],
+        }
+    elif kind == "error":
+        message = f"{event.get('kind')}: {str(event.get('message'))[:500]}"
+        if event.get("kind") == "malformed":
+            outcome.malformed = str(event.get("message"))[:500]
+        else:
+            outcome.error = message
+
+
+def selfcheck(
+    work_dir: Path,
+    cfg: ValidatorConfig,
+    connect: tuple[str, int] = ("127.0.0.1", 9),
+    allocate_bytes: int = 0,
+    memory_bytes: int | None = None,
+) -> SandboxOutcome:
+    """Check the sandbox on this machine: a connect and (optionally) an over-cap allocation."""
+    job = {"mode": "selfcheck", "connect": list(connect), "allocate_bytes": allocate_bytes}
+    return run_sandboxed(job, work_dir, cfg, memory_bytes=memory_bytes, timeout_s=60)
+
+
+def evaluation_job(
+    kind: str,
+    base_model_dir: Path,
+    bundle: Path | None,
+    splits: dict[str, Path],
+    max_bytes: int,
+    cfg: ValidatorConfig,
+    seed: int = 0,
+) -> dict[str, Any]:
+    return {
+        "mode": "evaluate",
+        "kind": kind,
+        "base_model_dir": str(base_model_dir),
+        "bundle": str(bundle) if bundle else None,
+        "max_bytes": max_bytes,
+        "splits": {k: str(v) for k, v in splits.items()},
+        "threads": cfg.eval_threads,
+        "max_examples": cfg.eval_max_examples,
+        "seed": seed,
+    }

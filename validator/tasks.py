@@ -1,0 +1,247 @@
+"""Making a task: check the data against the trainer's contract, split it, pick the base model.
+
+A task's files live in ``<data dir>/validator/tasks/<task id hex>/``:
+
+* ``train.jsonl``: the rows miners get (published as a public blob);
+* ``test.jsonl``: the private test split (never leaves the validator during the task; for a
+  synthetic task its sha256 is announced and the file is published once the task ends);
+* ``synthetic.jsonl``: fresh evaluation rows nobody trained on: new arithmetic word problems with
+  computed answers when the rows are GSM8K-style, else a held-back private split;
+* ``base.bundle``: the base model directory packed as one bundle (published as a public blob).
+
+Splitting is a seeded permutation of the rows (the seed comes from the task id), so a task's
+splits can be rebuilt from its data and id alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from protocol.bundle import write_bundle
+from protocol.errors import BundleError
+from protocol.safetensors_header import read_tensor_table
+from validator.config import ValidatorConfig
+from validator.synthetic import SyntheticRequest, make_generator, questions
+
+BUNDLED_MODEL = "bundled"
+GSM8K_ANSWER_MARK = "####"
+
+
+class TaskInputError(ValueError):
+    """The task cannot be made from what was given; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    task_id: bytes
+    kind: str
+    origin: str  # "organic" | "synthetic"
+    model_ref: str
+    directory: Path
+    model_dir: Path
+    model_params: int
+    train_rows: int
+    generator: str
+
+    @property
+    def train_file(self) -> Path:
+        return self.directory / "train.jsonl"
+
+    @property
+    def test_file(self) -> Path:
+        return self.directory / "test.jsonl"
+
+    @property
+    def synthetic_file(self) -> Path:
+        return self.directory / "synthetic.jsonl"
+
+    @property
+    def base_bundle(self) -> Path:
+        return self.directory / "base.bundle"
+
+
+def resolve_model(model_ref: str) -> Path:
+    """The base model directory named by ``model_ref`` ('bundled' or a local model directory)."""
+    if model_ref == BUNDLED_MODEL:
+        from trainer.models import bundled_base_model_dir
+
+        try:
+            return bundled_base_model_dir()
+        except FileNotFoundError as exc:
+            raise TaskInputError(str(exc)) from None
+    path = Path(model_ref).expanduser()
+    if not (path / "config.json").is_file():
+        raise TaskInputError(
+            f"model {model_ref!r} is not a model directory (no config.json in it): give a local "
+            "Hugging Face model directory with safetensors weights, or 'bundled'"
+        )
+    if not list(path.glob("*.safetensors")):
+        raise TaskInputError(
+            f"model directory {path} holds no .safetensors weights; convert it first "
+            "(pickled .bin weights are never loaded)"
+        )
+    return path
+
+
+def count_parameters(model_dir: Path) -> int:
+    """Parameters of a model from its safetensors headers (no weights are read)."""
+    total = 0
+    for path in sorted(model_dir.glob("*.safetensors")):
+        with path.open("rb") as f:
+            try:
+                tensors = read_tensor_table(f, path.stat().st_size, 64 * 1024 * 1024, 1_000_000)
+            except BundleError as exc:
+                raise TaskInputError(f"{path}: not a valid safetensors file ({exc})") from None
+        for tensor in tensors:
+            count = 1
+            for dim in tensor.shape:
+                count *= dim
+            total += count
+    return total
+
+
+def load_rows(data_file: Path, kind: str) -> list[dict[str, Any]]:
+    """The data file's rows, each checked against the trainer's data contract for ``kind``."""
+    from trainer.data import DataError, load_examples, read_records
+
+    if not data_file.is_file():
+        raise TaskInputError(f"data file {data_file} does not exist")
+    try:
+        load_examples(data_file, kind)
+        return read_records(data_file)
+    except DataError as exc:
+        raise TaskInputError(
+            f"{exc}. Fix the data file and submit the task again "
+            "(formats: docs/VALIDATOR_API.md, 'Task data')."
+        ) from None
+
+
+def pick_generator(rows: list[dict[str, Any]], kind: str, cfg: ValidatorConfig) -> str:
+    if cfg.synthetic_generator != "auto":
+        return cfg.synthetic_generator
+    gsm8k = all(
+        isinstance(r.get("answer"), str) and GSM8K_ANSWER_MARK in r["answer"] and "question" in r
+        for r in rows
+    )
+    return "arithmetic" if kind == "instruct" and gsm8k else "held_back"
+
+
+def split_rows(
+    rows: list[dict[str, Any]], seed: int, generator: str, cfg: ValidatorConfig
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """(train, test, synthetic): a seeded permutation; synthetic rows generated or held back."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    shuffled = [rows[i] for i in order]
+    n_test = max(cfg.min_split_rows, round(len(rows) * cfg.test_fraction))
+    n_pool = (
+        0 if generator == "arithmetic" else max(cfg.min_split_rows, round(len(rows) * cfg.synthetic_fraction))
+    )
+    if len(rows) - n_test - n_pool < cfg.min_split_rows:
+        need = n_test + n_pool + cfg.min_split_rows
+        raise TaskInputError(
+            f"the data has {len(rows)} rows; a task needs at least {need} "
+            "(train, private test and synthetic splits): add rows"
+        )
+    test, pool, train = shuffled[:n_test], shuffled[n_test : n_test + n_pool], shuffled[n_test + n_pool :]
+    request = SyntheticRequest(
+        count=n_test,
+        seed=seed,
+        pool=pool,
+        seen=train,
+        exclude=questions([*train, *test]) if generator == "arithmetic" else frozenset(),
+    )
+    synthetic = make_generator(generator).generate(request)
+    if not synthetic:
+        raise TaskInputError(f"the {generator} generator produced no synthetic rows for this data")
+    return train, test, synthetic
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    data = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+    write_durably(path, data.encode("utf-8"))
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Write, fsync and rename, so a crash leaves the old file or the whole new one."""
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def sha256_file(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.digest()
+
+
+def prepare_task(
+    task_id: bytes,
+    data_file: Path,
+    kind: str,
+    model_ref: str,
+    tasks_root: Path,
+    origin: str,
+    cfg: ValidatorConfig,
+) -> PreparedTask:
+    """Check, split and write a task's files (module docstring); nothing is announced yet."""
+    if kind not in ("instruct", "bitnet", "dpo", "grpo"):
+        raise TaskInputError(
+            f"task kind {kind!r} cannot be validated here yet; use instruct, bitnet, dpo or grpo"
+        )
+    model_dir = resolve_model(model_ref)
+    rows = load_rows(data_file, kind)
+    generator = pick_generator(rows, kind, cfg)
+    seed = int.from_bytes(task_id[:8], "big")
+    train, test, synthetic = split_rows(rows, seed, generator, cfg)
+    directory = tasks_root / ("0x" + task_id.hex())
+    directory.mkdir(parents=True, exist_ok=True)
+    prepared = PreparedTask(
+        task_id,
+        kind,
+        origin,
+        model_ref,
+        directory,
+        model_dir,
+        count_parameters(model_dir),
+        len(train),
+        generator,
+    )
+    write_jsonl(prepared.train_file, train)
+    write_jsonl(prepared.test_file, test)
+    write_jsonl(prepared.synthetic_file, synthetic)
+    if not prepared.base_bundle.exists():
+        write_bundle(model_dir, prepared.base_bundle, kind="model", meta={"model_ref": model_ref[:256]})
+    return prepared
+
+
+def draw_synthetic_source(cfg: ValidatorConfig, rng: random.Random) -> tuple[str, Path]:
+    """(kind, data file) of the next synthetic task: the configured mix of kinds and dataset pool."""
+    kinds = sorted(k for k, w in cfg.synthetic_kinds.items() if w > 0)
+    if not kinds:
+        raise TaskInputError("validator.synthetic_kinds gives no kind a positive weight")
+    kind = rng.choices(kinds, weights=[cfg.synthetic_kinds[k] for k in kinds])[0]
+    pool = [Path(p).expanduser() for p in cfg.synthetic_datasets] or [bundled_dataset()]
+    return kind, rng.choice(sorted(pool))
+
+
+def bundled_dataset() -> Path:
+    return Path(__file__).resolve().parent.parent / "assets" / "datasets" / "gsm8k_subset.jsonl"
+
+
+def sample_rows(data_file: Path, kind: str, count: int, rng: random.Random, out: Path) -> Path:
+    """Write ``count`` rows of ``data_file`` drawn at random to ``out`` (a synthetic task's data)."""
+    rows = load_rows(data_file, kind)
+    write_jsonl(out, rng.sample(rows, min(count, len(rows))))
+    return out
