@@ -6,6 +6,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from pathlib import Path
 
 from node.cli.common import config_from_args, data_dir_of, out, plug_in_roles, unlock_wallet
 from node.cli.exitcodes import CliError, ExitCode
@@ -39,11 +40,14 @@ def headless(args: argparse.Namespace) -> int:
         from node.paths import DataDirInUse
 
         raise DataDirInUse(data_dir.root, holder or None)
+    if config.node.network:  # a bad --network file fails now (CONFIG), before the password prompt
+        from node.profile import NetworkProfile
+
+        NetworkProfile.load(Path(config.node.network).expanduser())
     signer = unlock_wallet(config, data_dir)
     role = "validator" if args.validator else "miner"
     console = setup_logging(None, config.node.log_level, console=sys.stderr)
     core = NodeCore(config, signer)
-    _ = core.profile  # a bad --network file fails now (CONFIG), before anything starts
     try:
         plug_in_roles(core, ("p2p", role))
         core.start()
