@@ -61,6 +61,7 @@ def _handler_for(chain: EmbeddedChain) -> type[BaseHTTPRequestHandler]:
         # Headers and body go out in two writes; with Nagle on, the client's delayed ACK stalls
         # every answer by ~40 ms.
         disable_nagle_algorithm = True
+        timeout = 30  # seconds: a client that stops mid-request cannot hold a thread forever
 
         def do_POST(self) -> None:
             length = self.headers.get("Content-Length")
