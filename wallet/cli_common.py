@@ -49,13 +49,16 @@ def password(config: Config, purpose: str, account: str | None = None, confirm: 
 
 
 def unlock(config: Config, wallet: WalletDir, address: str | None = None) -> LocalSigner:
-    """The signer of ``address`` (default the hot account); caches the password if allowed."""
-    from wallet.password import cache_password
+    """The signer of ``address`` (default the hot account); a typed password is cached in a secure
+    keyring when ``[wallet] use_keyring`` allows it."""
+    from wallet.password import cache_password, password_and_source
 
     account = address or wallet.hot_address
-    secret = password(config, f"unlock {account}", account=account)
+    source = Path(config.node.password_file) if config.node.password_file else None
+    cache_key = account if config.wallet.use_keyring else None
+    secret, origin = password_and_source(f"unlock {account}", password_file=source, keyring_account=cache_key)
     signer = wallet.unlock(secret, account)
-    if config.wallet.use_keyring and not config.node.password_file:
+    if config.wallet.use_keyring and origin == "prompt":
         cache_password(account, secret)
     return signer
 

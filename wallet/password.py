@@ -137,16 +137,40 @@ def get_password(
     interactive: bool | None = None,
 ) -> str:
     """The password to ``purpose`` from the first source that has one (see the module docstring)."""
+    password, _ = password_and_source(
+        purpose,
+        password_file=password_file,
+        env=env,
+        keyring_account=keyring_account,
+        confirm=confirm,
+        prompt=prompt,
+        interactive=interactive,
+    )
+    return password
+
+
+def password_and_source(
+    purpose: str,
+    *,
+    password_file: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    keyring_account: str | None = None,
+    confirm: bool = False,
+    prompt: Callable[[str], str] | None = None,
+    interactive: bool | None = None,
+) -> tuple[str, str]:
+    """``get_password`` that also says where the password came from: "file", "env", "keyring" or
+    "prompt" (only a typed password is worth caching in the keyring)."""
     env = os.environ if env is None else env
     if password_file is not None:
-        return read_password_file(password_file)
+        return read_password_file(password_file), "file"
     if env.get(ENV_PASSWORD):
         register_secret(env[ENV_PASSWORD])
-        return env[ENV_PASSWORD]
+        return env[ENV_PASSWORD], "env"
     if keyring_account and not confirm:
         cached = cached_password(keyring_account)
         if cached:
-            return cached
+            return cached, "keyring"
     if interactive is None:
         interactive = sys.stdin is not None and sys.stdin.isatty()
     if not interactive:
@@ -161,4 +185,4 @@ def get_password(
     if not password:
         raise NoPassword("an empty password protects nothing: choose one")
     register_secret(password)
-    return password
+    return password, "prompt"

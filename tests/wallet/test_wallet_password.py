@@ -9,7 +9,7 @@ from keyring.backend import KeyringBackend
 from keyring.backends import chainer, fail
 
 from wallet.errors import NoPassword
-from wallet.password import cache_password, cached_password, get_password, keyring_status
+from wallet.password import cache_password, cached_password, get_password, keyring_status, password_and_source
 
 
 class MemoryKeyring(KeyringBackend):
@@ -122,3 +122,15 @@ def test_secure_keyring_caches_the_password(restore_keyring) -> None:  # type: i
     # A new password is always asked for, never taken from the cache.
     with pytest.raises(NoPassword):
         get_password("x", env={}, keyring_account="0xabc", confirm=True, interactive=False)
+
+
+def test_the_source_of_a_password_is_reported(tmp_path: Path, restore_keyring) -> None:  # type: ignore[no-untyped-def]
+    file = tmp_path / "pw"
+    file.write_text("f\n")
+    file.chmod(0o600)
+    assert password_and_source("x", password_file=file)[1] == "file"
+    assert password_and_source("x", env={"MAGNET_PASSWORD": "e"})[1] == "env"
+    keyring.set_keyring(MemoryKeyring())
+    cache_password("0xdef", "k")
+    assert password_and_source("x", env={}, keyring_account="0xdef") == ("k", "keyring")
+    assert password_and_source("x", env={}, interactive=True, prompt=lambda _: "p") == ("p", "prompt")
