@@ -129,6 +129,8 @@ class NodeCore:
         self._abort_start = False
         self._stopped = threading.Event()
         self._lifecycle = threading.Lock()
+        self._pending: set[concurrent.futures.Future[Any]] = set()
+        self._pending_lock = threading.Lock()
 
     # --- state ---------------------------------------------------------------------------
 
@@ -290,6 +292,7 @@ class NodeCore:
             log.info("node stopping: %s", reason)
             self._request_stop()
             clean = self._join_thread(self.config.node.stop_timeout + 1.0)
+            self._fail_pending_calls()
             log.info("node stopped%s", "" if clean else " (not cleanly: see the errors above)")
             self._release_resources()
             self._stopped.set()
@@ -370,11 +373,28 @@ class NodeCore:
         if token is None or not self.running:
             raise CoreNotRunning("the node is not running: start() it first")
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        with self._pending_lock:
+            self._pending.add(future)
+        future.add_done_callback(self._forget_call)
         try:
-            trio.from_thread.run_sync(self._spawn_call, fn, args, future, trio_token=token)
+            # Queue it without waiting for the trio thread (one hand-off per call, not two).
+            token.run_sync_soon(self._spawn_call, fn, args, future)
         except trio.RunFinishedError:
+            future.cancel()
             raise CoreNotRunning("the node stopped before the call could run") from None
         return future
+
+    def _forget_call(self, future: concurrent.futures.Future[Any]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    def _fail_pending_calls(self) -> None:
+        """Calls queued as the loop ended never ran: their futures must not wait forever."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        for future in pending:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(CoreNotRunning("the node stopped before the call could run"))
 
     def call(self, fn: Callable[..., Awaitable[T]], *args: Any, timeout: float = 30.0) -> T:
         """``submit()`` and wait up to ``timeout`` seconds; on timeout the call is cancelled."""
@@ -392,10 +412,13 @@ class NodeCore:
             raise CallTimeout(f"{getattr(fn, '__name__', fn)} did not finish within {timeout} s") from None
 
     def _spawn_call(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], future: Any) -> None:
-        if self._calls is None:
-            future.set_exception(CoreNotRunning("the node is stopping"))
-            return
-        self._calls.start_soon(self._run_call, fn, args, future)
+        try:
+            if self._calls is None:
+                raise CoreNotRunning("the node is stopping")
+            self._calls.start_soon(self._run_call, fn, args, future)
+        except Exception as exc:  # runs as a trio callback: an escape would crash the loop
+            if future.set_running_or_notify_cancel():
+                future.set_exception(CoreNotRunning(f"the call could not start: {exc}"))
 
     async def _run_call(self, fn: Callable[..., Awaitable[Any]], args: tuple[Any, ...], future: Any) -> None:
         if not future.set_running_or_notify_cancel():

@@ -304,3 +304,12 @@ def test_process_stops_on_signal_within_the_timeout(tmp_path: Path, signame: str
     finally:
         proc.kill() if proc.poll() is None else None
         proc.stdout.close()
+
+
+def test_calls_pending_at_stop_fail_instead_of_hanging(node_config: Config) -> None:
+    core = NodeCore(node_config)
+    core.start()
+    futures = [core.submit(trio.sleep, 60) for _ in range(20)]
+    core.stop()
+    for future in futures:
+        assert isinstance(future.exception(timeout=5), CoreNotRunning)
