@@ -8,6 +8,7 @@ attributes once ``run`` has reported started: ``gossip`` (typed publish/subscrib
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -24,6 +25,7 @@ from libp2p.peer.id import ID
 from libp2p.tools.anyio_service import background_trio_service
 
 from node.events import EventBus
+from node.service import CoreContext, TaskStatus
 from p2p.blobs import BlobService, PushPolicy, refuse_all_pushes
 from p2p.blobstore import BlobStore
 from p2p.config import P2PConfig
@@ -49,13 +51,14 @@ from p2p.peerbook import PeerBook
 from p2p.reputation import Reputation
 from p2p.reqresp import RequestResponse
 from p2p.validation import AllowListAuthorizer, Authorizer, MessageChecker
-from protocol.messages import PROTOCOL_VERSION, Heartbeat, Identity
+from protocol.messages import PROTOCOL_VERSION, ROLE_MINER, ROLE_RELAY, ROLE_VALIDATOR, Heartbeat, Identity
 from protocol.signing import Domain, SignedMessage, SignerLike, sign
 
 log = logging.getLogger("magnet.p2p")
 
 SOFTWARE_VERSION = "magnet/0.1.0"
 STOP_TIMEOUT = 5.0
+PEERBOOK_SAVE_INTERVAL = 10.0
 
 
 def now_ms() -> int:
@@ -256,3 +259,81 @@ class P2PService:
             for peer in self.reputation.expired_bans():
                 self.gossip.pubsub.remove_from_blacklist(ID.from_base58(peer))
                 self.bus.emit(PeerUnbanned(peer_id=peer))
+
+
+# --- the node core's plug-in -------------------------------------------------------------------
+
+
+class NodeP2P:
+    """``node.service.Service`` wrapper: builds a ``P2PService`` from the core's config and profile.
+
+    Other services reach the network through ``core.service("p2p").p2p`` (gossip, blobs,
+    requests, peer book) once the node has started.
+    """
+
+    name = "p2p"
+
+    def __init__(self, core: CoreContext) -> None:
+        profile = core.profile
+        if profile is None:
+            raise ValueError("the p2p role needs a network profile: pass --network FILE "
+                             "(the devnet writes one)")
+        if core.signer is None:
+            raise ValueError("the p2p role needs a wallet to sign this node's Identity: run `magnet init`")
+        self.core = core
+        self.local = LocalPeer(core.signer, ROLE_MINER)
+        self.p2p = P2PService(core.config.p2p, core.data_dir.root, profile.domain(), self.local,
+                              authorizer=AllowListAuthorizer(profile.validators), bus=core.events,
+                              bootstrap=profile.bootstrap_peers)
+
+    def _roles(self) -> int:
+        if self.core.service("validator") is not None:
+            return ROLE_VALIDATOR
+        return ROLE_MINER if self.core.service("miner") is not None else ROLE_RELAY
+
+    async def run(self, core: CoreContext, task_status: TaskStatus[None]) -> None:
+        self.local.roles = self._roles()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.p2p.run)
+            nursery.start_soon(self._save_peerbook_loop)
+            task_status.started()
+            await self.p2p.stopping.wait()
+            nursery.cancel_scope.cancel()
+
+    async def stop(self) -> None:
+        self._save()  # while the host still answers for its addresses
+        self.p2p.stop()
+
+    def identity(self) -> dict[str, str]:
+        return {"peer_id": self.p2p.peer_id.to_string(), "listen": " ".join(self.p2p.addrs())}
+
+    async def _save_peerbook_loop(self) -> None:
+        while True:
+            await trio.sleep(PEERBOOK_SAVE_INTERVAL)
+            self._save()
+
+    def _save(self) -> None:
+        try:
+            save_peerbook(self.core.data_dir.root / self.p2p.config.key_file, self.p2p)
+        except OSError as exc:
+            log.warning("peer book not saved: %s", exc)
+
+
+def create_service(core: CoreContext) -> NodeP2P:
+    return NodeP2P(core)
+
+
+def peerbook_path(key_file: Path) -> Path:
+    """Where a node writes its peer book for ``magnet peers`` (beside the peer key)."""
+    return key_file.parent / "peers.json"
+
+
+def save_peerbook(key_file: Path, service: P2PService) -> None:
+    """Write the peer book (JSON, atomic) so ``magnet peers`` can show it from another process."""
+    path = peerbook_path(key_file)
+    data = {"peer_id": service.peer_id.to_string(), "addrs": service.addrs(), "saved_at": time.time(),
+            "connected": [p.to_string() for p in service.host.get_network().get_connections_map()],
+            "peers": [record.summary() for record in service.peerbook.records()]}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
