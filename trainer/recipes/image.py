@@ -1,0 +1,400 @@
+"""`image`: diffusion LoRA on image-caption pairs (Stable-Diffusion-style pipelines).
+
+The base model is a diffusers `StableDiffusionPipeline` directory; its parts are loaded by fixed
+classes (never by names read from the directory), safetensors only. LoRA goes on the UNet's attention
+projections; the VAE and text encoder stay frozen, so image latents and caption embeddings are
+computed once. Captions are dropped with probability `caption_dropout` so the adapter also learns the
+unguided prediction that classifier-free guidance needs.
+
+The artifact is `pytorch_lora_weights.safetensors`, written by `save_lora_weights` and read by any
+diffusers pipeline's `load_lora_weights`. Evaluation is the denoising error at fixed noise levels and
+seeds, with the caption and with the empty prompt, through that same loader.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from trainer.data import ImageCaptionExample, load_examples, split
+from trainer.diffusion_models import untyped_diffusers
+from trainer.models import pick_device
+from trainer.recipes.base import (
+    ArtifactRejected,
+    EvalJob,
+    JobSpecError,
+    ParamSpec,
+    Recipe,
+    Reporter,
+    TrainerError,
+    TrainJob,
+    TrainResult,
+    register_recipe,
+)
+from trainer.recipes.dpo import stop_signal
+
+LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
+LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
+MAX_LORA_RANK = 128
+EVAL_LEVELS = (0.1, 0.3, 0.5, 0.7, 0.9)  # noise levels as fractions of the scheduler's timesteps
+EVAL_SEEDS = (0, 1)
+EVAL_BATCH = 8
+
+
+def load_parts(base_dir: Path, device: str) -> dict[str, Any]:
+    """UNet, VAE, text encoder, tokenizer and noise scheduler of a pipeline dir (fixed classes only)."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    diffusers = untyped_diffusers()
+
+    if not (base_dir / "model_index.json").is_file():
+        raise TrainerError(f"{base_dir} is not a diffusers pipeline directory (no model_index.json)")
+    base = str(base_dir)
+    parts = {
+        "unet": diffusers.UNet2DConditionModel.from_pretrained(base, subfolder="unet", use_safetensors=True),
+        "vae": diffusers.AutoencoderKL.from_pretrained(base, subfolder="vae", use_safetensors=True),
+        "text_encoder": CLIPTextModel.from_pretrained(base, subfolder="text_encoder", use_safetensors=True),
+        "tokenizer": CLIPTokenizer.from_pretrained(base, subfolder="tokenizer"),
+        "scheduler": diffusers.DDPMScheduler.from_pretrained(base, subfolder="scheduler"),
+    }
+    for name in ("unet", "vae", "text_encoder"):
+        parts[name].requires_grad_(False)
+        parts[name].to(device)
+    return parts
+
+
+def load_images(examples: Sequence[ImageCaptionExample], size: int) -> torch.Tensor:
+    """(N, 3, size, size) images scaled to [-1, 1] (resized, centre-cropped, RGB)."""
+    from PIL import Image, ImageOps
+
+    tensors = []
+    for ex in examples:
+        with Image.open(ex.image_path) as img:
+            fitted = ImageOps.fit(img.convert("RGB"), (size, size))
+        # (H, W, 3) uint8 -> (3, H, W) in [-1, 1]
+        pixels = torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8).view(size, size, 3)
+        tensors.append(pixels.permute(2, 0, 1).float() / 127.5 - 1.0)
+    return torch.stack(tensors)
+
+
+@torch.no_grad()
+def encode_images(vae: Any, images: torch.Tensor, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean, std) of the VAE's latent distribution per image, each (N, 4, h, w)."""
+    means, stds = [], []
+    for start in range(0, images.shape[0], EVAL_BATCH):
+        dist = vae.encode(images[start : start + EVAL_BATCH].to(device)).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+@torch.no_grad()
+def encode_captions(parts: dict[str, Any], captions: Sequence[str], device: str) -> torch.Tensor:
+    """(N, L, D) text-encoder hidden states, padded to the tokenizer's max length like the pipeline."""
+    tokenizer = parts["tokenizer"]
+    ids = tokenizer(
+        list(captions),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+    hidden: torch.Tensor = parts["text_encoder"](ids.to(device))[0]
+    return hidden
+
+
+def diffusion_target(
+    scheduler: Any, latents: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
+) -> torch.Tensor:
+    if scheduler.config.prediction_type == "v_prediction":
+        velocity: torch.Tensor = scheduler.get_velocity(latents, noise, t)
+        return velocity
+    return noise
+
+
+def denoising_loss(
+    parts: dict[str, Any], latents: torch.Tensor, text: torch.Tensor, t: torch.Tensor, noise: torch.Tensor
+) -> torch.Tensor:
+    """Mean squared error of the UNet's prediction at timesteps `t` (one per row)."""
+    noisy = parts["scheduler"].add_noise(latents, noise, t)
+    prediction = parts["unet"](noisy, t, encoder_hidden_states=text).sample
+    return F.mse_loss(prediction.float(), diffusion_target(parts["scheduler"], latents, noise, t).float())
+
+
+def add_unet_lora(unet: Any, hp: dict[str, Any]) -> list[torch.nn.Parameter]:
+    from peft import LoraConfig
+
+    config = LoraConfig(
+        r=int(hp["lora_r"]),
+        lora_alpha=hp["lora_alpha"],
+        lora_dropout=float(hp["lora_dropout"]),
+        init_lora_weights="gaussian",
+        target_modules=LORA_TARGETS,
+    )
+    unet.add_adapter(config)
+    return [p for p in unet.parameters() if p.requires_grad]
+
+
+def save_unet_lora(unet: Any, out: Path) -> None:
+    from peft.utils import get_peft_model_state_dict
+
+    diffusers = untyped_diffusers()
+    out.mkdir(parents=True, exist_ok=True)
+    state = diffusers.utils.convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    diffusers.StableDiffusionPipeline.save_lora_weights(
+        str(out), unet_lora_layers=state, safe_serialization=True
+    )
+
+
+@torch.no_grad()
+def denoising_errors(
+    parts: dict[str, Any], examples: Sequence[ImageCaptionExample], size: int, device: str
+) -> dict[str, float]:
+    """Prediction error at each of EVAL_LEVELS x EVAL_SEEDS, with the caption and with the empty prompt.
+
+    Latents are the VAE means (no sampling) and noise comes from generators seeded per (seed, level),
+    so the same artifact always gets the same score on any machine of the same kind.
+    """
+    parts["unet"].eval()
+    mean, _ = encode_images(parts["vae"], load_images(examples, size), device)
+    latents = mean * parts["vae"].config.scaling_factor
+    guided = encode_captions(parts, [ex.caption for ex in examples], device)
+    unguided = encode_captions(parts, [""] * len(examples), device)
+    n_steps = parts["scheduler"].config.num_train_timesteps
+    errors: dict[str, list[float]] = {"guided": [], "unguided": []}
+    out: dict[str, float] = {}
+    for level in EVAL_LEVELS:
+        t = torch.full((latents.shape[0],), int(level * (n_steps - 1)), device=device, dtype=torch.long)
+        for seed in EVAL_SEEDS:
+            generator = torch.Generator().manual_seed(seed * 1000 + int(level * 100))
+            noise = torch.randn(latents.shape, generator=generator).to(device)
+            for name, text in (("guided", guided), ("unguided", unguided)):
+                value = float(denoising_loss(parts, latents, text, t, noise))
+                errors[name].append(value)
+                out[f"{name}_t{int(level * 100)}_s{seed}"] = value
+    out["loss_guided"] = sum(errors["guided"]) / len(errors["guided"])
+    out["loss_unguided"] = sum(errors["unguided"]) / len(errors["unguided"])
+    out["loss"] = 0.5 * (out["loss_guided"] + out["loss_unguided"])
+    return out
+
+
+def check_lora_tensors(tensors: dict[str, tuple[int, ...]], unet_linears: dict[str, tuple[int, int]]) -> None:
+    """Every tensor is `unet.<linear>.lora.down/up.weight` (diffusers names), shapes [r, in] / [out, r]."""
+    if not tensors:
+        raise ArtifactRejected("the image LoRA holds no tensors")
+    ranks = set()
+    for name, shape in tensors.items():
+        prefix, _, rest = name.partition(".")
+        module, sep, kind = rest.rpartition(".lora.")
+        if prefix != "unet" or not sep or kind not in ("down.weight", "up.weight"):
+            raise ArtifactRejected(
+                f"unexpected tensor {name!r}: only unet lora.down / lora.up weights are accepted"
+            )
+        if module not in unet_linears:
+            raise ArtifactRejected(
+                f"tensor {name!r} targets {module!r}, which is not a linear layer of the UNet"
+            )
+        fan_in, fan_out = unet_linears[module]
+        rank = shape[0] if kind == "down.weight" else shape[-1]
+        expected = (rank, fan_in) if kind == "down.weight" else (fan_out, rank)
+        if tuple(shape) != expected or not 1 <= rank <= MAX_LORA_RANK:
+            raise ArtifactRejected(
+                f"tensor {name!r} has shape {list(shape)}, expected {list(expected)} (r <= {MAX_LORA_RANK})"
+            )
+        ranks.add(rank)
+    if len(ranks) != 1:
+        raise ArtifactRejected(f"LoRA tensors must share one rank, found {sorted(ranks)}")
+
+
+def unet_linear_shapes(base_dir: Path) -> dict[str, tuple[int, int]]:
+    """{module path: (in, out)} of the base UNet's linear layers, built on the meta device (no weights)."""
+    unet_class = untyped_diffusers().UNet2DConditionModel
+    config = unet_class.load_config(str(base_dir), subfolder="unet")
+    with torch.device("meta"):
+        unet = unet_class.from_config(config)
+    return {
+        n: (m.in_features, m.out_features) for n, m in unet.named_modules() if isinstance(m, torch.nn.Linear)
+    }
+
+
+def _check_hparams(hp: dict[str, Any]) -> None:
+    for key in ("lr", "batch_size", "lora_r", "resolution"):
+        if not hp[key] > 0:
+            raise JobSpecError(f"hyperparameter {key} must be positive, got {hp[key]!r}")
+    if int(hp["lora_r"]) > MAX_LORA_RANK:
+        raise JobSpecError(f"lora_r {hp['lora_r']} exceeds the rank cap {MAX_LORA_RANK}")
+    if not 0.0 <= hp["caption_dropout"] < 1.0:
+        raise JobSpecError(f"caption_dropout must be in [0, 1), got {hp['caption_dropout']}")
+
+
+@register_recipe
+class ImageRecipe(Recipe):
+    kind = "image"
+
+    @classmethod
+    def default_hparams(cls) -> dict[str, Any]:
+        return {
+            "lr": 1e-4,
+            "weight_decay": 1e-2,
+            "batch_size": 4,
+            "max_steps": 500,
+            "warmup_ratio": 0.05,
+            "resolution": 512,
+            "caption_dropout": 0.1,
+            "lora_r": 8,
+            "lora_alpha": 8.0,
+            "lora_dropout": 0.0,
+            "max_grad_norm": 1.0,
+        }
+
+    @classmethod
+    def search_space(cls) -> dict[str, ParamSpec]:
+        return {
+            "lr": ParamSpec("float_log", 1e-5, 1e-3),
+            "batch_size": ParamSpec("categorical", choices=(1, 2, 4, 8)),
+            "caption_dropout": ParamSpec("float", 0.0, 0.3),
+            "lora_r": ParamSpec("categorical", choices=(4, 8, 16, 32)),
+            "lora_alpha": ParamSpec("float_log", 4.0, 64.0),
+            "warmup_ratio": ParamSpec("float", 0.0, 0.2),
+        }
+
+    def train(self, job: TrainJob, reporter: Reporter) -> TrainResult:
+        started = time.monotonic()
+        hp = self.merged_hparams(job.hparams)
+        _check_hparams(hp)
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        device = pick_device(job.device)
+        torch.manual_seed(job.seed)
+        reporter.phase("prepare")
+        examples, _ = split(load_examples(job.train_file, self.kind), job.val_fraction, job.seed)
+        parts = load_parts(Path(job.base_model_dir), device)
+        mean, std = encode_images(parts["vae"], load_images(examples, int(hp["resolution"])), device)
+        captions = encode_captions(parts, [ex.caption for ex in examples], device)
+        empty = encode_captions(parts, [""], device)
+        params = add_unet_lora(parts["unet"], hp)
+        optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        reporter.phase("train")
+        total = int(job.max_steps or hp["max_steps"])
+        steps, reason, losses = 0, "completed", []
+        should_stop = stop_signal(reporter)
+        parts["unet"].train()
+        while steps < total:
+            if should_stop():
+                reason = "cancelled"
+                break
+            if time.monotonic() - started > job.budget_s:
+                reason = "budget"
+                break
+            warmup = max(1, int(total * hp["warmup_ratio"]))
+            for group in optimizer.param_groups:
+                group["lr"] = hp["lr"] * min(1.0, (steps + 1) / warmup)
+            loss = self._step(parts, mean, std, captions, empty, hp, device)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            torch.nn.utils.clip_grad_norm_(params, hp["max_grad_norm"])
+            optimizer.step()
+            steps += 1
+            losses.append(float(loss.detach()))
+            spent = time.monotonic() - started
+            reporter.progress(
+                steps,
+                total,
+                loss=losses[-1],
+                percent=100.0 * steps / total,
+                eta_s=spent / steps * (total - steps),
+            )
+        else:
+            reason = "max_steps" if job.max_steps else "completed"
+        if not all(math.isfinite(x) for x in losses):
+            raise FloatingPointError("the diffusion loss diverged; lower the learning rate")
+        reporter.phase("save")
+        out = Path(job.output_dir)
+        save_unet_lora(parts["unet"], out)
+        tail = losses[-10:]
+        metrics = {"train_loss": sum(tail) / max(1, len(tail))}
+        reporter.metric("train_loss", metrics["train_loss"])
+        return TrainResult(str(out), metrics, steps, 0, time.monotonic() - started, reason)
+
+    def _step(
+        self,
+        parts: dict[str, Any],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        captions: torch.Tensor,
+        empty: torch.Tensor,
+        hp: dict[str, Any],
+        device: str,
+    ) -> torch.Tensor:
+        rows = torch.randint(0, mean.shape[0], (int(hp["batch_size"]),))
+        # A fresh latent sample per step from the cached VAE distribution: (B, 4, h, w).
+        latents = (mean[rows] + std[rows] * torch.randn_like(mean[rows])) * parts["vae"].config.scaling_factor
+        text = captions[rows].clone()
+        drop = torch.rand(len(rows)) < hp["caption_dropout"]
+        text[drop.to(device)] = empty[0]
+        t = torch.randint(0, parts["scheduler"].config.num_train_timesteps, (len(rows),), device=device)
+        return denoising_loss(parts, latents, text, t, torch.randn_like(latents))
+
+    def evaluate(self, job: EvalJob, reporter: Reporter) -> dict[str, float]:
+        if job.threads:
+            torch.set_num_threads(job.threads)
+        device = pick_device(job.device)
+        base = Path(job.base_model_dir)
+        reporter.phase("prepare")
+        if job.artifact_dir is not None:
+            self.check_artifact(Path(job.artifact_dir), base)
+        examples = load_examples(job.eval_file, self.kind, max_rows=job.max_examples)
+        parts = load_parts(base, device)
+        if job.artifact_dir is not None:
+            parts["unet"] = self._with_lora(parts, Path(job.artifact_dir))
+        reporter.phase("evaluate")
+        size = int(parts["vae"].config.sample_size)
+        metrics = denoising_errors(parts, examples, size, device)
+        for name in ("loss", "loss_guided", "loss_unguided"):
+            reporter.metric(name, metrics[name])
+        return metrics
+
+    @staticmethod
+    def _with_lora(parts: dict[str, Any], artifact_dir: Path) -> Any:
+        """The UNet with the adapter applied by the standard loader (a pipeline's `load_lora_weights`)."""
+        pipe = untyped_diffusers().StableDiffusionPipeline(
+            **parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False
+        )
+        pipe.load_lora_weights(str(artifact_dir), weight_name=LORA_WEIGHTS)
+        return pipe.unet
+
+    def export(self, artifact_dir: Path, out_path: Path) -> Path:
+        from protocol.bundle import write_bundle
+
+        if set(p.name for p in Path(artifact_dir).iterdir()) != {LORA_WEIGHTS}:
+            raise TrainerError(f"{artifact_dir} must hold exactly {LORA_WEIGHTS}; train the adapter first")
+        write_bundle(artifact_dir, out_path, kind=self.kind, meta={"format": "diffusers-lora"})
+        return Path(out_path)
+
+    def check_artifact(self, manifest: Any, base_model_dir: Path) -> None:
+        if isinstance(manifest, str | Path):
+            tensors = _tensors_from_dir(Path(manifest))
+        else:
+            names = {f.path for f in manifest.files}
+            if names != {LORA_WEIGHTS}:
+                raise ArtifactRejected(
+                    f"an image LoRA bundle holds exactly {LORA_WEIGHTS}; found {sorted(names)}"
+                )
+            tensors = {t.name: tuple(t.shape) for t in manifest.file(LORA_WEIGHTS).tensors or ()}
+        check_lora_tensors(tensors, unet_linear_shapes(Path(base_model_dir)))
+
+
+def _tensors_from_dir(artifact_dir: Path) -> dict[str, tuple[int, ...]]:
+    from trainer.artifacts import safetensors_header
+
+    names = {p.name for p in artifact_dir.iterdir()}
+    if names != {LORA_WEIGHTS}:
+        raise ArtifactRejected(f"an image LoRA artifact holds exactly {LORA_WEIGHTS}; found {sorted(names)}")
+    header = safetensors_header(artifact_dir / LORA_WEIGHTS)
+    return {name: tuple(info.get("shape", ())) for name, info in header.items()}
