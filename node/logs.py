@@ -37,6 +37,13 @@ _CIPHERTEXT = re.compile(r"""(["']ciphertext["']\s*:\s*["'])[0-9a-fA-F]+""")
 _WORD = re.compile(r"[A-Za-z]+")
 # Between two words of a phrase: spaces, commas, quotes, brackets (a list repr), nothing else.
 _WORD_GAP = re.compile(r"""^[\s,'"\[\]()]{1,6}$""")
+# Cheap pre-check: 12 letter-only tokens of 3-8 letters (every BIP-39 English word is) in a row.
+# Most log lines have no such run and skip the exact word-by-word scan.
+_PHRASE_SHAPE = re.compile(
+    r"""(?<![A-Za-z])(?:[A-Za-z]{3,8}[\s,'"\[\]()]{1,6}){"""
+    + str(MNEMONIC_MIN_WORDS - 1)
+    + r""",}[A-Za-z]{3,8}(?![A-Za-z])"""
+)
 
 _secrets_lock = threading.Lock()
 _secrets: set[str] = set()
@@ -94,6 +101,8 @@ def redact(text: str) -> str:
 
 
 def _redact_mnemonics(text: str) -> str:
+    if not _PHRASE_SHAPE.search(text):
+        return text
     words = bip39_words()
     spans: list[tuple[int, int]] = []
     run: list[re.Match[str]] = []

@@ -148,3 +148,9 @@ def test_any_private_key_in_any_context_is_redacted(
     hex_key = key.hex().upper() if upper else key.hex()
     text = redact(f"{before}{sep}{prefix}{hex_key}{sep}{after}")
     assert hex_key not in text
+
+
+def test_every_wordlist_word_fits_the_phrase_pre_check() -> None:
+    # The cheap pre-check assumes BIP-39 English words are 3 to 8 letters; if a wordlist ever breaks
+    # that, mnemonics could slip past it.
+    assert all(3 <= len(word) <= 8 and word.isalpha() for word in bip39_words())
