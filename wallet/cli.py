@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from node.cli.common import Subparsers, config_from_args, data_dir_of, has_terminal, out
@@ -17,9 +18,10 @@ from node.cli.exitcodes import CliError, ExitCode
 from wallet.cli_common import add_options, load, password
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from protocol.messages import ReceiptProof
+    from wallet.registry import Registry
 
-    Handler = Callable[[argparse.Namespace], int]
+Handler = Callable[[argparse.Namespace], int]
 
 
 def register(subparsers: Subparsers) -> None:
@@ -243,8 +245,7 @@ def cmd_receipts(args: argparse.Namespace) -> int:
 
 
 def cmd_claim(args: argparse.Namespace) -> int:
-    from wallet.cli_common import chain_client, chain_errors, format_units, network, unlock
-    from wallet.epochs import EpochFileError, check_proof
+    from wallet.cli_common import chain_client, chain_errors, network, unlock
     from wallet.receiptbook import ReceiptBook
     from wallet.registry import Registry
 
@@ -256,30 +257,36 @@ def cmd_claim(args: argparse.Namespace) -> int:
     ]
     signer = None if args.dry_run else unlock(config, wallet)
     registry = Registry(chain_client(config, profile, signer), profile.registry)
-    claimed = failed = 0
+    counts = {"claimed": 0, "refused": 0, "skipped": 0, "checked": 0}
     for entry in proven:
         proof = entry.proof_body
         assert proof is not None
         with chain_errors():
-            if registry.is_claimed(proof.epoch, proof.validator, proof.receipt_hash):
-                continue
+            status, message = _claim_one(registry, proof, args.dry_run)
+        counts[status] += 1
+        if message:
+            out(f"epoch {proof.epoch}: {message}", sys.stderr if status == "refused" else sys.stdout)
+    out(", ".join(f"{n} {status}" for status, n in counts.items()))
+    return int(ExitCode.OK if counts["refused"] == 0 else ExitCode.ERROR)
+
+
+def _claim_one(registry: Registry, proof: ReceiptProof, dry_run: bool) -> tuple[str, str]:
+    """(status, message) of one proof: claimed, refused (bad proof), skipped (claimed) or checked."""
+    from wallet.cli_common import format_units
+    from wallet.epochs import EpochFileError, check_proof
+    from wallet.rewards import claim_with_proof
+
+    try:
+        if dry_run:
             post = registry.post(proof.epoch, proof.validator)
-            try:
-                check_proof(proof, None if post is None else post.root)
-            except EpochFileError as exc:
-                failed += 1
-                out(f"epoch {proof.epoch}: {exc}", sys.stderr)
-                continue
-            if args.dry_run:
-                out(f"epoch {proof.epoch}: proof checks out for {format_units(proof.amount)} (not sent)")
-                continue
-            result = registry.claim(
-                proof.epoch, proof.validator, proof.receipt_hash, proof.payout, proof.amount, proof.proof
-            )
-        claimed += 1
-        out(f"epoch {proof.epoch}: claimed for {proof.payout} in block {result.block_number}")
-    out(f"{claimed} claimed, {failed} refused, {len(proven) - claimed - failed} already claimed or checked")
-    return int(ExitCode.OK if failed == 0 else ExitCode.ERROR)
+            check_proof(proof, None if post is None else post.root)
+            return "checked", f"proof checks out for {format_units(proof.amount)} (not sent)"
+        result = claim_with_proof(registry, proof)
+    except EpochFileError as exc:
+        return "refused", str(exc)
+    if result is None:
+        return "skipped", ""
+    return "claimed", f"claimed for {proof.payout} in block {result.block_number}"
 
 
 # --- helpers -----------------------------------------------------------------------------

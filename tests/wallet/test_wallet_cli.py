@@ -144,14 +144,14 @@ def test_validator_stake_then_miner_receipts_and_claim(
     assert code == ExitCode.ERROR and "ClaimNotOpen" in err  # the posting window is still open
     devnet.advance_to_epoch(start_epoch + 2)
     code, out, _ = run(capsys, "wallet", "claim", "--dry-run", *net)
-    assert code == 0 and "proof checks out" in out
+    assert code == 0 and "proof checks out" in out and "1 checked" in out
     code, out, _ = run(capsys, "wallet", "claim", *net)
     assert code == 0 and "1 claimed" in out
     code, out, _ = run(capsys, "wallet", "balance", "--json", *net)
     balances = {row["role"]: row for row in json.loads(out)}
     assert balances["payout"]["mag_wei"] == str(1000 * ETHER)
     code, out, _ = run(capsys, "wallet", "claim", *net)
-    assert code == 0 and "0 claimed" in out  # already claimed: skipped, nothing sent
+    assert code == 0 and "0 claimed" in out and "1 skipped" in out  # already claimed: nothing sent
 
 
 def test_status_has_a_wallet_section(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
