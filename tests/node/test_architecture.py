@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGES = ("protocol", "node", "wallet", "p2p", "trainer", "miner", "validator", "desktop")
+PACKAGES = ("protocol", "node", "wallet", "p2p", "trainer", "miner", "validator", "devnet", "desktop")
 NODE_BASE = (
     "node.config", "node.events", "node.store", "node.paths", "node.logs", "node.profile", "node.service",
 )
-COMPONENTS = ("wallet", "p2p", "trainer", "miner", "validator", "desktop")
+COMPONENTS = ("wallet", "p2p", "trainer", "miner", "validator", "devnet", "desktop")
 GUI_LIBRARIES = ("PySide6", "shiboken6", "pyqtgraph")
 TRAINER_MAY_USE = ("protocol.bundle", "protocol.bundle_manifest", "protocol.safetensors_header",
                    "protocol.errors", "protocol.strict_json")
@@ -111,6 +111,8 @@ def violations(imp: Import) -> list[str]:
         return problems
     if under(dst, "desktop") and not under(src, "desktop"):
         problems.append("nothing outside desktop/ imports desktop (the CLI launches it by name)")
+    if under(dst, "devnet") and not under(src, "devnet", "node.cli", "desktop"):
+        problems.append("only the CLI and the desktop start a devnet (devnet/ assembles every role)")
     own = src.split(".")[0]
     if src == f"{own}.config" and own != "node":  # node.config gathers the sections: a node base module
         problems.append("config sections are pure dataclasses: they import nothing of ours")
@@ -177,6 +179,9 @@ def test_the_repository_keeps_the_import_rules() -> None:
         ("p2p.config", "from protocol.errors import ProtocolError", "config sections are pure"),
         ("validator.scoring", "from PySide6.QtCore import QObject", "only desktop/ may import Qt"),
         ("node.events", "import pyqtgraph", "only desktop/ may import Qt"),
+        ("miner.loop", "from devnet.main import run_devnet", "only the CLI and the desktop start a devnet"),
+        ("node.cli.devnet_cmd", "from devnet.main import run_devnet", "imports components lazily"),
+        ("devnet.main", "import desktop.app", "nothing outside desktop"),
     ],
 )
 def test_each_rule_catches_its_violation(module: str, source: str, rule: str) -> None:
@@ -199,6 +204,9 @@ def test_each_rule_catches_its_violation(module: str, source: str, rule: str) ->
         ("trainer.worker", "from protocol.bundle import write_bundle\nfrom .recipes import base"),
         ("miner.loop", "from protocol.messages import Receipt\nfrom trainer.jobs import Job"),
         ("desktop.app", "from PySide6.QtWidgets import QApplication\nfrom node.core import NodeCore"),
+        ("node.cli.devnet_cmd", "def run():\n    from devnet.main import run_devnet"),
+        ("devnet.network", "from miner.service import MinerService\nfrom validator.service import X\n"
+         "from wallet.devchain import DevChain\nfrom node.core import NodeCore"),
     ],
 )
 def test_allowed_imports_pass(module: str, source: str) -> None:
