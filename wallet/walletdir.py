@@ -162,6 +162,8 @@ class WalletDir:
 
     def unlock(self, password: str, address: str | None = None) -> LocalSigner:
         """The signer of ``address`` (default: the hot account); ``WrongPassword`` says so."""
+        if self.commit_marker.exists():
+            self.recover()  # a password change was interrupted after it committed: finish it
         path = self._file_of(address or self.hot_address)
         return LocalSigner(decrypt_private_key(load_keystore(path), password))
 
@@ -185,19 +187,46 @@ class WalletDir:
     # --- changes -------------------------------------------------------------------------
 
     def change_password(self, old: str, new: str) -> None:
-        """Re-encrypt every keystore and the mnemonic. All are decrypted first, so a wrong ``old``
-        password changes nothing; then each file is replaced atomically."""
+        """Re-encrypt every keystore and the mnemonic, all or nothing.
+
+        Everything is decrypted first, so a wrong ``old`` password changes nothing. The new files
+        are written beside the old ones (``*.pending``), then a commit marker, then each is moved
+        into place; ``recover()`` finishes an interrupted change (marker present) or discards it
+        (marker absent), so a crash never leaves accounts under two different passwords.
+        """
         if not new:
             raise WalletError("an empty password protects nothing: choose one")
+        self.recover()
         keys = {
             info.file: decrypt_private_key(load_keystore(self.root / info.file), old)
             for info in self.accounts()
         }
         mnemonic = self.reveal_mnemonic(old) if self.mnemonic_file.exists() else None
         for rel, key in keys.items():
-            write_json(self.root / rel, encrypt_private_key(key, new, self.scrypt_n))
+            write_json(self._pending(self.root / rel), encrypt_private_key(key, new, self.scrypt_n))
         if mnemonic is not None:
-            write_json(self.mnemonic_file, seal_secret(mnemonic.encode(), new, self.scrypt_n))
+            write_json(self._pending(self.mnemonic_file), seal_secret(mnemonic.encode(), new, self.scrypt_n))
+        write_json(self.commit_marker, {"change": "password"})
+        self.recover()
+
+    @property
+    def commit_marker(self) -> Path:
+        return self.root / "password-change.commit"
+
+    def recover(self) -> None:
+        """Finish (commit marker present) or discard (absent) an interrupted password change."""
+        pending = sorted(self.root.glob("*.pending")) + sorted(self.root.glob("accounts/*.pending"))
+        if self.commit_marker.exists():
+            for path in pending:
+                os.replace(path, path.with_suffix(""))
+            self.commit_marker.unlink()
+        else:
+            for path in pending:
+                path.unlink()
+
+    @staticmethod
+    def _pending(path: Path) -> Path:
+        return path.with_name(path.name + ".pending")
 
     def set_payout(self, address: str) -> None:
         """Pay rewards to ``address`` (any address; it need not be in this wallet)."""

@@ -117,3 +117,23 @@ def test_wallet_made_by_magnet_init_is_understood(tmp_path: Path, cheap_n: int) 
 def test_no_wallet_says_how_to_make_one(wallet: WalletDir) -> None:
     with pytest.raises(NoWallet, match="magnet wallet create"):
         wallet.accounts()
+
+
+def test_interrupted_password_change_is_finished_or_discarded(
+    wallet: WalletDir, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wallet.import_mnemonic(DEV_MNEMONIC, "old", accounts=2)
+    real_recover = wallet.recover
+    monkeypatch.setattr(wallet, "recover", lambda: None)  # "crash" after the marker, before the moves
+    wallet.change_password("old", "new")
+    assert wallet.commit_marker.exists() and list(wallet.root.rglob("*.pending"))
+    monkeypatch.setattr(wallet, "recover", real_recover)
+    assert wallet.unlock("new", DEV[1]).address == DEV[1]  # committed: finished on next use
+    assert wallet.reveal_mnemonic("new") == DEV_MNEMONIC
+    assert not list(wallet.root.rglob("*.pending")) and not wallet.commit_marker.exists()
+
+    # A crash before the marker: the half-written change is discarded, the old password stays.
+    (wallet.root / "keystore.json.pending").write_text("{}")
+    wallet.recover()
+    assert not list(wallet.root.rglob("*.pending"))
+    assert wallet.unlock("new").address == DEV[0]
