@@ -178,7 +178,16 @@ def test_command_modules_import_nothing_heavy(tmp_path: Path) -> None:
     assert result.stdout.strip() == "[]"
 
 
+def interim_devnet() -> bool:
+    """True while `magnet devnet` is still the node's interim one (a core with a throwaway wallet)."""
+    source = (REPO / "node" / "cli" / "devnet_cmd.py").read_text(encoding="utf-8")
+    return "devnet node started (interim" in source
+
+
 @pytest.mark.slow
+@pytest.mark.skipif(
+    not interim_devnet(), reason="the full devnet (issue 7) replaced the interim one: tests/devnet covers it"
+)
 def test_devnet_without_init_or_magnet_home(tmp_path: Path) -> None:
     result = magnet(tmp_path, "devnet")
     assert result.returncode == 0, result.stderr
