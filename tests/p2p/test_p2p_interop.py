@@ -53,8 +53,9 @@ def test_js_libp2p_peer_receives_a_task_and_fetches_a_blob(tmp_path: Path) -> No
     async def main() -> list[dict[str, Any]]:
         validator_key = LocalSigner.create()
         async with trio.open_nursery() as nursery:
-            node = await start(nursery, make_service(tmp_path, "validator", validators=[validator_key.address],
-                                                     roles=ROLE_VALIDATOR, signer=validator_key))
+            service = make_service(tmp_path, "validator", validators=[validator_key.address],
+                                   roles=ROLE_VALIDATOR, signer=validator_key)
+            node = await start(nursery, service)
             blob_hash = node.store.put_bytes(blob, public=True)
             proc = subprocess.Popen([str(NODE), str(PEER_SCRIPT), node.addrs()[0], blob_hash, str(len(blob))],
                                     cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
