@@ -19,6 +19,7 @@ it stopped; bytes that fail the hash are deleted and their provider penalised.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,16 +31,19 @@ from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 
 from node.events import EventBus
-from p2p.blobstore import BlobError, BlobHashMismatch, BlobInfo, BlobStore, PartialBlob, check_hash
+from p2p.blobstore import HASH_RE, BlobError, BlobHashMismatch, BlobInfo, BlobStore, PartialBlob, check_hash
 from p2p.config import P2PConfig
 from p2p.events import BlobCompleted, BlobFailed, BlobReceivedByPush
 from p2p.reputation import PeerSlots, Reputation
+from p2p.reqresp import RequestFailed, RequestRefused, RequestResponse
 from p2p.wire import StreamReader, WireError, header_int, header_str, json_frame
 
 log = logging.getLogger("magnet.p2p.blobs")
 
 BLOB_PROTOCOL = TProtocol("/magnet/blob/1.0.0")
 WRITE_BATCH = 4 << 20
+HAVE_REQUEST = "have"
+MAX_HAVE_QUERY = 64
 
 # Decides whether to accept a private blob pushed by a peer: (peer id, blob id, size) -> bool.
 PushPolicy = Callable[[str, str, int], Awaitable[bool]]
@@ -271,6 +275,44 @@ class BlobService:
         if length != size - offset:
             raise ProviderFailed(f"offered {length} bytes, asked for {size - offset}")
         return length
+
+    # --- provider discovery -------------------------------------------------------------------
+    async def serve_have(self, _peer: str, payload: bytes) -> bytes:
+        """``have`` request: which of the asked blob ids (JSON list, at most 64) we serve publicly."""
+        try:
+            wanted = json.loads(payload.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            raise RequestRefused("payload must be a JSON list of blob ids") from None
+        if not isinstance(wanted, list) or len(wanted) > MAX_HAVE_QUERY:
+            raise RequestRefused(f"ask about at most {MAX_HAVE_QUERY} blob ids at once")
+        held = []
+        for blob_hash in wanted:
+            if isinstance(blob_hash, str) and HASH_RE.match(blob_hash):
+                info = self.store.info(blob_hash)
+                if info is not None and info.public:
+                    held.append(blob_hash)
+        return json.dumps(held).encode("utf-8")
+
+    async def find_providers(self, requests: RequestResponse, blob_hash: str,
+                             timeout: float = 5.0) -> list[ID]:
+        """Connected peers that say they serve ``blob_hash`` (asked at once, over their connections)."""
+        check_hash(blob_hash)
+        found: list[ID] = []
+        payload = json.dumps([blob_hash]).encode("utf-8")
+
+        async def ask(peer: ID) -> None:
+            try:
+                reply = await requests.request(peer, HAVE_REQUEST, payload, dial=False, timeout=timeout)
+                if blob_hash in json.loads(reply.decode("utf-8")):
+                    found.append(peer)
+            except (RequestFailed, RequestRefused, UnicodeDecodeError, ValueError, TypeError) as exc:
+                log.debug("have query to %s failed: %s", peer, exc)
+
+        async with trio.open_nursery() as nursery:
+            for peer in list(self.host.get_network().get_connections_map()):
+                if not self.reputation.is_banned(peer.to_string()):
+                    nursery.start_soon(ask, peer)
+        return found
 
     # --- pushing ------------------------------------------------------------------------------
     async def push(self, peer_id: ID | str, blob_hash: str) -> None:

@@ -26,8 +26,8 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from node.events import EventBus
 from node.service import CoreContext, TaskStatus
-from p2p.blobs import BlobService, PushPolicy, refuse_all_pushes
-from p2p.blobstore import BlobStore
+from p2p.blobs import HAVE_REQUEST, BlobService, PushPolicy, refuse_all_pushes
+from p2p.blobstore import BlobInfo, BlobStore
 from p2p.config import P2PConfig
 from p2p.discovery import Discovery
 from p2p.events import (
@@ -130,6 +130,7 @@ class P2PService:
                              self.requests, self.bus)
         self.store = BlobStore(data_dir / config.blob_dir, config.blob_quota_bytes, config.blob_max_bytes)
         self.blobs = BlobService(self.host, self.store, config, self.reputation, self.bus, push_policy)
+        self.requests.register(HAVE_REQUEST, self.blobs.serve_have, max_request=8192)
         self.discovery = Discovery(self.host, config, self.bus, bootstrap)
         self.started_at = time.monotonic()
         self._nursery: trio.Nursery | None = None
@@ -193,6 +194,15 @@ class P2PService:
         nursery.start_soon(self._announce_loop)
         nursery.start_soon(self._unban_loop)
         self.bus.emit(HostStarted(peer_id=self.peer_id.to_string(), addrs=self.addrs()))
+
+    async def fetch_blob(self, blob_hash: str, size: int, hints: Sequence[ID | str] = (),
+                         public: bool = True) -> BlobInfo:
+        """Fetch a public blob from ``hints`` (e.g. the announcing validator) and any connected peer
+        that says it has it."""
+        found = await self.blobs.find_providers(self.requests, blob_hash)
+        hinted = [h if isinstance(h, ID) else ID.from_base58(h) for h in hints]
+        providers = hinted + [p for p in found if p not in hinted]
+        return await self.blobs.fetch(blob_hash, size, providers, public=public)
 
     def addrs(self) -> list[str]:
         """Dialable addresses with /p2p/<peer id>."""

@@ -236,3 +236,25 @@ async def _fetch_while_killing(tmp_path: Path, blob: str, size: int, blob_file: 
         offset, length = served[0]
         assert size // 3 < offset < size and offset + length == size  # resumed where the first stopped
         nursery.cancel_scope.cancel()
+
+
+def test_connected_peers_that_hold_a_public_blob_are_found_as_providers(tmp_path: Path) -> None:
+    data, secret = os.urandom(100_000), os.urandom(1000)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            holder = await start(nursery, make_service(tmp_path, "holder"))
+            owner = await start(nursery, make_service(tmp_path, "owner"))
+            empty = await start(nursery, make_service(tmp_path, "empty"))
+            fetcher = await start(nursery, make_service(tmp_path, "fetcher"))
+            for peer in (holder, owner, empty):
+                await connect(fetcher, peer)
+            blob = put(holder, data)
+            private = put(owner, secret, public=False)
+            assert await fetcher.blobs.find_providers(fetcher.requests, blob) == [holder.peer_id]
+            assert await fetcher.blobs.find_providers(fetcher.requests, private) == []  # never revealed
+            info = await fetcher.fetch_blob(blob, len(data))  # no hint: found by asking
+            assert info.size == len(data) and fetcher.store.path(blob).read_bytes() == data
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
