@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,12 +19,12 @@ from types import TracebackType
 
 import platformdirs
 
-log = logging.getLogger("magnet.node")
-
 APP_NAME = "magnet"
 PRIVATE_DIR_MODE = 0o700
 LOCK_FILE = "magnet.lock"
 SUBDIRS = ("wallet", "blobs", "logs", "p2p", "tmp")
+# Directories a data dir must never be: creating one makes it 0700.
+NOT_A_DATA_DIR = frozenset({Path("/"), Path.home().resolve(), Path("/tmp"), Path("/var/tmp")})
 
 
 class DataDirError(OSError):
@@ -56,18 +55,10 @@ def resolve_data_dir(configured: str = "", env: Mapping[str, str] | None = None)
 
 
 def make_private_dir(path: Path) -> None:
-    """Create ``path`` (and parents) and make it 0700; a file in the way is a clear error.
-
-    An existing directory is tightened only when it is empty or already a MAGNET data directory, so
-    ``--data-dir`` pointed by mistake at a shared folder never changes that folder's permissions.
-    """
+    """Create ``path`` (and parents) and make it 0700; a file in the way is a clear error."""
     try:
-        existed = path.is_dir()
         path.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
-        if not existed or _is_ours_or_empty(path):
-            os.chmod(path, PRIVATE_DIR_MODE)
-        elif path.stat().st_mode & 0o077:
-            log.warning("%s is readable by other users and is not empty: chmod 700 it", path)
+        os.chmod(path, PRIVATE_DIR_MODE)
     except FileExistsError as exc:
         raise DataDirError(f"{path} exists and is not a directory: move it away or choose another") from exc
     except PermissionError as exc:
@@ -125,7 +116,12 @@ class DataDir:
         return self._lock_fd is not None
 
     def create(self) -> DataDir:
-        """Create the root and every sub-directory, all private."""
+        """Create the root and every sub-directory, all private (0700, even if they existed)."""
+        if self.root in NOT_A_DATA_DIR:
+            raise DataDirError(
+                f"{self.root} cannot be the data directory (its permissions would become 0700): "
+                "choose a dedicated directory, e.g. ~/.local/share/magnet"
+            )
         make_private_dir(self.root)
         for name in SUBDIRS:
             make_private_dir(self.root / name)
@@ -164,12 +160,6 @@ class DataDir:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.unlock()
-
-
-def _is_ours_or_empty(path: Path) -> bool:
-    if (path / LOCK_FILE).exists() or path.parent.joinpath(LOCK_FILE).exists():
-        return True
-    return next(path.iterdir(), None) is None
 
 
 def lock_holder(lock_file: Path) -> int | None:

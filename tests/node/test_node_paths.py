@@ -32,13 +32,20 @@ def test_layout_is_private(tmp_path: Path) -> None:
         assert stat.S_IMODE(path.stat().st_mode) == 0o700, path
 
 
-def test_a_shared_folder_keeps_its_permissions(tmp_path: Path) -> None:
-    shared = tmp_path / "shared"
-    shared.mkdir(mode=0o755)
-    (shared / "someone-elses-file.txt").write_text("x")
-    DataDir(shared).create()
-    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # not ours to change
-    assert stat.S_IMODE((shared / "wallet").stat().st_mode) == 0o700
+def test_existing_layout_made_by_others_is_tightened(tmp_path: Path) -> None:
+    # A service may create its sub-directory before the node locks the data dir (umask 022).
+    root = tmp_path / "home"
+    (root / "blobs").mkdir(parents=True, mode=0o755)
+    (root / "validator").mkdir(mode=0o755)
+    DataDir(root).create()
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
+    assert stat.S_IMODE((root / "blobs").stat().st_mode) == 0o700
+
+
+def test_home_and_root_are_refused(tmp_path: Path) -> None:
+    for path in (Path.home(), Path("/")):
+        with pytest.raises(DataDirError, match="cannot be the data directory"):
+            DataDir(path).create()
 
 
 def test_file_in_the_way_is_a_clear_error(tmp_path: Path) -> None:
