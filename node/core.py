@@ -59,6 +59,7 @@ ROLE_MODULES: Mapping[str, str] = {
     "miner": "miner.service",
     "validator": "validator.service",
 }
+GRACEFUL_SHARE = 0.75  # of node.stop_timeout, for the services' own stop(); the rest for cancellation
 NODE_MIGRATIONS = [
     "CREATE TABLE node_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
 ]
@@ -291,7 +292,7 @@ class NodeCore:
             self.emit(NodeStopping(reason=reason))
             log.info("node stopping: %s", reason)
             self._request_stop()
-            clean = self._join_thread(self.config.node.stop_timeout + 1.0)
+            clean = self._join_thread(self.config.node.stop_timeout)
             self._fail_pending_calls()
             log.info("node stopped%s", "" if clean else " (not cleanly: see the errors above)")
             self._release_resources()
@@ -507,14 +508,17 @@ class NodeCore:
                 self._stop_event.set()
 
     async def _stop_services(self) -> None:
-        with trio.move_on_after(self.config.node.stop_timeout) as deadline:
+        # Graceful stops get most of the budget; cancellation and unwinding get the rest, so the
+        # whole stop fits in node.stop_timeout.
+        graceful = self.config.node.stop_timeout * GRACEFUL_SHARE
+        with trio.move_on_after(graceful) as deadline:
             for service in reversed(self._running_services):
                 try:
                     await service.stop()
                 except Exception:
                     log.exception("service %s failed while stopping", service.name)
         if deadline.cancelled_caught:
-            log.error("services did not stop within %.1f s: cancelling them", self.config.node.stop_timeout)
+            log.error("services did not stop within %.1f s: cancelling them", graceful)
 
 
 def role_available(role: str) -> bool:
