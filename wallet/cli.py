@@ -216,13 +216,13 @@ def cmd_balance(args: argparse.Namespace) -> int:
 
 def cmd_receipts(args: argparse.Namespace) -> int:
     from wallet.cli_common import format_units, network
-    from wallet.receiptbook import ReceiptBook
+    from wallet.receiptbook import ReceiptBook, all_entries
     from wallet.receipts import export_receipt
 
     config = config_from_args(args)
     profile = network(config)
-    book = ReceiptBook(data_dir_of(config).root / "receipts", profile.domain())
-    entries = list(book.entries())
+    data_dir = data_dir_of(config)
+    entries = all_entries(ReceiptBook(data_dir.root / "receipts", profile.domain()), data_dir.store)
     if args.json:
         docs = []
         for entry in entries:
@@ -246,15 +246,14 @@ def cmd_receipts(args: argparse.Namespace) -> int:
 
 def cmd_claim(args: argparse.Namespace) -> int:
     from wallet.cli_common import chain_client, chain_errors, network, unlock
-    from wallet.receiptbook import ReceiptBook
+    from wallet.receiptbook import ReceiptBook, all_entries
     from wallet.registry import Registry
 
     config, wallet = load(args)
     profile = network(config)
-    book = ReceiptBook(data_dir_of(config).root / "receipts", profile.domain())
-    proven = [
-        e for e in book.entries() if e.proof_body and (args.epoch is None or e.body.epoch == args.epoch)
-    ]
+    data_dir = data_dir_of(config)
+    entries = all_entries(ReceiptBook(data_dir.root / "receipts", profile.domain()), data_dir.store)
+    proven = [e for e in entries if e.proof_body and (args.epoch is None or e.body.epoch == args.epoch)]
     signer = None if args.dry_run else unlock(config, wallet)
     registry = Registry(chain_client(config, profile, signer), profile.registry)
     counts = {"claimed": 0, "refused": 0, "skipped": 0, "checked": 0}

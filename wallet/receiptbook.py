@@ -9,10 +9,14 @@ only ever holds checked data; ``magnet wallet receipts`` and ``claim`` read it.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
+from node.logs import component_logger
 from protocol.encoding import canonical_json, decode, encode
 from protocol.errors import ProtocolError
 from protocol.messages import Receipt, ReceiptProof, receipt_hash
@@ -20,6 +24,9 @@ from protocol.signing import Domain, SignedMessage, recover_signer
 from wallet.epochs import check_proof_matches_receipt
 from wallet.keystore import read_json, write_json
 from wallet.receipts import verify_receipt
+
+log = component_logger("wallet")
+M = TypeVar("M", Receipt, ReceiptProof)
 
 
 @dataclass(frozen=True)
@@ -94,3 +101,73 @@ class ReceiptBook:
         except (KeyError, TypeError, ProtocolError) as exc:
             raise ProtocolError(f"{path} is not a stored receipt: {exc}") from None
         return BookEntry(receipt, proof)
+
+
+def miner_store_entries(store_path: Path, domain: Domain) -> list[BookEntry]:
+    """Receipts and proofs the miner role keeps in the node's SQLite store (read-only).
+
+    The miner stores each signed message's canonical bytes (tables ``miner_receipt`` and
+    ``miner_proof``); every one is verified again here, and anything that does not verify is left
+    out with a warning rather than shown or claimed.
+    """
+    if not store_path.exists():
+        return []
+    try:
+        with closing(sqlite3.connect(f"file:{store_path}?mode=ro", uri=True)) as conn:
+            tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if not {"miner_receipt", "miner_proof"} <= tables:
+                return []
+            receipts = [bytes(r[0]) for r in conn.execute("SELECT signed FROM miner_receipt")]
+            proofs = [bytes(r[0]) for r in conn.execute("SELECT signed FROM miner_proof")]
+    except sqlite3.Error as exc:
+        raise ProtocolError(f"cannot read the miner's receipts in {store_path}: {exc}") from None
+    by_hash: dict[bytes, BookEntry] = {}
+    for blob in receipts:
+        signed = _verified(blob, lambda s: verify_receipt(s, domain), Receipt)
+        if signed is not None:
+            entry = BookEntry(signed, None)
+            by_hash[receipt_hash(entry.body)] = entry
+    for blob in proofs:
+        signed_proof = _verified(blob, lambda s: recover_signer(s, domain), ReceiptProof)
+        if signed_proof is None:
+            continue
+        proven = _message_as(signed_proof, ReceiptProof)
+        held = by_hash.get(proven.receipt_hash)
+        if held is None:
+            log.warning("left out a stored proof for a receipt that is not stored")
+            continue
+        try:
+            check_proof_matches_receipt(proven, held.body)
+        except ProtocolError as exc:
+            log.warning("left out a stored proof: %s", exc)
+            continue
+        by_hash[proven.receipt_hash] = BookEntry(held.receipt, signed_proof)
+    return list(by_hash.values())
+
+
+def all_entries(book: ReceiptBook, store_path: Path) -> list[BookEntry]:
+    """The receipt book and the miner's store together, one entry per receipt (a proven one wins)."""
+    merged: dict[bytes, BookEntry] = {}
+    for entry in [*book.entries(), *miner_store_entries(store_path, book.domain)]:
+        key = receipt_hash(entry.body)
+        if key not in merged or (merged[key].proof is None and entry.proof is not None):
+            merged[key] = entry
+    return sorted(merged.values(), key=lambda e: (e.body.epoch, receipt_hash(e.body)))
+
+
+def _verified(blob: bytes, check: Callable[[SignedMessage], object], kind: type) -> SignedMessage | None:
+    try:
+        signed = decode(blob)
+        if not isinstance(signed.message, kind):
+            raise ProtocolError(f"expected a {kind.__name__}, got {type(signed.message).__name__}")
+        check(signed)
+    except ProtocolError as exc:
+        log.warning("left out a stored %s that does not verify: %s", kind.__name__, exc)
+        return None
+    return signed
+
+
+def _message_as(signed: SignedMessage, kind: type[M]) -> M:
+    if not isinstance(signed.message, kind):
+        raise ProtocolError(f"expected a {kind.__name__}, got {type(signed.message).__name__}")
+    return signed.message
