@@ -23,6 +23,8 @@ from trainer.bitnet.packing import WEIGHTS_FILE, unpack_ternary
 QUANT_TYPES = {
     "TQ2_0": (gguf.GGMLQuantizationType.TQ2_0, gguf.LlamaFileType.MOSTLY_TQ2_0),
     "TQ1_0": (gguf.GGMLQuantizationType.TQ1_0, gguf.LlamaFileType.MOSTLY_TQ1_0),
+    # The same ternary values stored as F16: the baseline llama.cpp decode speed is compared against.
+    "F16": (gguf.GGMLQuantizationType.F16, gguf.LlamaFileType.MOSTLY_F16),
 }
 TQ_BLOCK = 256
 
@@ -143,9 +145,11 @@ def _write_layer(writer: gguf.GGUFWriter, weights: Any, config: Any, index: int,
             values = meta_rotary_permute(values, config.num_attention_heads)
         elif hf_name == "self_attn.k_proj":
             values = meta_rotary_permute(values, config.num_key_value_heads)
-        writer.add_tensor(
-            f"blk.{index}.{gguf_name}.weight", gguf.quants.quantize(values, qtype), raw_dtype=qtype
-        )
+        name = f"blk.{index}.{gguf_name}.weight"
+        if qtype == gguf.GGMLQuantizationType.F16:
+            writer.add_tensor(name, values.astype(np.float16))
+        else:
+            writer.add_tensor(name, gguf.quants.quantize(values, qtype), raw_dtype=qtype)
     for hf_name, gguf_name in _LAYER_NORMS.items():
         writer.add_tensor(
             f"blk.{index}.{gguf_name}.weight", _f32(weights.get_tensor(f"{prefix}.{hf_name}.weight"))

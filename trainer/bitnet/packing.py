@@ -77,3 +77,21 @@ def save_packed_model(model: Any, out_dir: Path) -> Path:
     config["torch_dtype"] = "float32"
     (out_dir / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     return out_dir / WEIGHTS_FILE
+
+
+def dense_state_dict(weights_path: Path, dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """A packed checkpoint's state with every ternary weight expanded to s * T (plain linear weights)."""
+    from safetensors import safe_open
+
+    state: dict[str, torch.Tensor] = {}
+    with safe_open(str(weights_path), framework="pt") as weights:
+        names = list(weights.keys())
+        for name in names:
+            if name.endswith(".weight_scale"):
+                continue
+            tensor = weights.get_tensor(name)
+            if tensor.dtype == torch.uint8:
+                scale = 1.0 / weights.get_tensor(name + "_scale").float().reshape(())
+                tensor = unpack_ternary(tensor, torch.float32) * scale
+            state[name] = tensor.to(dtype)
+    return state
