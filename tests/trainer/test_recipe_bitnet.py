@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 
 from protocol.bundle import read_manifest
 from trainer.models import tiny_llama
@@ -105,3 +106,20 @@ def test_evaluate_refuses_an_artifact_config_with_other_widths(
     (artifact / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactRejected, match="widths"):
         quantised_loss(workspace, artifact)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_bitnet_trains_and_evaluates_on_cuda(workspace: dict[str, Path], tmp_path: Path) -> None:
+    job = TrainJob(
+        kind="bitnet",
+        base_model_dir=str(workspace["base"]),
+        train_file=str(workspace["train"]),
+        output_dir=str(tmp_path / "cuda"),
+        hparams={"seq_len": 64, "init": "scratch", "learning_rate": 3e-3},
+        max_steps=20,
+        device="cuda",
+    )
+    artifact = get_recipe("bitnet").train(job, NullReporter()).artifact_dir
+    eval_job = EvalJob("bitnet", str(workspace["base"]), artifact, str(workspace["test"]), device="cuda")
+    assert get_recipe("bitnet").evaluate(eval_job, NullReporter())["loss"] < quantised_loss(workspace, None)

@@ -176,3 +176,22 @@ def test_cancelled_run_checkpoints_and_the_same_job_resumes(
     assert (second.stopped_reason, second.steps) == ("max_steps", 4)
     assert {"event": "log", "message": "resumed from checkpoint at step 2"} in reporter.events
     assert len(reporter.losses()) == 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_dpo_trains_and_evaluates_on_cuda(workspace: dict[str, Path], tmp_path: Path) -> None:
+    job = TrainJob(
+        kind="dpo",
+        base_model_dir=str(workspace["base"]),
+        train_file=str(workspace["train"]),
+        output_dir=str(tmp_path / "cuda"),
+        hparams={"lr": 3e-3, "micro_batch_size": 8, "max_length": 64, "epochs": 10.0},
+        max_steps=10,
+        device="cuda",
+    )
+    result = get_recipe("dpo").train(job, NullReporter())
+    eval_job = EvalJob(
+        "dpo", str(workspace["base"]), result.artifact_dir, str(workspace["test"]), device="cuda"
+    )
+    assert get_recipe("dpo").evaluate(eval_job, NullReporter())["loss"] < math.log(2)

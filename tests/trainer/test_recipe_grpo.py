@@ -131,3 +131,17 @@ def test_clipped_objective_stops_gradient_beyond_the_trust_region() -> None:
 def test_completion_mask_stops_after_the_first_eos() -> None:
     completions = torch.tensor([[5, 6, 2, 0, 0], [5, 6, 7, 8, 9]])
     assert completion_mask(completions, eos_id=2).tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_grpo_runs_on_cuda(workspace: dict[str, Path]) -> None:
+    cuda_job = job(workspace, "cuda", 3, kl_beta=0.04)
+    cuda_job.device = "cuda"
+    reporter = RecordingReporter()
+    result = get_recipe("grpo").train(cuda_job, reporter)
+    assert result.steps == 3 and all(e["kl"] >= 0 for e in reporter.events if e["event"] == "progress")
+    eval_job = EvalJob(
+        "grpo", str(workspace["base"]), result.artifact_dir, str(workspace["test"]), device="cuda"
+    )
+    assert 0.0 <= GRPORecipe().evaluate(eval_job, NullReporter(), rewards=TOY_REWARD)["mean_reward"] <= 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,25 @@ def test_bundle_shape_check(trained: dict[str, object], tmp_path: Path) -> None:
     (other / "unet" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ArtifactRejected, match="shape"):
         recipe.check_artifact(manifest, other)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_image_lora_trains_and_evaluates_on_cuda(trained: dict[str, object], tmp_path: Path) -> None:
+    base = trained["base"]
+    assert isinstance(base, Path)
+    data = write_shapes(tmp_path / "data")
+    job = TrainJob(
+        kind="image",
+        base_model_dir=str(base),
+        train_file=str(data),
+        output_dir=str(tmp_path / "cuda"),
+        hparams={"resolution": 32, "lr": 2e-3, "batch_size": 8},
+        max_steps=5,
+        device="cuda",
+    )
+    result = get_recipe("image").train(job, NullReporter())
+    metrics = get_recipe("image").evaluate(
+        EvalJob("image", str(base), result.artifact_dir, str(data), device="cuda"), NullReporter()
+    )
+    assert math.isfinite(metrics["loss"])
