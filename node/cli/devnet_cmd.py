@@ -32,7 +32,7 @@ def register(subparsers: Subparsers) -> None:
         type=float,
         default=60.0,
         metavar="S",
-        help="training window of a task, seconds (default 60)",
+        help="training window of a task, seconds (default 90)",
     )
     sub.add_argument("--rows", type=int, default=240, help="rows of the bundled data per task (default 240)")
     sub.add_argument("--no-autoresearch", action="store_true", help="miners train with default settings")

@@ -1,0 +1,188 @@
+"""A devnet's parts wired into node cores: the embedded chain, a validator and N miners on 127.0.0.1.
+
+Every participant is a real ``NodeCore`` with its own data directory, throwaway wallet, libp2p host
+(TCP + Noise on 127.0.0.1) and store; they share one process and the chain's JSON-RPC endpoint, which
+other processes can use too (``--keep-running``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from node.config import Config
+from node.core import NodeCore
+from node.profile import NetworkProfile
+from wallet.devnet import DevnetChain, start_embedded_chain
+from wallet.registry import RegistryParams
+from wallet.signer import LocalSigner
+
+log = logging.getLogger("magnet.devnet")
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+@dataclass
+class DevnetSettings:
+    """What one devnet run looks like; `magnet devnet` options map onto these."""
+
+    miners: int = 3
+    kind: str = "instruct"
+    tasks: int = 1
+    train_s: float = 90.0  # the training window (join_by .. commit_by) of a task
+    rows: int = 240  # rows of the bundled data set per task (train + test + synthetic)
+    epoch_length: int = 3600  # chain seconds per reward epoch (the devnet advances time itself)
+    speed_gflops: float = -1.0  # miner.speed_gflops: negative = no speed check (a devnet's windows are tiny)
+    threads_per_miner: int = 1
+    eval_max_examples: int = 32
+    autoresearch: bool = True
+    rpc_port: int = 0
+
+
+@dataclass
+class Devnet:
+    """The running parts."""
+
+    root: Path
+    settings: DevnetSettings
+    chain: DevnetChain
+    profile: NetworkProfile
+    profile_file: Path
+    validator: NodeCore
+    miners: list[NodeCore] = field(default_factory=list)
+
+    @property
+    def validator_service(self) -> Any:
+        return self.validator.service("validator")
+
+    def miner_service(self, index: int) -> Any:
+        return self.miners[index].service("miner")
+
+    def add_miner(self) -> NodeCore:
+        core = start_miner(self.root / f"miner-{len(self.miners) + 1}", self.profile_file, self.settings)
+        self.chain.fund(core.address)
+        self.miners.append(core)
+        return core
+
+    def stop(self) -> None:
+        for core in [*self.miners, self.validator]:
+            try:
+                core.stop()
+            except Exception as exc:  # keep stopping the others
+                log.warning("stopping %s: %s", core.data_dir.root, exc)
+        self.chain.close()
+
+
+def base_config(data_dir: Path, network: Path | None) -> Config:
+    config = Config()
+    config.node.data_dir = str(data_dir)
+    config.node.network = str(network) if network else ""
+    config.node.stop_timeout = 10.0
+    config.node.start_timeout = 60.0
+    config.p2p.listen_addrs = [LOOPBACK]
+    config.p2p.request_timeout = 20.0
+    config.p2p.reconnect_interval = 1.0
+    config.p2p.bootstrap_backoff_max = 2.0
+    return config
+
+
+def validator_config(root: Path, profile_file: Path, settings: DevnetSettings) -> Config:
+    config = base_config(root, profile_file)
+    v = config.validator
+    v.time_scale = settings.train_s / 7200.0  # the smallest bin is 2 nominal hours of training
+    v.pool_size = max(v.pool_size, settings.miners + 4)
+    v.ideal_min_pool = max(1, settings.miners)  # the defaults want 8 joiners: a devnet has fewer
+    v.min_pool_to_start = 1
+    v.join_retries = 2
+    v.fresh_explorations_per_day = max(v.fresh_explorations_per_day, settings.miners + 4)
+    v.eval_max_examples = settings.eval_max_examples
+    v.eval_workers = 1
+    v.api_enabled = False
+    v.synthetic_interval_s = 0.0
+    v.join_answer_wait_s = 8.0
+    return config
+
+
+def miner_config(root: Path, profile_file: Path, settings: DevnetSettings) -> Config:
+    config = base_config(root, profile_file)
+    m = config.miner
+    m.enabled_kinds = [settings.kind]
+    m.pause_on_battery = False
+    m.speed_gflops = settings.speed_gflops
+    m.max_threads = settings.threads_per_miner
+    m.nice = 0
+    m.autoresearch = settings.autoresearch
+    m.commit_margin_s = 3.0
+    m.checkpoint_interval_s = 5.0
+    m.stall_timeout_s = 60.0
+    m.join_retry_s = 1.0
+    m.network_timeout_s = 15.0
+    return config
+
+
+def start_miner(root: Path, profile_file: Path, settings: DevnetSettings) -> NodeCore:
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    core = NodeCore(miner_config(root, profile_file, settings), LocalSigner.create(), log_to_file=False)
+    core.plug_in("miner")
+    core.start()
+    return core
+
+
+def start_devnet(root: Path, settings: DevnetSettings) -> Devnet:
+    """Chain, contracts, a registered validator and ``settings.miners`` miners, all started."""
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    validator_signer = LocalSigner.create()
+    params = RegistryParams(epoch_length=settings.epoch_length)
+    chain = start_embedded_chain([validator_signer], params=params, port=settings.rpc_port)
+    try:
+        profile = NetworkProfile.new_devnet(
+            chain.chain_id,
+            chain.rpc_url,
+            chain.deployment.registry,
+            chain.deployment.token,
+            validators=[validator_signer.address],
+        )
+        own_file = root / "validator-network.json"
+        own_file.write_text(_profile_json(profile), encoding="utf-8")
+        (root / "validator").mkdir(mode=0o700, exist_ok=True)
+        validator = NodeCore(
+            validator_config(root / "validator", own_file, settings), validator_signer, log_to_file=False
+        )
+        validator.plug_in("validator")
+        validator.start()
+    except BaseException:
+        chain.close()
+        raise
+    addrs = validator.service("validator").p2p.addrs()  # type: ignore[union-attr]
+    profile = profile.with_peers([a for a in addrs if "/127.0.0.1/" in a][:1] or addrs[:1])
+    profile_file = root / "network.json"
+    profile_file.write_text(_profile_json(profile), encoding="utf-8")
+    net = Devnet(root, settings, chain, profile, profile_file, validator)
+    try:
+        for _ in range(settings.miners):
+            net.add_miner()
+    except BaseException:
+        net.stop()
+        raise
+    return net
+
+
+def wait_connected(net: Devnet, timeout: float = 30.0) -> None:
+    """Until every miner has a connection to the validator and gossip had a moment to mesh."""
+    deadline = time.monotonic() + timeout
+    validator_peer = net.validator_service.p2p.peer_id
+    for i in range(len(net.miners)):
+        host = net.miner_service(i).p2p.host
+        while not host.get_network().get_connections(validator_peer):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"miner {i + 1} did not connect to the validator within {timeout:.0f} s")
+            time.sleep(0.2)
+    time.sleep(2.5)  # GossipSub heartbeats (1 s) graft the mesh
+
+
+def _profile_json(profile: NetworkProfile) -> str:
+    import json
+
+    return json.dumps(profile.to_json(), indent=2) + "\n"

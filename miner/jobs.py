@@ -1,0 +1,169 @@
+"""Training jobs in child processes, watched: progress in, stalls and crashes detected and restarted.
+
+``JobDriver.run()`` starts ``python -m miner.train_child`` (autoresearch + final run + export), relays
+its JSON-lines events into trio, and returns the bundle path of the result. The watchdog: a child
+that sends nothing for ``stall_timeout_s`` is killed and started again (it resumes from its
+checkpoint), as is one that dies without a result; after ``max_restarts`` the job fails with the
+last reason. Each incident is reported through ``on_alert`` so the user sees why.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from trainer.client import WorkerHandle
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class JobFailed(RuntimeError):
+    """The training job could not produce an artifact; the message says why."""
+
+
+@dataclass
+class JobSpec:
+    train: dict[str, Any]  # TrainJob fields (kind, base_model_dir, train_file, output_dir, budget_s, ...)
+    autoresearch: bool
+    plan: dict[str, Any] | None = None
+
+
+@dataclass
+class JobDriver:
+    """Runs one job spec to a bundle, restarting it when the watchdog says so."""
+
+    work_dir: Path
+    stall_timeout_s: float
+    max_restarts: int
+    max_memory_bytes: int | None = None
+    nice: int = 0
+    on_event: Callable[[dict[str, Any]], None] = lambda _e: None
+    on_alert: Callable[[str, str], None] = lambda _problem, _action: None
+    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "miner.train_child"])
+    restarts: int = 0
+    handle: WorkerHandle | None = None
+
+    async def run(self, spec_of: Callable[[], JobSpec]) -> str:
+        """Run until a result; ``spec_of`` is asked again before each restart (the plan may be known)."""
+        while True:
+            outcome = await self._attempt(spec_of())
+            if outcome.get("event") == "result":
+                if not outcome.get("bundle_path"):
+                    raise JobFailed("training stopped before it produced an artifact")
+                return str(outcome["bundle_path"])
+            problem, reason = outcome["problem"], outcome["reason"]
+            if outcome.get("final") or self.restarts >= self.max_restarts:
+                self.on_alert(problem, f"giving the job up: {reason}")
+                raise JobFailed(f"{problem}: {reason}")
+            self.restarts += 1
+            self.on_alert(
+                problem,
+                f"restarting the job from its checkpoint ({self.restarts} of {self.max_restarts}): {reason}",
+            )
+
+    async def _attempt(self, spec: JobSpec) -> dict[str, Any]:
+        handle = self._start(spec)
+        self.handle = handle
+        send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
+        token = trio.lowlevel.current_trio_token()
+        reader = threading.Thread(target=_pump, args=(handle, send, token), daemon=True, name="miner-job")
+        reader.start()
+        try:
+            async with receive:
+                return await self._watch(receive)
+        finally:
+            if handle.proc.poll() is None:
+                await trio.to_thread.run_sync(handle.cancel, 5.0)
+            self.handle = None
+
+    async def _watch(self, receive: trio.MemoryReceiveChannel[dict[str, Any]]) -> dict[str, Any]:
+        while True:
+            with trio.move_on_after(self.stall_timeout_s) as waiting:
+                try:
+                    event = await receive.receive()
+                except trio.EndOfChannel:
+                    return {"problem": "job crashed", "reason": "the training process ended without a result"}
+            if waiting.cancelled_caught:
+                return {
+                    "problem": "stalled job",
+                    "reason": f"no progress from the training process for {self.stall_timeout_s:.0f} s",
+                }
+            if event.get("event") == "result":
+                return event
+            if event.get("event") == "error":
+                kind = str(event.get("kind", "crash"))
+                final = kind in ("invalid", "rejected")  # the same job would fail the same way again
+                return {
+                    "problem": "job crashed" if kind in ("crash", "killed") else f"job failed ({kind})",
+                    "reason": str(event.get("message", ""))[:300],
+                    "final": final,
+                }
+            self.on_event(event)
+
+    def _start(self, spec: JobSpec) -> WorkerHandle:
+        jobs = self.work_dir / "jobs"
+        jobs.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex[:12]
+        job_file = jobs / f"{name}.json"
+        job_file.write_text(
+            json.dumps({"train": spec.train, "autoresearch": spec.autoresearch, "plan": spec.plan}),
+            encoding="utf-8",
+        )
+        log_file = jobs / f"{name}.stderr.log"
+        cmd = [*self.command, str(job_file)]
+        if self.max_memory_bytes:
+            cmd += ["--max-memory-bytes", str(self.max_memory_bytes)]
+        if self.nice > 0 and os.name == "posix":
+            cmd = ["nice", "-n", str(self.nice), *cmd]
+        log = log_file.open("wb")
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "TORCHDYNAMO_DISABLE": "1",
+        }
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            encoding="utf-8",
+            cwd=str(REPO_ROOT),
+            env=env,
+        )
+        return WorkerHandle(proc, job_file, log_file, log)
+
+    def kill(self) -> None:
+        """SIGKILL the running child (tests simulate a crash with it)."""
+        if self.handle is not None:
+            self.handle.kill()
+
+
+def _pump(
+    handle: WorkerHandle, send: trio.MemorySendChannel[dict[str, Any]], token: trio.lowlevel.TrioToken
+) -> None:
+    """Reader thread: the child's events into trio; the channel closes when the child's stdout does."""
+    try:
+        for event in handle.events():
+            if event.get("event") == "error" and event.get("kind") == "cancelled":
+                break  # we stopped it ourselves
+            trio.from_thread.run_sync(send.send_nowait, event, trio_token=token)
+    except (trio.RunFinishedError, trio.BrokenResourceError, trio.ClosedResourceError, ValueError, OSError):
+        return
+    finally:
+        try:
+            trio.from_thread.run_sync(send.close, trio_token=token)
+        except trio.RunFinishedError:
+            pass
