@@ -28,7 +28,7 @@ from trainer.autoresearch.budget import Budget, Throughput
 from trainer.autoresearch.failures import TrialPruned
 from trainer.autoresearch.history import HistoryStore, NullHistory, TrialRecord, size_bucket
 from trainer.autoresearch.policy import Layout, apply_layout, examples_per_step, lower_lr, shrink_after_oom
-from trainer.autoresearch.space import Knobs, project, suggest
+from trainer.autoresearch.space import Knobs, probes, project, suggest
 from trainer.autoresearch.splits import ValidationSplit, carve_validation
 from trainer.autoresearch.trace import Attempt, SearchTrace, TrialTrace, save_trace
 from trainer.autoresearch.trial import AttemptPlan, AttemptRun, TrialContext, run_attempt
@@ -44,13 +44,15 @@ class SearchSettings:
     final_fraction: float = 0.5  # share of the budget always kept for the final run
     margin_fraction: float = 0.05  # share kept after the final run for the trace and export
     val_fraction: float = 0.1
-    max_val_rows: int = 128
+    max_val_rows: int = 24  # validated after every trial: enough to rank, cheap to repeat
     trial_share: float = 0.25  # one full-fidelity trial, as a share of the search time
     reduction_factor: int = 3
     max_trials: int = 64
     warm_start: int = 3  # best past configurations enqueued
     startup_trials: int = 4  # TPE's random trials before it models the objective
-    calibration_steps: int = 3
+    calibration_steps: int = 2
+    probes: bool = True  # try lr x/÷ probe_factor and the smallest micro-batch before the sampler
+    probe_factor: float = 4.0
     divergence_factor: float = 3.0
     lr_backoff: float = 0.3
     max_retries: int = 3
@@ -126,7 +128,7 @@ class _Search:
             if fidelity:
                 self._search(ctx, split, fidelity)
             else:
-                self.trace.notes.append("budget too small for a search: final run with the defaults")
+                self._fall_back_to_history()
             self.trace.search_s = self.budget.elapsed()
             result = self._final(ctx, split)
         finally:
@@ -137,10 +139,15 @@ class _Search:
         return result
 
     def _calibrate(self, ctx: TrialContext, split: ValidationSplit) -> int:
-        """Run the defaults for a few steps; the fidelity (training examples per trial), 0 for none."""
-        trial = TrialTrace(-1, dict(self.defaults), "calibrate", self.settings.calibration_steps)
-        self.trace.trials.append(trial)
+        """Run the defaults for a few steps at the smallest micro-batch (cheap: only the pace per
+        example is wanted); the fidelity (training examples per trial), 0 for none."""
         params = dict(self.defaults)
+        if self.knobs.micro_batch and self.knobs.micro_batch in self.space:
+            params[self.knobs.micro_batch] = self._smallest_step()
+            if self.knobs.accum:
+                params[self.knobs.accum] = 1
+        trial = TrialTrace(-1, dict(params), "calibrate", self.settings.calibration_steps)
+        self.trace.trials.append(trial)
         for _ in range(self.settings.max_retries + 1):
             params = apply_layout(params, self.knobs, self.layout)
             plan = self._plan(params, self.settings.calibration_steps, split, "calibrate")
@@ -158,8 +165,25 @@ class _Search:
         # one-off imports, and the stop rule below charges each trial its measured overhead anyway.
         time_for_trial = self.budget.search_left() * self.settings.trial_share
         fidelity = self.throughput.examples_for_training(time_for_trial)
-        minimum = examples_per_step(self.defaults, self.knobs) * self.settings.reduction_factor
+        # A trial must reach the pruning rung with at least one step at the smallest micro-batch.
+        minimum = self._smallest_step() * self.settings.reduction_factor
         return fidelity if fidelity >= minimum else 0
+
+    def _fall_back_to_history(self) -> None:
+        """No time to search: the best past configuration for this kind and size, else the defaults."""
+        past = self.history.load(self.job.kind, self.bucket)
+        if past:
+            params = {**self.defaults, **project(past[0].params, self.space)}
+            self.best = (math.nan, params, 0)  # its past value was on other data: not comparable
+            self.notes.append("budget too small for a search: final run with the best past configuration")
+        else:
+            self.notes.append("budget too small for a search: final run with the defaults")
+
+    def _smallest_step(self) -> int:
+        spec = self.space.get(self.knobs.micro_batch or "")
+        if spec is not None and spec.type == "categorical" and spec.choices:
+            return int(min(spec.choices))
+        return examples_per_step(self.defaults, self.knobs)
 
     def _search(self, ctx: TrialContext, split: ValidationSplit, fidelity: int) -> None:
         study = self._study(fidelity)
@@ -310,7 +334,7 @@ class _Search:
         metrics["search_trials"] = float(len([t for t in self.trace.trials if t.number >= 0]))
         metrics["search_completed"] = float(len(completed))
         metrics["search_seconds"] = float(self.trace.search_s)
-        if self.best:
+        if self.best and math.isfinite(self.best[0]):
             metrics["search_best_val_loss"] = self.best[0]
         return TrainResult(
             artifact_dir=result.artifact_dir,
@@ -354,12 +378,20 @@ class _Search:
     def _initial_queue(self) -> deque[tuple[dict[str, Any], str]]:
         """The defaults first (the search never knows less than the static recipe), then the best
         distinct past configurations for this kind and model size."""
-        queue: deque[tuple[dict[str, Any], str]] = deque([(project(self.defaults, self.space), "default")])
-        seen = [queue[0][0]]
+        start = project(self.defaults, self.space)
+        queue: deque[tuple[dict[str, Any], str]] = deque([(start, "default")])
+        seen = [start]
         for record in self.history.load(self.job.kind, self.bucket):
             params = project(record.params, self.space)
             if params and params not in seen and len(queue) <= self.settings.warm_start:
                 queue.append((params, "history"))
+                seen.append(params)
+        # With no history to lean on, probe the axes that matter most before the sampler models the
+        # objective: a short search has too few trials for random draws to find them.
+        probe_base = seen[1] if len(seen) > 1 else start
+        for params in probes(probe_base, self.space, self.knobs, self.settings.probe_factor):
+            if params not in seen and self.settings.probes:
+                queue.append((params, "probe"))
                 seen.append(params)
         return queue
 

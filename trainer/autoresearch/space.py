@@ -81,6 +81,22 @@ def project(params: dict[str, Any], space: dict[str, ParamSpec]) -> dict[str, An
     return projected
 
 
+def probes(
+    base: dict[str, Any], space: dict[str, ParamSpec], knobs: Knobs, factor: float
+) -> list[dict[str, Any]]:
+    """One-axis variations of `base`: learning rate up and down by `factor`, then the smallest
+    micro-batch (more optimizer updates per example, which short budgets reward)."""
+    out: list[dict[str, Any]] = []
+    lr = base.get(knobs.lr) if knobs.lr else None
+    if knobs.lr in space and isinstance(lr, int | float):
+        out += [project({**base, knobs.lr: lr * f}, space) for f in (factor, 1 / factor)]
+    spec = space.get(knobs.micro_batch) if knobs.micro_batch else None
+    if spec is not None and spec.type == "categorical" and spec.choices:
+        assert knobs.micro_batch is not None
+        out.append(project({**base, knobs.micro_batch: min(spec.choices)}, space))
+    return [p for p in out if p != project(base, space)]
+
+
 def _num(value: float | None) -> float:
     assert value is not None, "a numeric ParamSpec always has low and high"
     return float(value)
