@@ -123,3 +123,36 @@ def test_bitnet_trains_and_evaluates_on_cuda(workspace: dict[str, Path], tmp_pat
     artifact = get_recipe("bitnet").train(job, NullReporter()).artifact_dir
     eval_job = EvalJob("bitnet", str(workspace["base"]), artifact, str(workspace["test"]), device="cuda")
     assert get_recipe("bitnet").evaluate(eval_job, NullReporter())["loss"] < quantised_loss(workspace, None)
+
+
+class StopAfter(RecordingReporter):
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def should_stop(self) -> bool:
+        return len(self.losses()) >= self.steps
+
+
+def test_a_cancelled_run_resumes_exactly_where_it_stopped(workspace: dict[str, Path], tmp_path: Path) -> None:
+    def job(name: str, checkpoint: bool) -> TrainJob:
+        return TrainJob(
+            kind="bitnet",
+            base_model_dir=str(workspace["base"]),
+            train_file=str(workspace["train"]),
+            output_dir=str(tmp_path / name),
+            hparams={"seq_len": 32, "batch_size": 4, "init": "scratch"},
+            max_steps=6,
+            device="cpu",
+            threads=1,
+            checkpoint_dir=str(tmp_path / "ckpt") if checkpoint else None,
+        )
+
+    straight = RecordingReporter()
+    get_recipe("bitnet").train(job("straight", False), straight)
+    first = get_recipe("bitnet").train(job("resumed", True), StopAfter(3))
+    assert (first.stopped_reason, first.steps) == ("cancelled", 3)
+    resumed = RecordingReporter()
+    second = get_recipe("bitnet").train(job("resumed", True), resumed)
+    assert (second.stopped_reason, second.steps) == ("max_steps", 6)
+    assert resumed.losses() == pytest.approx(straight.losses()[3:], rel=1e-5)

@@ -10,7 +10,6 @@ transformers' own BitNet loader reads; evaluation scores it through that loader,
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import torch
 
 from trainer.bitnet.gguf_export import export_gguf
-from trainer.bitnet.layers import lambda_schedule, set_quant_lambda
+from trainer.bitnet.layers import set_quant_lambda
 from trainer.bitnet.model import (
     ARCHITECTURES,
     INITS,
@@ -31,7 +30,10 @@ from trainer.bitnet.model import (
     load_artifact,
 )
 from trainer.bitnet.packing import WEIGHTS_FILE, save_packed_model
+from trainer.bitnet.training import BitnetLoop
 from trainer.data import IGNORE_INDEX, load_examples, split, tokenize_for_sft
+from trainer.evaluate import masked_test_loss
+from trainer.lora import load_tokenizer
 from trainer.models import pick_device, read_model_config
 from trainer.recipes.base import (
     ArtifactRejected,
@@ -44,6 +46,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
+from trainer.recipes.dpo import stop_signal
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 ARTIFACT_FILES = frozenset({WEIGHTS_FILE, "config.json", "bitnet.json", *TOKENIZER_FILES})
@@ -55,12 +58,6 @@ def apply_threads(threads: int | None) -> None:
     # ran 15x slower than 1. The job's cap is the worker's to choose.
     if threads:
         torch.set_num_threads(threads)
-
-
-def _tokenizer(model_dir: Path) -> Any:
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(model_dir), trust_remote_code=False)
 
 
 def token_blocks(tokenizer: Any, examples: list[Any], seq_len: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -79,45 +76,6 @@ def token_blocks(tokenizer: Any, examples: list[Any], seq_len: int) -> tuple[tor
     # flat stream -> (n_blocks, seq_len); a tail shorter than a block is dropped.
     cut = n_blocks * seq_len
     return torch.tensor(ids[:cut]).view(n_blocks, seq_len), torch.tensor(labels[:cut]).view(n_blocks, seq_len)
-
-
-def mean_token_loss(
-    model: Any, tokenizer: Any, examples: list[Any], seq_len: int, device: str
-) -> tuple[float, int]:
-    """Mean cross-entropy over the scored tokens of each example (one padded batch at a time)."""
-    total, count = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for start in range(0, len(examples), EVAL_BATCH):
-            batch = [tokenize_for_sft(tokenizer, e, seq_len) for e in examples[start : start + EVAL_BATCH]]
-            width = max(len(t.input_ids) for t in batch)
-            pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-            ids = torch.tensor([t.input_ids + [pad_id] * (width - len(t.input_ids)) for t in batch])
-            labels = torch.tensor([t.labels + [IGNORE_INDEX] * (width - len(t.labels)) for t in batch])
-            mask = torch.arange(width)[None, :] < torch.tensor([len(t.input_ids) for t in batch])[:, None]
-            logits = model(input_ids=ids.to(device), attention_mask=mask.long().to(device)).logits.float()
-            # position t predicts token t + 1: (B, T-1, V) against (B, T-1)
-            loss = torch.nn.functional.cross_entropy(
-                logits[:, :-1].reshape(-1, logits.shape[-1]),
-                labels[:, 1:].reshape(-1).to(device),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            total += float(loss)
-            count += int((labels[:, 1:] != IGNORE_INDEX).sum())
-    if count == 0:
-        raise TrainerError("no scored tokens in the evaluation data; check the data file")
-    return total / count, count
-
-
-def _lr_at(step: int, total: int, hp: dict[str, Any]) -> float:
-    """Linear warm-up then cosine decay to min_lr_ratio of the peak."""
-    warmup = max(1, int(total * hp["warmup_ratio"]))
-    if step < warmup:
-        return float(hp["learning_rate"]) * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    floor = float(hp["min_lr_ratio"])
-    return float(hp["learning_rate"]) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 @register_recipe
@@ -157,6 +115,7 @@ class BitnetRecipe(Recipe):
             raise TrainerError(f"init must be one of {INITS}, got {hp['init']!r}")
 
     def train(self, job: TrainJob, reporter: Reporter) -> TrainResult:
+        started = time.monotonic()
         hp = self.merged_hparams(job.hparams)
         self._check_hparams(hp)
         apply_threads(job.threads)
@@ -164,75 +123,24 @@ class BitnetRecipe(Recipe):
         device = pick_device(job.device)
         base_dir = Path(job.base_model_dir)
         reporter.phase("prepare")
-        tokenizer = _tokenizer(base_dir)
+        tokenizer = load_tokenizer(base_dir)
         examples, _ = split(load_examples(job.train_file, "bitnet"), job.val_fraction, job.seed)
         ids, labels = token_blocks(tokenizer, examples, int(hp["seq_len"]))
         model = build_model(base_dir, hp["architecture"], hp["init"], job.seed).to(device)
         ramp = hp["ramp_fraction"] if hp["init"] == "pretrained" else 0.0
+        loop = BitnetLoop(model, ids, labels, hp, ramp, job)
         reporter.phase("train")
-        steps, tokens, seconds, reason, losses = self._loop(
-            model, ids, labels, hp, ramp, job, reporter, device
-        )
+        reason = loop.run(reporter, stop_signal(reporter))
         reporter.phase("save")
         set_quant_lambda(model, 1.0)
         out = Path(job.output_dir)
         self._save(model.cpu(), base_dir, out, hp)
-        metrics = {"train_loss": losses[-1] if losses else float("nan"), "quant_lambda": 1.0}
-        return TrainResult(str(out), metrics, steps, tokens, seconds, reason)
-
-    def _loop(
-        self,
-        model: Any,
-        ids: torch.Tensor,
-        labels: torch.Tensor,
-        hp: dict[str, Any],
-        ramp: float,
-        job: TrainJob,
-        reporter: Reporter,
-        device: str,
-    ) -> tuple[int, int, float, str, list[float]]:
-        total = int(job.max_steps or hp["max_steps"])
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"]
+        tail = loop.state.losses[-10:]
+        metrics = {"train_loss": sum(tail) / max(1, len(tail)), "quant_lambda": 1.0}
+        reporter.metric("train_loss", metrics["train_loss"])
+        return TrainResult(
+            str(out), metrics, loop.state.step, loop.state.tokens, time.monotonic() - started, reason
         )
-        generator = torch.Generator().manual_seed(job.seed)
-        batch = int(hp["batch_size"])
-        start = time.monotonic()
-        tokens, losses, step, reason = 0, [], 0, "completed"
-        model.train()
-        while step < total:
-            elapsed = time.monotonic() - start
-            if elapsed > job.budget_s:
-                reason = "budget"
-                break
-            # Progress is whichever of steps or time runs out first, so the ramp always completes.
-            progress = max(step / total, elapsed / job.budget_s)
-            quant_lambda = lambda_schedule(int(progress * 1000), int(ramp * 1000))
-            set_quant_lambda(model, quant_lambda)
-            for group in optimizer.param_groups:
-                group["lr"] = _lr_at(step, total, hp)
-            rows = torch.randint(0, ids.shape[0], (batch,), generator=generator)
-            out = model(input_ids=ids[rows].to(device), labels=labels[rows].to(device))
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
-            optimizer.step()
-            step += 1
-            tokens += int((labels[rows] != IGNORE_INDEX).sum())
-            losses.append(float(out.loss.detach()))
-            spent = time.monotonic() - start
-            reporter.progress(
-                step,
-                total,
-                loss=losses[-1],
-                tokens_per_s=tokens / max(spent, 1e-9),
-                percent=100.0 * step / total,
-                eta_s=spent / step * (total - step),
-                quant_lambda=quant_lambda,
-            )
-        else:
-            reason = "max_steps" if job.max_steps else "completed"
-        return step, tokens, time.monotonic() - start, reason, losses
 
     def _save(self, model: Any, base_dir: Path, out: Path, hp: dict[str, Any]) -> None:
         save_packed_model(model, out)
@@ -248,7 +156,7 @@ class BitnetRecipe(Recipe):
         base_dir = Path(job.base_model_dir)
         reporter.phase("evaluate")
         examples = load_examples(job.eval_file, "bitnet", max_rows=job.max_examples)
-        tokenizer = _tokenizer(base_dir)
+        tokenizer = load_tokenizer(base_dir)
         if job.artifact_dir is None:
             model = build_model(base_dir, "base", "pretrained", job.seed)  # the base model made ternary
             set_quant_lambda(model, 1.0)
@@ -261,9 +169,9 @@ class BitnetRecipe(Recipe):
                 raise ArtifactRejected(str(exc)) from exc
             model = load_artifact(artifact, device)
         seq_len = int(self.default_hparams()["seq_len"])
-        loss, count = mean_token_loss(model.to(device), tokenizer, examples, seq_len, device)
-        reporter.metric("loss", loss)
-        return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "scored_tokens": float(count)}
+        metrics = masked_test_loss(model.to(device), tokenizer, examples, seq_len, device)
+        reporter.metric("loss", metrics["loss"])
+        return metrics
 
     def export(self, artifact_dir: Path, out_path: Path) -> Path:
         from protocol.bundle import write_bundle
