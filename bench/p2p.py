@@ -83,7 +83,11 @@ class Worker:
                 command = json.loads(line)
                 if command["cmd"] == "quit":
                     break
-                self.reply(await getattr(self, "cmd_" + command["cmd"])(nursery, **command.get("args", {})))
+                try:
+                    result = await getattr(self, "cmd_" + command["cmd"])(nursery, **command.get("args", {}))
+                except Exception as exc:  # reported to the coordinator, which stops the run
+                    result = {"error": f"{command['cmd']}: {exc!r}"}
+                self.reply(result)
             nursery.cancel_scope.cancel()
 
     def reply(self, value: dict[str, Any]) -> None:
@@ -159,7 +163,13 @@ class Worker:
         await node.host.connect(info)
         started = time.perf_counter()
         if bare:
-            stream = await node.host.new_stream(info.peer_id, [TProtocol(BARE_PROTOCOL)])
+            for attempt in range(3):  # as fetch() retries a provider; an overloaded host may not answer
+                try:
+                    stream = await node.host.new_stream(info.peer_id, [TProtocol(BARE_PROTOCOL)])
+                    break
+                except Exception:
+                    if attempt == 2:
+                        raise
             received = 0
             while received < size:
                 data = await stream.read(1 << 20)
@@ -194,6 +204,8 @@ class Fleet:
         if not line:
             raise RuntimeError(f"bench worker {i} exited")
         result: dict[str, Any] = json.loads(line)
+        if "error" in result:
+            raise RuntimeError(f"bench worker {i} failed: {result['error']}")
         return result
 
     def send(self, i: int, cmd: str, **args: Any) -> None:
@@ -246,6 +258,21 @@ def run_phase(fleet: Fleet, phase: int, rate: float, duration: float, drain: flo
         "latency_ms_p99": round(percentile(latencies, 99), 1),
         "cpu_ms_per_msg_per_node": round(1000 * cpu / max(1, published * WORKERS * NODES_PER_WORKER), 2),
     }
+
+
+def cpu_rate(fleet: Fleet, seconds: float = 1.0) -> float:
+    """CPU seconds per second used by all workers together, over ``seconds``."""
+    before = sum(r["cpu"] for r in fleet.all("cpu_mark"))
+    time.sleep(seconds)
+    return (sum(r["cpu"] for r in fleet.all("cpu_mark")) - before) / seconds
+
+
+def settle(fleet: Fleet, idle: float, limit: float = 60.0) -> float:
+    """Wait until an overloaded phase's backlog is processed (CPU back near idle); seconds waited."""
+    started = time.time()
+    while time.time() - started < limit and cpu_rate(fleet) > max(2 * idle, idle + 0.1):
+        pass
+    return round(time.time() - started, 1)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -304,18 +331,20 @@ def main() -> None:
                 print(json.dumps(blob_bench(fleet, args.blob_mb * 1024 * 1024, args.blob_repeats)))
                 return
             time.sleep(4.0)  # meshes form (1 s heartbeat), identities spread
-            idle_before = sum(r["cpu"] for r in fleet.all("cpu_mark"))
-            time.sleep(3.0)
-            idle_cpu_per_s = (sum(r["cpu"] for r in fleet.all("cpu_mark")) - idle_before) / 3.0
+            idle_cpu_per_s = cpu_rate(fleet, 3.0)
             gossip_5 = run_phase(fleet, 1, 5.0, args.duration, drain=3.0)
             sweep, best_rate = [], 5.0 if gossip_5["delivered_within_1s_ratio"] >= 1.0 else 0.0
             for phase, rate in enumerate((float(r) for r in args.rates.split(",")), start=2):
                 result = run_phase(fleet, phase, rate, args.duration * 0.6, drain=3.0)
+                result["settle_s"] = settle(fleet, idle_cpu_per_s)
                 sweep.append(result)
                 if result["delivered_within_1s_ratio"] < 1.0:
                     break
                 best_rate = rate
-            blob = blob_bench(fleet, args.blob_mb * 1024 * 1024, args.blob_repeats)
+            try:
+                blob = blob_bench(fleet, args.blob_mb * 1024 * 1024, args.blob_repeats)
+            except RuntimeError as exc:
+                blob = {"error": str(exc)}
         finally:
             fleet.close()
     print(json.dumps({

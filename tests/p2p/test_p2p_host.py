@@ -95,3 +95,20 @@ def test_starting_and_stopping_ten_nodes_leaves_nothing_behind(tmp_path: Path) -
     assert during >= 10 + 2 * 9  # 10 listeners and both ends of 9 connections were open
     assert open_inet_sockets() == sockets_before
     assert threading.active_count() == threads_before
+
+
+@pytest.mark.slow
+def test_mdns_finds_and_connects_a_lan_peer_and_stops_cleanly(tmp_path: Path) -> None:
+    threads_before = threading.active_count()
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            a = await start(nursery, make_service(tmp_path, "a", enable_mdns=True))
+            b = await start(nursery, make_service(tmp_path, "b", enable_mdns=True))
+            await wait_for(lambda: bool(a.host.get_network().get_connections(b.peer_id)), 15,
+                           "an mDNS-found connection")
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    gc.collect()
+    assert threading.active_count() == threads_before  # zeroconf's threads are gone
