@@ -134,3 +134,40 @@ def test_image_lora_trains_and_evaluates_on_cuda(trained: dict[str, object], tmp
         EvalJob("image", str(base), result.artifact_dir, str(data), device="cuda"), NullReporter()
     )
     assert math.isfinite(metrics["loss"])
+
+
+class StopAfter(RecordingReporter):
+    def __init__(self, steps: int) -> None:
+        super().__init__()
+        self.steps = steps
+
+    def should_stop(self) -> bool:
+        return len(self.losses()) >= self.steps
+
+
+@pytest.mark.slow
+def test_a_cancelled_run_resumes_exactly(trained: dict[str, object], tmp_path: Path) -> None:
+    base = trained["base"]
+    assert isinstance(base, Path)
+    data = write_shapes(tmp_path / "data")
+
+    def job(name: str, checkpoint: bool) -> TrainJob:
+        return TrainJob(
+            kind="image",
+            base_model_dir=str(base),
+            train_file=str(data),
+            output_dir=str(tmp_path / name),
+            hparams={"resolution": 32, "lr": 2e-3, "batch_size": 2},
+            max_steps=4,
+            device="cpu",
+            threads=1,
+            checkpoint_dir=str(tmp_path / "ckpt") if checkpoint else None,
+        )
+
+    straight = RecordingReporter()
+    get_recipe("image").train(job("straight", False), straight)
+    first = get_recipe("image").train(job("resumed", True), StopAfter(2))
+    assert (first.stopped_reason, first.steps) == ("cancelled", 2)
+    resumed = RecordingReporter()
+    assert get_recipe("image").train(job("resumed", True), resumed).steps == 4
+    assert resumed.losses() == pytest.approx(straight.losses()[2:], rel=1e-5)

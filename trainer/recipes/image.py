@@ -13,15 +13,17 @@ seeds, with the caption and with the empty prompt, through that same loader.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from trainer.checkpoint import LoopState, job_fingerprint, load_checkpoint, save_checkpoint
 from trainer.data import ImageCaptionExample, load_examples, split
 from trainer.diffusion_models import untyped_diffusers
 from trainer.models import pick_device
@@ -233,6 +235,101 @@ def _check_hparams(hp: dict[str, Any]) -> None:
         raise JobSpecError(f"caption_dropout must be in [0, 1), got {hp['caption_dropout']}")
 
 
+class ImageLoop:
+    """LoRA steps on cached latents and caption embeddings, within budget, with checkpoints.
+
+    Every random draw (rows, caption dropout, timesteps, noise, latent samples) comes from torch's
+    global generator, whose state the checkpoint keeps, so a resumed run continues exactly.
+    """
+
+    def __init__(
+        self,
+        parts: dict[str, Any],
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        captions: torch.Tensor,
+        empty: torch.Tensor,
+        hp: dict[str, Any],
+        job: TrainJob,
+    ) -> None:
+        self.parts, self.mean, self.std, self.captions, self.empty = parts, mean, std, captions, empty
+        self.hp, self.job = hp, job
+        self.device = str(mean.device.type)
+        self.trainable = {n: p for n, p in parts["unet"].named_parameters() if p.requires_grad}
+        self.optimizer = torch.optim.AdamW(
+            self.trainable.values(), lr=hp["lr"], weight_decay=hp["weight_decay"]
+        )
+        self.state = LoopState(total_steps=int(job.max_steps or hp["max_steps"]))
+        self.fingerprint = job_fingerprint(
+            {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
+        )
+
+    def _loss(self) -> torch.Tensor:
+        hp, parts = self.hp, self.parts
+        rows = torch.randint(0, self.mean.shape[0], (int(hp["batch_size"]),))
+        # A fresh latent sample per step from the cached VAE distribution: (B, 4, h, w).
+        mean, std = self.mean[rows], self.std[rows]
+        latents = (mean + std * torch.randn(mean.shape).to(self.device)) * parts["vae"].config.scaling_factor
+        text = self.captions[rows].clone()
+        drop = torch.rand(len(rows)) < hp["caption_dropout"]
+        text[drop.to(self.device)] = self.empty[0]
+        t = torch.randint(0, parts["scheduler"].config.num_train_timesteps, (len(rows),)).to(self.device)
+        return denoising_loss(parts, latents, text, t, torch.randn(latents.shape).to(self.device))
+
+    def step(self) -> float:
+        s = self.state
+        warmup = max(1, int(s.total_steps * self.hp["warmup_ratio"]))
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.hp["lr"] * min(1.0, (s.step + 1) / warmup)
+        loss = self._loss()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(self.trainable.values(), self.hp["max_grad_norm"])
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def run(self, reporter: Reporter, should_stop: Callable[[], bool]) -> str:
+        ckpt = Path(self.job.checkpoint_dir) if self.job.checkpoint_dir else None
+        if ckpt is not None:
+            restored = load_checkpoint(ckpt, self.fingerprint, self.trainable, self.optimizer)
+            if restored is not None:
+                self.state = restored
+                reporter.log(f"resumed from checkpoint at step {restored.step}")
+        self.parts["unet"].train()
+        started = last_ckpt = time.monotonic()
+        before, reason = self.state.seconds, "completed"
+        while self.state.step < self.state.total_steps:
+            if should_stop():
+                reason = "cancelled"
+                break
+            if self.state.seconds >= self.job.budget_s:
+                reason = "budget"
+                break
+            loss = self.step()
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"the diffusion loss became {loss}; lower the learning rate")
+            s = self.state
+            s.step += 1
+            s.seconds = before + time.monotonic() - started
+            s.losses.append(loss)
+            reporter.progress(
+                s.step,
+                s.total_steps,
+                loss=loss,
+                percent=100.0 * s.step / s.total_steps,
+                eta_s=s.seconds / s.step * (s.total_steps - s.step),
+            )
+            if ckpt is not None and time.monotonic() - last_ckpt >= self.job.checkpoint_interval_s:
+                save_checkpoint(ckpt, self.fingerprint, self.state, self.trainable, self.optimizer)
+                last_ckpt = time.monotonic()
+        if reason == "cancelled" and ckpt is not None:
+            save_checkpoint(ckpt, self.fingerprint, self.state, self.trainable, self.optimizer)
+        if reason == "completed" and self.job.max_steps is not None:
+            reason = "max_steps"
+        self.parts["unet"].eval()
+        return reason
+
+
 @register_recipe
 class ImageRecipe(Recipe):
     kind = "image"
@@ -278,68 +375,17 @@ class ImageRecipe(Recipe):
         mean, std = encode_images(parts["vae"], load_images(examples, int(hp["resolution"])), device)
         captions = encode_captions(parts, [ex.caption for ex in examples], device)
         empty = encode_captions(parts, [""], device)
-        params = add_unet_lora(parts["unet"], hp)
-        optimizer = torch.optim.AdamW(params, lr=hp["lr"], weight_decay=hp["weight_decay"])
+        add_unet_lora(parts["unet"], hp)
+        loop = ImageLoop(parts, mean, std, captions, empty, hp, job)
         reporter.phase("train")
-        total = int(job.max_steps or hp["max_steps"])
-        steps, reason, losses = 0, "completed", []
-        should_stop = stop_signal(reporter)
-        parts["unet"].train()
-        while steps < total:
-            if should_stop():
-                reason = "cancelled"
-                break
-            if time.monotonic() - started > job.budget_s:
-                reason = "budget"
-                break
-            warmup = max(1, int(total * hp["warmup_ratio"]))
-            for group in optimizer.param_groups:
-                group["lr"] = hp["lr"] * min(1.0, (steps + 1) / warmup)
-            loss = self._step(parts, mean, std, captions, empty, hp, device)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            torch.nn.utils.clip_grad_norm_(params, hp["max_grad_norm"])
-            optimizer.step()
-            steps += 1
-            losses.append(float(loss.detach()))
-            spent = time.monotonic() - started
-            reporter.progress(
-                steps,
-                total,
-                loss=losses[-1],
-                percent=100.0 * steps / total,
-                eta_s=spent / steps * (total - steps),
-            )
-        else:
-            reason = "max_steps" if job.max_steps else "completed"
-        if not all(math.isfinite(x) for x in losses):
-            raise FloatingPointError("the diffusion loss diverged; lower the learning rate")
+        reason = loop.run(reporter, stop_signal(reporter))
         reporter.phase("save")
         out = Path(job.output_dir)
         save_unet_lora(parts["unet"], out)
-        tail = losses[-10:]
+        tail = loop.state.losses[-10:]
         metrics = {"train_loss": sum(tail) / max(1, len(tail))}
         reporter.metric("train_loss", metrics["train_loss"])
-        return TrainResult(str(out), metrics, steps, 0, time.monotonic() - started, reason)
-
-    def _step(
-        self,
-        parts: dict[str, Any],
-        mean: torch.Tensor,
-        std: torch.Tensor,
-        captions: torch.Tensor,
-        empty: torch.Tensor,
-        hp: dict[str, Any],
-        device: str,
-    ) -> torch.Tensor:
-        rows = torch.randint(0, mean.shape[0], (int(hp["batch_size"]),))
-        # A fresh latent sample per step from the cached VAE distribution: (B, 4, h, w).
-        latents = (mean[rows] + std[rows] * torch.randn_like(mean[rows])) * parts["vae"].config.scaling_factor
-        text = captions[rows].clone()
-        drop = torch.rand(len(rows)) < hp["caption_dropout"]
-        text[drop.to(device)] = empty[0]
-        t = torch.randint(0, parts["scheduler"].config.num_train_timesteps, (len(rows),), device=device)
-        return denoising_loss(parts, latents, text, t, torch.randn_like(latents))
+        return TrainResult(str(out), metrics, loop.state.step, 0, time.monotonic() - started, reason)
 
     def evaluate(self, job: EvalJob, reporter: Reporter) -> dict[str, float]:
         if job.threads:
