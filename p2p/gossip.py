@@ -193,7 +193,8 @@ class Gossip:
         except (RequestFailed, RequestRefused, ProtocolError) as exc:
             log.debug("identity of %s not obtained from %s: %s", peer_id, source, exc)
             return False
-        self._bind(identity, raw)
+        # Only the peer itself proves the binding (its connection is authenticated as peer_id).
+        self._bind(identity, raw, proven=source.to_string() == peer_id)
         return True
 
     async def _serve_identity(self, _peer: str, payload: bytes) -> bytes:
@@ -205,8 +206,8 @@ class Gossip:
             raise RequestRefused("unknown peer")
         return record.identity_bytes
 
-    def _bind(self, identity: Identity, raw: bytes) -> None:
-        if self.peerbook.bind(identity, raw):
+    def _bind(self, identity: Identity, raw: bytes, proven: bool = True) -> None:
+        if self.peerbook.bind(identity, raw, proven):
             self.bus.emit(PeerBound(peer_id=identity.peer_id, address=identity.address,
                                     roles=role_names(identity.roles)))
 

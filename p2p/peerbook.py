@@ -1,8 +1,10 @@
 """The peer book: peer id <-> EVM address <-> payout address, roles, hardware, last seen.
 
-Entries come only from signed ``Identity`` messages that were checked (signature, and on gossip
-that the message originated from the peer id it names). A newer Identity replaces an older one;
-an older one never overwrites a newer one, so a replayed Identity cannot roll a binding back.
+Entries come only from signed ``Identity`` messages that were checked. One that arrived on gossip
+from the peer id it names is *proven* (the peer signed the gossip message with its libp2p key and
+the address signed the Identity); one fetched from a third peer only shows that the address claims
+the peer id. A proven Identity always replaces a merely claimed one and is never replaced by one;
+otherwise a newer Identity replaces an older one, so a replayed Identity cannot roll a binding back.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class PeerRecord:
     hardware: dict[str, int | str]
     identity_issued_at: int
     identity_bytes: bytes = field(repr=False)
+    proven: bool = False
     last_seen: float = field(default_factory=time.time)
     status: str = ""
 
@@ -54,10 +57,10 @@ class PeerBook:
         self.by_peer: dict[str, PeerRecord] = {}
         self.by_address: dict[str, str] = {}
 
-    def bind(self, identity: Identity, raw: bytes) -> bool:
+    def bind(self, identity: Identity, raw: bytes, proven: bool = True) -> bool:
         """Record ``identity`` (already verified). Returns True if it changed the book."""
         current = self.by_peer.get(identity.peer_id)
-        if current is not None and current.identity_issued_at >= identity.issued_at:
+        if current is not None and not self._replaces(current, identity, proven):
             current.last_seen = time.time()
             return False
         if current is None and len(self.by_peer) >= self.max_peers:
@@ -75,9 +78,16 @@ class PeerBook:
                       "est_gflops": identity.est_gflops},
             identity_issued_at=identity.issued_at,
             identity_bytes=raw,
+            proven=proven,
         )
         self.by_address[identity.address] = identity.peer_id
         return True
+
+    @staticmethod
+    def _replaces(current: PeerRecord, identity: Identity, proven: bool) -> bool:
+        if proven != current.proven:
+            return proven
+        return identity.issued_at > current.identity_issued_at
 
     def _evict_oldest(self) -> None:
         oldest = min(self.by_peer.values(), key=lambda r: r.last_seen)

@@ -145,3 +145,16 @@ def test_fetched_identity_is_checked(book: PeerBook, alice: LocalSigner) -> None
 
     with pytest.raises(ProtocolError):
         c.check_identity(good, PEER_A)  # an Identity for another peer
+
+
+def test_identity_proven_by_its_peer_beats_a_claimed_one(alice: LocalSigner) -> None:
+    mallory = LocalSigner.create()
+    book = PeerBook()
+    claimed = identity(mallory, PEER_A, issued_at=now_ms() + 20_000)  # mallory claims alice's peer id
+    assert book.bind(claimed.message, encode(claimed), proven=False)  # type: ignore[arg-type]
+    genuine = identity(alice, PEER_A)
+    assert book.bind(genuine.message, encode(genuine), proven=True)  # type: ignore[arg-type]
+    assert book.address_of(PEER_A) == alice.address
+    later_claim = identity(mallory, PEER_A, issued_at=now_ms() + 25_000)
+    assert not book.bind(later_claim.message, encode(later_claim), proven=False)  # type: ignore[arg-type]
+    assert book.address_of(PEER_A) == alice.address
