@@ -114,6 +114,10 @@ def miner_config(root: Path, profile_file: Path, settings: DevnetSettings) -> Co
     m.max_threads = settings.threads_per_miner
     m.nice = 0
     m.autoresearch = settings.autoresearch
+    # Several miners share two cores here: keep slack for contention and a short search.
+    m.budget_fraction = 0.6
+    m.search_max_trials = 4
+    m.search_final_fraction = 0.6
     m.commit_margin_s = 3.0
     m.checkpoint_interval_s = 5.0
     m.stall_timeout_s = 60.0

@@ -71,6 +71,12 @@ class MinerConfig:
     autoresearch: bool = field(
         default=True, metadata=_help("Search hyperparameters within the budget before the final run.")
     )
+    search_max_trials: int = field(
+        default=64, metadata=_help("Most hyperparameter trials autoresearch runs for one task.")
+    )
+    search_final_fraction: float = field(
+        default=0.5, metadata=_help("Share of the training budget always kept for the final run.")
+    )
     budget_fraction: float = field(
         default=0.85,
         metadata=_help(

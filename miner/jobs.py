@@ -37,6 +37,9 @@ class JobSpec:
     train: dict[str, Any]  # TrainJob fields (kind, base_model_dir, train_file, output_dir, budget_s, ...)
     autoresearch: bool
     plan: dict[str, Any] | None = None
+    deadline: float = 0.0  # unix time the artifact must exist by; 0: train["budget_s"] as given
+    budget_fraction: float = 1.0
+    search: dict[str, Any] = field(default_factory=dict)  # trainer.autoresearch.SearchSettings fields
 
 
 @dataclass
@@ -117,7 +120,15 @@ class JobDriver:
         name = uuid.uuid4().hex[:12]
         job_file = jobs / f"{name}.json"
         job_file.write_text(
-            json.dumps({"train": spec.train, "autoresearch": spec.autoresearch, "plan": spec.plan}),
+            json.dumps(
+                {
+                    "train": spec.train,
+                    "autoresearch": spec.autoresearch,
+                    "plan": spec.plan,
+                    "deadline": spec.deadline,
+                    "budget_fraction": spec.budget_fraction,
+                }
+            ),
             encoding="utf-8",
         )
         log_file = jobs / f"{name}.stderr.log"

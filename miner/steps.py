@@ -223,7 +223,9 @@ class TaskSteps:
                 "checkpoint_interval_s": cfg.checkpoint_interval_s,
             }
             self.svc.job_started, self.svc.job_budget_s = time.monotonic(), float(train["budget_s"])
-            return JobSpec(train, cfg.autoresearch, fresh.plan)
+            deadline = fresh.commit_by - cfg.commit_margin_s - EXPORT_RESERVE_S
+            search = {"max_trials": cfg.search_max_trials, "final_fraction": cfg.search_final_fraction}
+            return JobSpec(train, cfg.autoresearch, fresh.plan, deadline, cfg.budget_fraction, search)
 
         self.driver = JobDriver(
             out,

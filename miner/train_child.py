@@ -8,7 +8,9 @@ search hands over to the final run. The miner stores the plan: a miner restarted
 run resumes it from its checkpoint with those exact settings (``plan`` in the job) instead of
 searching again.
 
-Job file: ``{"train": <TrainJob JSON>, "autoresearch": bool, "plan": {...} | null}``.
+Job file: ``{"train": <TrainJob JSON>, "autoresearch": bool, "plan": {...} | null, "deadline": unix s,
+"budget_fraction": f}``: with a deadline, the budget is ``(deadline - now) x budget_fraction`` measured
+once the imports are done (torch and transformers take 5-30 s to load on a busy 2-core machine).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -49,6 +52,10 @@ def run(spec: dict[str, Any], reporter: Any) -> int:
     plan = spec.get("plan")
     if plan:  # resume the final run exactly as planned
         raw.update(hparams=plan["hparams"], max_steps=plan["max_steps"])
+    if spec.get("deadline"):  # the budget counts from now, after the slow imports, up to the deadline
+        raw["budget_s"] = max(
+            3.0, (float(spec["deadline"]) - time.time()) * float(spec.get("budget_fraction", 1.0))
+        )
     job = TrainJob(**raw)
     recipe = get_recipe(job.kind)
     if job.threads is not None:
@@ -56,9 +63,11 @@ def run(spec: dict[str, Any], reporter: Any) -> int:
 
         torch.set_num_threads(job.threads)
     if spec.get("autoresearch") and not plan:
-        from trainer.autoresearch import autoresearch
+        from trainer.autoresearch import SearchSettings, autoresearch
 
-        result = autoresearch(job, reporter, recipe=_PlanReportingRecipe(recipe, reporter))  # type: ignore[arg-type]
+        settings = SearchSettings(**spec.get("search", {}))
+        planner = _PlanReportingRecipe(recipe, reporter)
+        result = autoresearch(job, reporter, settings=settings, recipe=planner)  # type: ignore[arg-type]
     else:
         reporter.phase("train")
         result = recipe.train(job, reporter)

@@ -30,7 +30,7 @@ def register(subparsers: Subparsers) -> None:
     sub.add_argument(
         "--train-seconds",
         type=float,
-        default=60.0,
+        default=90.0,
         metavar="S",
         help="training window of a task, seconds (default 90)",
     )

@@ -13,7 +13,9 @@ from miner.policy import Machine, ScheduleError, TaskOffer, admit, in_schedule, 
 
 NOW = 1_000_000.0
 MACHINE = Machine(ram_mb=8000, gpu_mb=0, cpu_cores=4, speed_gflops=10.0)
-OFFER = TaskOffer("instruct", min_ram_mb=2000, min_gpu_mb=0, est_gflop=400, join_by=NOW + 10, commit_by=NOW + 310)
+OFFER = TaskOffer(
+    "instruct", min_ram_mb=2000, min_gpu_mb=0, est_gflop=400, join_by=NOW + 10, commit_by=NOW + 310
+)
 
 
 def test_a_fitting_task_is_admitted_with_its_reason() -> None:
@@ -70,8 +72,11 @@ def test_idle_only_mining_waits_for_the_idle_time_and_pauses_on_input() -> None:
 
 
 def test_idle_only_mining_refuses_clearly_where_the_platform_cannot_tell() -> None:
-    verdict = may_mine_now(MinerConfig(idle_only=True), replace(MACHINE, idle_s=NoIdleSource().idle_seconds()),
-                           datetime(2026, 11, 23, 12, 0))
+    verdict = may_mine_now(
+        MinerConfig(idle_only=True),
+        replace(MACHINE, idle_s=NoIdleSource().idle_seconds()),
+        datetime(2026, 11, 23, 12, 0),
+    )
     assert not verdict.ok and "cannot tell" in verdict.reason
 
 

@@ -1,0 +1,62 @@
+"""The job watchdog: a stalled or crashed training process is reported with its reason and restarted."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from miner.jobs import JobDriver, JobFailed, JobSpec
+
+FAKE_CHILD = Path(__file__).with_name("fake_child.py")
+
+
+def driver(
+    tmp_path: Path, alerts: list[tuple[str, str]], stall_s: float = 1.5, restarts: int = 2
+) -> JobDriver:
+    return JobDriver(
+        tmp_path,
+        stall_timeout_s=stall_s,
+        max_restarts=restarts,
+        on_alert=lambda problem, action: alerts.append((problem, action)),
+        command=[sys.executable, str(FAKE_CHILD)],
+    )
+
+
+def spec(tmp_path: Path, mode: str) -> JobSpec:
+    return JobSpec({"hparams": {"mode": mode}, "output_dir": str(tmp_path / "out")}, autoresearch=False)
+
+
+def test_a_healthy_job_returns_its_bundle_without_alerts(tmp_path: Path) -> None:
+    alerts: list[tuple[str, str]] = []
+    events: list[dict[str, object]] = []
+    job = driver(tmp_path, alerts)
+    job.on_event = events.append
+    bundle = trio.run(job.run, lambda: spec(tmp_path, "ok"))
+    assert Path(bundle).read_bytes() == b"bundle" and not alerts
+    assert any(e.get("event") == "progress" for e in events)
+
+
+def test_a_stalled_job_is_detected_reported_restarted_and_finally_given_up(tmp_path: Path) -> None:
+    alerts: list[tuple[str, str]] = []
+    job = driver(tmp_path, alerts, stall_s=1.5, restarts=1)
+
+    async def main() -> None:
+        with trio.fail_after(30):  # without the watchdog this would wait for the silent child forever
+            await job.run(lambda: spec(tmp_path, "stall"))
+
+    with pytest.raises(JobFailed, match="stalled job"):
+        trio.run(main)
+    assert [problem for problem, _ in alerts] == ["stalled job", "stalled job"]
+    assert "restarting the job from its checkpoint (1 of 1)" in alerts[0][1]
+    assert "giving the job up" in alerts[1][1] and "no progress" in alerts[1][1]
+
+
+def test_a_crashed_job_is_restarted_and_the_restart_finishes(tmp_path: Path) -> None:
+    alerts: list[tuple[str, str]] = []
+    job = driver(tmp_path, alerts)
+    bundle = trio.run(job.run, lambda: spec(tmp_path, "crash_once"))
+    assert Path(bundle).exists() and job.restarts == 1
+    assert alerts and alerts[0][0] == "job crashed" and "without a result" in alerts[0][1]
