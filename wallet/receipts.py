@@ -2,9 +2,9 @@
 
 A receipt is ``protocol.messages.Receipt`` signed by its validator under the network's domain
 (chain id, registry address, domain salt), so a receipt from another chain, contract or network
-never verifies. Verification computes the EIP-712 digest from the message's struct hash and a
-cached domain separator and recovers the key with libsecp256k1 (coincurve): about 1.3x the rate of
-going through ``encode_typed_data`` (bench/wallet.py), and checked against it in the tests.
+never verifies. Signing and verification compute the EIP-712 digest from a hand-encoded struct
+hash and a cached domain separator and use libsecp256k1 (coincurve) directly: about 3x the rate
+of going through ``encode_typed_data`` (bench/wallet.py), and held equal to it by the tests.
 
 ``export_receipt`` gives ``{"typedData": <eth_signTypedData_v4 JSON>, "signature": "0x..."}``:
 MetaMask, ethers ``verifyTypedData`` or eth-account's ``recover_message`` check it unchanged.
@@ -20,14 +20,26 @@ from eth_utils.crypto import keccak
 
 from protocol.errors import FieldError, ProtocolError, SignatureError
 from protocol.messages import Receipt, receipt_hash
+from protocol.schema import type_string
 from protocol.signing import Domain, SignedMessage, SignerLike, check_signature_bytes, sign, typed_data
+from wallet.signer import LocalSigner
 
 EXPORT_FORMAT = "magnet-receipt"
 
 
 def sign_receipt(receipt: Receipt, domain: Domain, signer: SignerLike) -> SignedMessage:
-    """The validator's signature over ``receipt`` (the signer must be ``receipt.validator``)."""
-    return sign(receipt, domain, signer)
+    """The validator's signature over ``receipt`` (the signer must be ``receipt.validator``).
+
+    A ``LocalSigner`` signs the digest computed here (the same deterministic signature as
+    ``sign_typed_data``, ~3x faster); any other signer (a hardware wallet) gets the typed data."""
+    if not isinstance(signer, LocalSigner):
+        return sign(receipt, domain, signer)
+    if signer.address != receipt.validator:
+        raise SignatureError(
+            f"Receipt: field validator is {receipt.validator} but the signer is {signer.address}; "
+            "a message must be signed by the address it names"
+        )
+    return SignedMessage(receipt, signer.sign_digest(receipt_digest(receipt, domain)))
 
 
 @lru_cache(maxsize=64)
@@ -37,7 +49,32 @@ def _separator(domain: Domain) -> bytes:
 
 def receipt_digest(receipt: Receipt, domain: Domain) -> bytes:
     """keccak256(0x1901 || domainSeparator || hashStruct(receipt)): what the validator signs."""
-    return bytes(keccak(b"\x19\x01" + _separator(domain) + receipt.struct_hash()))
+    return bytes(keccak(b"\x19\x01" + _separator(domain) + receipt_struct_hash(receipt)))
+
+
+@lru_cache(maxsize=1)
+def _receipt_layout() -> tuple[bytes, tuple[tuple[str, str], ...]]:
+    specs = Receipt.FIELDS
+    return bytes(keccak(text=type_string(Receipt.TYPE, specs))), tuple((f.name, f.eip712) for f in specs)
+
+
+def receipt_struct_hash(receipt: Receipt) -> bytes:
+    """``protocol.messages.receipt_hash``, encoded by hand: every Receipt field is a static
+    uint/address/bytes32, one 32-byte word each, so eth_abi's generic encoder (half the time of a
+    verification) is not needed. A hypothesis test holds it equal to the protocol's hash."""
+    type_hash, fields = _receipt_layout()
+    words = [type_hash]
+    for name, kind in fields:
+        value = getattr(receipt, name)
+        if kind == "address":
+            words.append(bytes(12) + bytes.fromhex(value[2:]))
+        elif kind == "bytes32":
+            words.append(value)
+        elif kind.startswith("uint"):
+            words.append(value.to_bytes(32, "big"))
+        else:  # a future Receipt version with another field type: the generic path
+            return receipt.struct_hash()
+    return bytes(keccak(b"".join(words)))
 
 
 def verify_receipt(signed: SignedMessage, domain: Domain) -> str:
@@ -51,15 +88,16 @@ def verify_receipt(signed: SignedMessage, domain: Domain) -> str:
     try:
         vrs = (sig[64] - 27, int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:64], "big"))
         public_key = Signature(vrs=vrs).recover_public_key_from_msg_hash(receipt_digest(receipt, domain))
-        signer = str(public_key.to_checksum_address())
+        signer = public_key.to_canonical_address()
     except Exception:  # eth_keys raises several types for unrecoverable signatures
         raise SignatureError("Receipt: signature does not recover a public key") from None
-    if signer != receipt.validator:
+    # Compare raw bytes: checksumming the recovered address would cost another keccak.
+    if signer != bytes.fromhex(receipt.validator[2:]):
         raise SignatureError(
             f"Receipt: not signed by its validator {receipt.validator} under this network's domain "
             "(tampered receipt, forged signature, or a receipt from another network)"
         )
-    return signer
+    return receipt.validator
 
 
 def export_receipt(signed: SignedMessage, domain: Domain) -> dict[str, Any]:

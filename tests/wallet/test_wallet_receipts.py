@@ -6,11 +6,14 @@ import json
 import pytest
 from eth_account import Account
 from eth_account.messages import encode_typed_data
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from wallet_fixtures import make_domain, make_receipt
 
 from protocol.errors import ProtocolError, SignatureError
-from protocol.signing import SignedMessage, recover_signer
-from wallet.receipts import export_receipt, import_receipt, sign_receipt, verify_receipt
+from protocol.messages import receipt_hash
+from protocol.signing import SignedMessage, recover_signer, sign
+from wallet.receipts import export_receipt, import_receipt, receipt_struct_hash, sign_receipt, verify_receipt
 from wallet.signer import LocalSigner
 
 VALIDATOR = LocalSigner.create()
@@ -94,3 +97,29 @@ def test_tampered_export_is_rejected() -> None:
         import_receipt(doc, DOMAIN)
     with pytest.raises(ProtocolError):
         import_receipt({"format": "other"}, DOMAIN)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.binary(min_size=32, max_size=32),
+    st.integers(0, 2**16 - 1),
+    st.integers(0, 2**64 - 1),
+    st.integers(0, 2**256 - 1),
+    st.integers(0, 2**64 - 1),
+)
+def test_hand_encoded_struct_hash_equals_the_protocols(
+    task_id: bytes, pool: int, loss: int, amount: int, nonce: int
+) -> None:
+    receipt = make_receipt(
+        VALIDATOR.address, MINER, amount, task_id=task_id, pool_size=pool, rank=pool // 2,
+        test_loss_e9=loss, nonce=nonce, epoch=nonce // 3,
+    )  # fmt: skip
+    assert receipt_struct_hash(receipt) == receipt_hash(receipt)
+
+
+def test_fast_signing_gives_the_typed_data_signature() -> None:
+    receipt = make_receipt(VALIDATOR.address, MINER, 7)
+    fast = sign_receipt(receipt, DOMAIN, VALIDATOR)
+    assert fast.signature == sign(receipt, DOMAIN, VALIDATOR).signature  # RFC 6979: deterministic
+    with pytest.raises(SignatureError, match="signed by the address it names"):
+        sign_receipt(receipt, DOMAIN, LocalSigner.create())
