@@ -60,7 +60,9 @@ class P2PConfig:
     )
     publish_burst: int = field(default=20, metadata=_help("Own gossip publishes allowed in a burst."))
     heartbeat_interval: float = field(
-        default=300.0, metadata=_help("Seconds between own Heartbeat messages.")
+        default=300.0,
+        metadata=_help("Seconds between own Heartbeat messages. Network-wide cost: N nodes send N/interval "
+                       "messages/s, each costing every node ~5-10 ms CPU: 100 nodes at 300 s = 3 ms/s each."),
     )
     identity_fetch_timeout: float = field(
         default=3.0, metadata=_help("Seconds to wait for an unknown sender's Identity from a peer.")

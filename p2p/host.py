@@ -35,6 +35,8 @@ from p2p.config import P2PConfig
 log = logging.getLogger("magnet.p2p.host")
 # py-libp2p turns propagation off on import; our log handlers should see its warnings.
 logging.getLogger("libp2p").propagate = True
+# Its auto-connector logs at INFO on every start; we stop it (see stop_auto_dialling).
+logging.getLogger("libp2p.network.auto_connector").setLevel(logging.WARNING)
 
 KEY_SEED_BYTES = 32
 
