@@ -314,16 +314,24 @@ class TaskEngine:
         done = self.db.evaluations(task.id)
         seq = {m: c["seq"] for m, c in self.db.commitments(task.id).items()}
         reveals = self.db.reveals(task.id)
+        in_time = {m for m, c in self.db.commitments(task.id).items() if c["received_at"] <= task.commit_by}
         for miner, reveal in sorted(reveals.items(), key=lambda mr: (seq.get(mr[0], 1 << 62), mr[0])):
-            if not reveal["matches"] or not reveal["path"] or reveal["revealed_at"] > task.reveal_by:
+            late = miner not in in_time or reveal["revealed_at"] > task.reveal_by  # judged LATE unevaluated
+            if not reveal["matches"] or not reveal["path"] or late:
                 continue
             if miner not in done and not self._copy_evaluation(task, miner, reveal, reveals, done, seq):
                 pending.append(miner)
         return pending
 
-    def _copy_evaluation(self, task: TaskRow, miner: str, reveal: dict[str, Any],
-                         reveals: dict[str, dict[str, Any]], done: dict[str, dict[str, Any]],
-                         seq: dict[str, int]) -> bool:
+    def _copy_evaluation(
+        self,
+        task: TaskRow,
+        miner: str,
+        reveal: dict[str, Any],
+        reveals: dict[str, dict[str, Any]],
+        done: dict[str, dict[str, Any]],
+        seq: dict[str, int],
+    ) -> bool:
         """True when an earlier-committed identical artifact exists: its losses are copied to ``miner``
         once it is evaluated (until then ``miner`` waits rather than being evaluated twice)."""
         for other, r in reveals.items():
@@ -336,8 +344,15 @@ class TaskEngine:
                 with self.db.store.transaction() as conn:
                     conn.execute(
                         "INSERT OR IGNORE INTO val_evaluation VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (task.id, miner, e["test_e9"], e["syn_e9"], e["malformed"],
-                         f"same artifact as {other}: not evaluated again", 0.0),
+                        (
+                            task.id,
+                            miner,
+                            e["test_e9"],
+                            e["syn_e9"],
+                            e["malformed"],
+                            f"same artifact as {other}: not evaluated again",
+                            0.0,
+                        ),
                     )
                 return True
         return False

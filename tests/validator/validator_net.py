@@ -23,7 +23,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from node.store import Store
 from p2p.config import P2PConfig
 from p2p.service import LocalPeer, P2PService
-from p2p.validation import AllowListAuthorizer, Accept
+from p2p.validation import Accept, AllowListAuthorizer
 from protocol.bundle import extract_bundle
 from protocol.encoding import decode, encode
 from protocol.messages import (
@@ -48,15 +48,29 @@ SALT = bytes(range(32))
 
 
 def p2p_config() -> P2PConfig:
-    return P2PConfig(listen_addrs=["/ip4/127.0.0.1/tcp/0"], reconnect_interval=0.5, identity_fetch_timeout=2.0,
-                     publish_rate=50.0, publish_burst=50, request_timeout=20.0, request_rate=20.0,
-                     request_burst=40)
+    """Loopback settings; the mesh degree covers the whole star (every miner talks to the validator only)."""
+    return P2PConfig(
+        listen_addrs=["/ip4/127.0.0.1/tcp/0"], reconnect_interval=0.5, identity_fetch_timeout=2.0,
+        publish_rate=50.0, publish_burst=50, request_timeout=20.0, request_rate=20.0, request_burst=40,
+        gossip_degree=16, gossip_degree_low=4, gossip_degree_high=24,
+    )
 
 
 def validator_config(**changes: Any) -> ValidatorConfig:
-    cfg = ValidatorConfig(time_scale=1.0, join_min_s=4.0, reveal_min_s=40.0, ideal_min_pool=2,
-                          min_pool_to_start=2, join_retries=1, eval_workers=2, eval_max_examples=12,
-                          tick_s=0.2, epoch_poll_s=0.5, place_scores=[3.0, 1.5, 0.5], join_answer_wait_s=12.0)
+    cfg = ValidatorConfig(
+        time_scale=1.0,
+        join_min_s=4.0,
+        reveal_min_s=40.0,
+        ideal_min_pool=2,
+        min_pool_to_start=2,
+        join_retries=1,
+        eval_workers=2,
+        eval_max_examples=12,
+        tick_s=0.2,
+        epoch_poll_s=0.5,
+        place_scores=[3.0, 1.5, 0.5],
+        join_answer_wait_s=12.0,
+    )
     for key, value in changes.items():
         setattr(cfg, key, value)
     return cfg
@@ -76,10 +90,17 @@ def start_network() -> Network:
 
 
 def make_validator(root: Path, net: Network, cfg: ValidatorConfig) -> tuple[ValidatorService, Any]:
-    p2p = P2PService(p2p_config(), root / "node", net.domain, LocalPeer(net.validator_signer, ROLE_VALIDATOR),
-                     authorizer=AllowListAuthorizer([net.validator_signer.address]))
+    p2p = P2PService(
+        p2p_config(),
+        root / "node",
+        net.domain,
+        LocalPeer(net.validator_signer, ROLE_VALIDATOR),
+        authorizer=AllowListAuthorizer([net.validator_signer.address]),
+    )
     chain = registry_access(net.chain.registry(net.validator_signer), net.validator_signer.address)
-    service = ValidatorService(cfg, root / "validator", net.domain, net.validator_signer, p2p, chain, own_p2p=True)
+    service = ValidatorService(
+        cfg, root / "validator", net.domain, net.validator_signer, p2p, chain, own_p2p=True
+    )
     (root / "node").mkdir(parents=True, exist_ok=True)
     core = SimpleNamespace(store=Store(root / "store.sqlite"))
     return service, core
@@ -111,15 +132,20 @@ class ScriptedMiner:
     receipts: list[Any] = field(default_factory=list)
     proofs: list[Any] = field(default_factory=list)
     reveal_answer: str = ""
+    commit_value: bytes | None = None  # a copier publishes a commitment it saw instead of its own
 
     @property
     def address(self) -> str:
         return self.signer.address
 
     async def start(self, nursery: trio.Nursery, validator_p2p: P2PService) -> None:
-        self.p2p = P2PService(p2p_config(), self.root / self.name, self.net.domain,
-                              LocalPeer(self.signer, ROLE_MINER),
-                              authorizer=AllowListAuthorizer([self.net.validator_signer.address]))
+        self.p2p = P2PService(
+            p2p_config(),
+            self.root / self.name,
+            self.net.domain,
+            LocalPeer(self.signer, ROLE_MINER),
+            authorizer=AllowListAuthorizer([self.net.validator_signer.address]),
+        )
         await nursery.start(self.p2p.run)
         self.p2p.gossip.on(TaskAnnouncement, self._on_announcement)
         self.p2p.requests.register(RECEIPT, self._on_receipt)
@@ -142,11 +168,20 @@ class ScriptedMiner:
     # --- the task ---------------------------------------------------------------------------------
     async def join(self, task: TaskAnnouncement) -> Assignment:
         assert self.p2p is not None
-        request = JoinRequest(task_id=task.task_id, miner=self.address, peer_id=self.p2p.peer_id.to_string(),
-                              cpu_cores=2, ram_mb=4096, gpu_name="", gpu_mb=0, est_gflops=1,
-                              issued_at=int(time.time() * 1000))
-        reply = await self.p2p.requests.request(self.validator_peer, JOIN, encode(sign(request, self.net.domain,
-                                                                                         self.signer)))
+        request = JoinRequest(
+            task_id=task.task_id,
+            miner=self.address,
+            peer_id=self.p2p.peer_id.to_string(),
+            cpu_cores=2,
+            ram_mb=4096,
+            gpu_name="",
+            gpu_mb=0,
+            est_gflops=1,
+            issued_at=int(time.time() * 1000),
+        )
+        reply = await self.p2p.requests.request(
+            self.validator_peer, JOIN, encode(sign(request, self.net.domain, self.signer))
+        )
         message = decode(reply).message
         assert isinstance(message, Assignment)
         self.assignment = message
@@ -154,8 +189,12 @@ class ScriptedMiner:
 
     async def fetch_task_files(self, task: TaskAnnouncement) -> tuple[Path, Path]:
         assert self.p2p is not None
-        base = await self.p2p.blobs.fetch(task.base_model_sha256.hex(), task.base_model_size, [self.validator_peer])
-        data = await self.p2p.blobs.fetch(task.train_data_sha256.hex(), task.train_data_size, [self.validator_peer])
+        base = await self.p2p.blobs.fetch(
+            task.base_model_sha256.hex(), task.base_model_size, [self.validator_peer]
+        )
+        data = await self.p2p.blobs.fetch(
+            task.train_data_sha256.hex(), task.train_data_size, [self.validator_peer]
+        )
         model_dir = self.root / self.name / "base-model"
         if not model_dir.exists():
             extract_bundle(self.p2p.store.path(base.blob_hash), model_dir)
@@ -166,9 +205,10 @@ class ScriptedMiner:
     async def commit(self, task: TaskAnnouncement) -> None:
         assert self.p2p is not None and self.bundle is not None
         digest = hashlib.sha256(self.bundle.read_bytes()).digest()
-        value = commitment_hash(task.task_id, self.address, digest, self.salt)
-        message = Commitment(task_id=task.task_id, miner=self.address, commitment=value,
-                             issued_at=int(time.time() * 1000))
+        value = self.commit_value or commitment_hash(task.task_id, self.address, digest, self.salt)
+        message = Commitment(
+            task_id=task.task_id, miner=self.address, commitment=value, issued_at=int(time.time() * 1000)
+        )
         await self.p2p.gossip.publish(sign(message, self.net.domain, self.signer))
 
     async def reveal(self, task: TaskAnnouncement) -> str:
@@ -179,10 +219,17 @@ class ScriptedMiner:
         if len(data) <= task.max_artifact_bytes:
             blob = self.p2p.store.put_file(self.bundle, public=False)
             await self.p2p.blobs.push(self.validator_peer, blob)
-        message = Reveal(task_id=task.task_id, miner=self.address, artifact_hash=digest, artifact_size=len(data),
-                         salt=salt, issued_at=int(time.time() * 1000))
-        reply = await self.p2p.requests.request(self.validator_peer, REVEAL,
-                                                encode(sign(message, self.net.domain, self.signer)))
+        message = Reveal(
+            task_id=task.task_id,
+            miner=self.address,
+            artifact_hash=digest,
+            artifact_size=len(data),
+            salt=salt,
+            issued_at=int(time.time() * 1000),
+        )
+        reply = await self.p2p.requests.request(
+            self.validator_peer, REVEAL, encode(sign(message, self.net.domain, self.signer))
+        )
         self.reveal_answer = decode(reply).message.reason  # type: ignore[attr-defined]
         return self.reveal_answer
 
@@ -192,9 +239,17 @@ def train_bundle(base_dir: Path, train_file: Path, out: Path, steps: int, lr: fl
     from trainer.recipes.base import NullReporter, TrainJob, get_recipe
 
     recipe = get_recipe("instruct")
-    job = TrainJob(kind="instruct", base_model_dir=str(base_dir), train_file=str(train_file),
-                   output_dir=str(out), hparams={"lr": lr, "max_length": 256, "lora_r": 8}, max_steps=steps,
-                   device="cpu", threads=1, seed=steps)
+    job = TrainJob(
+        kind="instruct",
+        base_model_dir=str(base_dir),
+        train_file=str(train_file),
+        output_dir=str(out),
+        hparams={"lr": lr, "max_length": 256, "lora_r": 8},
+        max_steps=steps,
+        device="cpu",
+        threads=1,
+        seed=steps,
+    )
     result = recipe.train(job, NullReporter())
     return recipe.export(Path(result.artifact_dir), out.with_suffix(".bundle"))
 
@@ -241,8 +296,11 @@ def pickle_bundle(out: Path) -> Path:
     from protocol.bundle_manifest import MAGIC, BundleFile, Manifest, manifest_bytes
 
     payload = b"\x80\x04\x95" + b"cos\nsystem\n" * 4  # pickle opcodes: never to be loaded
-    manifest = Manifest(kind="instruct", meta={}, files=(
-        BundleFile("adapter_model.pkl", len(payload), hashlib.sha256(payload).digest()),))
+    manifest = Manifest(
+        kind="instruct",
+        meta={},
+        files=(BundleFile("adapter_model.pkl", len(payload), hashlib.sha256(payload).digest()),),
+    )
     header = manifest_bytes(manifest)
     out.write_bytes(MAGIC + len(header).to_bytes(4, "big") + header + payload)
     return out
