@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import pty
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -162,3 +166,32 @@ def test_status_has_a_wallet_section(home: Path, tmp_path: Path, capsys) -> None
     section = json.loads(out)["wallet"]
     assert code == 0 and section["accounts"] == 1 and section["hot"] == section["payout"]
     assert section["recovery_phrase"] == "sealed" and section["receipts"] == 0
+
+
+@pytest.mark.slow
+def test_recovery_phrase_is_shown_on_a_terminal_after_the_password(
+    home: Path, tmp_path: Path, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    phrase = "test test test test test test test test test test test junk"
+    (tmp_path / "phrase").write_text(phrase + "\n")
+    pw = str(tmp_path / "pw")
+    run(capsys, "wallet", "import", "--mnemonic-file", str(tmp_path / "phrase"), "--password-file", pw)
+    master, slave = pty.openpty()
+    try:
+        argv = [sys.executable, "-m", "node.cli", "wallet", "show", "--mnemonic", "--password-file"]
+        shown = subprocess.run(
+            [*argv, pw], stdin=slave, capture_output=True, text=True, timeout=60, check=False
+        )
+        wrong = subprocess.run(
+            [*argv, str(tmp_path / "wrong")],
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert shown.returncode == 0 and phrase in shown.stdout, shown.stderr
+    assert wrong.returncode == ExitCode.WRONG_PASSWORD and phrase not in wrong.stdout + wrong.stderr
