@@ -117,7 +117,14 @@ def test_gguf_export_reads_back_with_ternary_types(
     assert np.allclose(got, expected, rtol=1e-3, atol=1e-6)
     fields = reader.fields
     assert bytes(fields["general.architecture"].parts[-1]).decode() == "llama"
-    assert "tokenizer.ggml.tokens" in fields and "tokenizer.ggml.merges" in fields
+    assert "tokenizer.ggml.merges" in fields
+    # The vocabulary travels in id order, so llama.cpp tokenizes to the same ids as transformers.
+    from transformers import AutoTokenizer
+
+    vocab = AutoTokenizer.from_pretrained(str(artifact)).get_vocab()
+    tokens = fields["tokenizer.ggml.tokens"].contents()
+    assert tokens[: len(vocab)] == sorted(vocab, key=vocab.__getitem__)
+    assert fields["tokenizer.ggml.eos_token_id"].contents() == vocab["<|eos|>"]
     assert int(fields["llama.embedding_length"].parts[-1][0]) == 256
 
 
