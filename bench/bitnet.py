@@ -147,7 +147,7 @@ def llama_cpp_decoder(path: str, prompt: list[int], tokens: int, threads: int) -
     def run() -> int:
         llm.reset()
         produced = 0
-        for _ in llm.generate(prompt, top_k=1, temp=0.0, reset=True):
+        for _ in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0, reset=True):
             produced += 1
             if produced == tokens:
                 break

@@ -162,7 +162,7 @@ def test_gguf_generates_the_same_greedy_tokens_in_llama_cpp(
     torch_tokens = model.generate(torch.tensor([prompt]), max_new_tokens=4, do_sample=False)[0, len(prompt) :]
     llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, verbose=False)
     cpp_tokens = []
-    for token in llm.generate(prompt, top_k=1, temp=0.0):
+    for token in llm.generate(prompt, top_k=1, temp=0.0, repeat_penalty=1.0):
         cpp_tokens.append(token)
         if len(cpp_tokens) == 4:
             break
