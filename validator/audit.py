@@ -1,0 +1,139 @@
+"""``magnet audit``: recompute every weight and amount from published epoch files alone.
+
+Input: epoch files (each fully re-verified by wallet.epochs: every receipt's EIP-712 signature, the
+Merkle root and the total), the network's signing domain, the scoring parameters (the validator's
+published ``[validator]`` config), and optionally the chain to compare roots and totals with what
+was posted. For each validator and each task (its receipts share one ``issued_at``), in time order:
+
+* the task's reward weight ``w`` (x 10^9) = ``round(score_e9 / place_scores[0])`` of its rank-1
+  receipt (exact whenever ``place_scores[0] >= 1``; a task nobody ranked hands out nothing);
+* the miners' weights = ``scoring.miner_weights`` over every receipt of that validator issued at or
+  before the task (the same floats the validator computed, bit for bit);
+* the amounts = ``scoring.epoch_amounts`` of ``w x 10^9`` over the task's miners by those weights.
+
+Tolerance: amounts must agree exactly (integers); weights are reported to 1e-12. A mismatch is
+listed with the receipt it concerns. Receipts older than the earliest file given are not known to
+the audit: give it every epoch file of the last seven days before the first task audited.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from protocol.messages import Receipt
+from protocol.signing import Domain
+from validator.config import ValidatorConfig
+from validator.scoring import E9, TaskScore, epoch_amounts, miner_weights
+from wallet.epochs import EpochFile, load_epoch_file
+
+WEIGHT_TOLERANCE = 1e-12
+
+
+@dataclass
+class AuditReport:
+    epochs: int = 0
+    tasks: int = 0
+    receipts: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    chain_checked: int = 0
+    weights: dict[str, dict[str, float]] = field(default_factory=dict)  # task id -> miner -> weight
+
+    @property
+    def agrees(self) -> bool:
+        return not self.mismatches
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "agrees": self.agrees,
+            "epochs": self.epochs,
+            "tasks": self.tasks,
+            "receipts": self.receipts,
+            "chain_checked": self.chain_checked,
+            "mismatches": self.mismatches,
+            "amount_tolerance": 0,
+            "weight_tolerance": WEIGHT_TOLERANCE,
+            "weights": self.weights,
+        }
+
+
+def task_weight_e9(receipts: Sequence[Receipt], cfg: ValidatorConfig) -> int:
+    top = next((r for r in receipts if r.rank == 1), None)
+    if top is None or not cfg.place_scores or cfg.place_scores[0] <= 0:
+        return 0
+    return round(top.score_e9 / cfg.place_scores[0])
+
+
+def audit_files(
+    files: Sequence[bytes],
+    domain: Domain,
+    cfg: ValidatorConfig,
+    chain_post: Callable[[int, str], Any] | None = None,
+) -> AuditReport:
+    report = AuditReport()
+    loaded = [load_epoch_file(data, domain) for data in files]
+    report.epochs = len(loaded)
+    by_validator: dict[str, list[Receipt]] = defaultdict(list)
+    for epoch_file in loaded:
+        by_validator[epoch_file.validator].extend(_receipts(epoch_file))
+        if chain_post is not None:
+            _check_post(epoch_file, chain_post(epoch_file.epoch, epoch_file.validator), report)
+    for receipts in by_validator.values():
+        _audit_validator(receipts, cfg, report)
+    return report
+
+
+def _receipts(epoch_file: EpochFile) -> list[Receipt]:
+    out = []
+    for signed in epoch_file.receipts:
+        assert isinstance(signed.message, Receipt)
+        out.append(signed.message)
+    return out
+
+
+def _check_post(epoch_file: EpochFile, post: Any, report: AuditReport) -> None:
+    report.chain_checked += 1
+    where = f"epoch {epoch_file.epoch} of {epoch_file.validator}"
+    if epoch_file.total == 0:
+        if post is not None:
+            report.mismatches.append(f"{where}: an empty epoch file, but a root was posted")
+        return
+    if post is None:
+        report.mismatches.append(f"{where}: no root posted on chain")
+    elif post.root != epoch_file.root or post.total != epoch_file.total:
+        report.mismatches.append(f"{where}: the posted root or total differs from the file's")
+
+
+def _audit_validator(receipts: list[Receipt], cfg: ValidatorConfig, report: AuditReport) -> None:
+    by_task: dict[bytes, list[Receipt]] = defaultdict(list)
+    for r in receipts:
+        by_task[r.task_id].append(r)
+    weights_e9 = {task: task_weight_e9(rs, cfg) for task, rs in by_task.items()}
+    scores = [
+        TaskScore(
+            r.miner, r.task_id.hex(), r.issued_at / 1000.0, r.rank, r.pool_size, weights_e9[r.task_id] / E9
+        )
+        for r in receipts
+    ]
+    for task, task_receipts in sorted(by_task.items(), key=lambda kv: kv[1][0].issued_at):
+        report.tasks += 1
+        report.receipts += len(task_receipts)
+        issued = {r.issued_at for r in task_receipts}
+        if len(issued) != 1:
+            report.mismatches.append(f"task 0x{task.hex()}: its receipts carry different issued_at times")
+            continue
+        now_ms = issued.pop()
+        history = [s for s, r in zip(scores, receipts, strict=True) if r.issued_at <= now_ms]
+        weights = miner_weights(history, now_ms / 1000.0, cfg)
+        report.weights["0x" + task.hex()] = {r.miner: weights.get(r.miner, 0.0) for r in task_receipts}
+        expected = epoch_amounts(
+            {r.miner: weights.get(r.miner, 0.0) for r in task_receipts}, weights_e9[task] * E9
+        )
+        for r in task_receipts:
+            if r.amount != expected[r.miner]:
+                report.mismatches.append(
+                    f"task 0x{task.hex()[:12]} miner {r.miner}: receipt amount {r.amount}, "
+                    f"recomputed {expected[r.miner]}"
+                )
