@@ -81,6 +81,9 @@ class Discovery:
                 await trio.sleep(self.config.reconnect_interval)
                 continue
             info = self.keep[peer_id]
+            unblock = getattr(self.host.get_network(), "unblock_peer", None)
+            if unblock is not None:
+                unblock(peer_id)  # py-libp2p refuses a failed peer for 60 s: our backoff decides instead
             try:
                 self.dials += 1
                 with trio.fail_after(self.config.dial_timeout):
