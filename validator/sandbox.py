@@ -79,8 +79,10 @@ def run_sandboxed(
         str(cfg.eval_cpu_seconds),
     ]
     started = time.monotonic()
-    with (work_dir / f"job-{name}.stderr.log").open("wb") as log:
-        proc = subprocess.Popen(
+    limit = timeout_s or cfg.eval_timeout_s
+    with (
+        (work_dir / f"job-{name}.stderr.log").open("wb") as log,
+        subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -88,16 +90,15 @@ def run_sandboxed(
             cwd=str(work_dir),
             env=child_env(),
             start_new_session=True,
-        )
+        ) as proc,
+    ):
         try:
-            out, _ = proc.communicate(timeout=timeout_s or cfg.eval_timeout_s)
+            out, _ = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
-            outcome = SandboxOutcome(
-                error=f"evaluation timed out after {timeout_s or cfg.eval_timeout_s:.0f} s"
+            return SandboxOutcome(
+                error=f"evaluation timed out after {limit:.0f} s", seconds=time.monotonic() - started
             )
-            outcome.seconds = time.monotonic() - started
-            return outcome
     outcome = parse_events(out.decode("utf-8", "replace"), proc.returncode)
     outcome.seconds = time.monotonic() - started
     return outcome
