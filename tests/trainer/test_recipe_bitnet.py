@@ -66,7 +66,7 @@ def quantised_loss(ws: dict[str, Path], artifact: Path | None) -> float:
 @pytest.mark.slow
 def test_from_scratch_quantised_loss_falls(workspace: dict[str, Path]) -> None:
     before = quantised_loss(workspace, None)
-    artifact, reporter = train(workspace, "scratch", {"init": "scratch", "learning_rate": 3e-3}, 40)
+    artifact, reporter = train(workspace, "scratch", {"init": "scratch", "lr": 3e-3}, 40)
     lambdas = [e["quant_lambda"] for e in reporter.events if e["event"] == "progress"]
     assert set(lambdas) == {1.0}  # from scratch: ternary from the first step
     after = quantised_loss(workspace, artifact)
@@ -116,7 +116,7 @@ def test_bitnet_trains_and_evaluates_on_cuda(workspace: dict[str, Path], tmp_pat
         base_model_dir=str(workspace["base"]),
         train_file=str(workspace["train"]),
         output_dir=str(tmp_path / "cuda"),
-        hparams={"seq_len": 64, "init": "scratch", "learning_rate": 3e-3},
+        hparams={"seq_len": 64, "init": "scratch", "lr": 3e-3},
         max_steps=20,
         device="cuda",
     )

@@ -26,10 +26,10 @@ def lr_at(step: int, total: int, hp: dict[str, Any]) -> float:
     """Linear warm-up then cosine decay to min_lr_ratio of the peak."""
     warmup = max(1, int(total * hp["warmup_ratio"]))
     if step < warmup:
-        return float(hp["learning_rate"]) * (step + 1) / warmup
+        return float(hp["lr"]) * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))
     floor = float(hp["min_lr_ratio"])
-    return float(hp["learning_rate"]) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return float(hp["lr"]) * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 class BitnetLoop:
@@ -48,7 +48,7 @@ class BitnetLoop:
         self.device = str(next(model.parameters()).device.type)
         self.trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.optimizer = torch.optim.AdamW(
-            self.trainable.values(), lr=hp["learning_rate"], weight_decay=hp["weight_decay"]
+            self.trainable.values(), lr=hp["lr"], weight_decay=hp["weight_decay"]
         )
         self.state = LoopState(total_steps=int(job.max_steps or hp["max_steps"]))
         self.fingerprint = job_fingerprint(

@@ -50,7 +50,6 @@ from trainer.recipes.dpo import stop_signal
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 ARTIFACT_FILES = frozenset({WEIGHTS_FILE, "config.json", "bitnet.json", *TOKENIZER_FILES})
-EVAL_BATCH = 8
 
 
 def apply_threads(threads: int | None) -> None:
@@ -85,7 +84,7 @@ class BitnetRecipe(Recipe):
     @classmethod
     def default_hparams(cls) -> dict[str, Any]:
         return {
-            "learning_rate": 1.5e-3,  # BitNet b1.58 trains with a higher peak than full precision
+            "lr": 1.5e-3,  # BitNet b1.58 trains with a higher peak than full precision
             "min_lr_ratio": 0.1,
             "weight_decay": 0.01,
             "warmup_ratio": 0.05,
@@ -101,7 +100,7 @@ class BitnetRecipe(Recipe):
     @classmethod
     def search_space(cls) -> dict[str, ParamSpec]:
         return {
-            "learning_rate": ParamSpec("float_log", 2e-4, 5e-3),
+            "lr": ParamSpec("float_log", 2e-4, 5e-3),
             "warmup_ratio": ParamSpec("float", 0.0, 0.2),
             "batch_size": ParamSpec("categorical", choices=(4, 8, 16)),
             "ramp_fraction": ParamSpec("float", 0.1, 0.6),
