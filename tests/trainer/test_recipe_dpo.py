@@ -195,3 +195,24 @@ def test_dpo_trains_and_evaluates_on_cuda(workspace: dict[str, Path], tmp_path: 
         "dpo", str(workspace["base"]), result.artifact_dir, str(workspace["test"]), device="cuda"
     )
     assert get_recipe("dpo").evaluate(eval_job, NullReporter())["loss"] < math.log(2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_qlora_dpo_on_cuda(workspace: dict[str, Path], tmp_path: Path) -> None:
+    from trainer.lora import qlora_available
+
+    if not qlora_available():
+        pytest.skip("QLoRA needs the bitsandbytes package (the `gpu` extra)")
+    job = TrainJob(
+        kind="dpo",
+        base_model_dir=str(workspace["base"]),
+        train_file=str(workspace["train"]),
+        output_dir=str(tmp_path / "qlora"),
+        hparams={"lr": 3e-3, "micro_batch_size": 8, "max_length": 64, "qlora": True},
+        max_steps=3,
+        device="cuda",
+    )
+    reporter = RecordingReporter()
+    get_recipe("dpo").train(job, reporter)
+    assert all(math.isfinite(x) for x in reporter.losses())

@@ -27,7 +27,7 @@ from trainer.artifacts import check_lora_artifact_dir, check_lora_manifest
 from trainer.checkpoint import LoopState, job_fingerprint, load_checkpoint, save_checkpoint
 from trainer.data import IGNORE_INDEX, PreferenceExample, SFTExample, load_examples, split, tokenize_for_sft
 from trainer.loop import SCHEDULES, lr_factor
-from trainer.lora import load_adapter, load_base_model, load_tokenizer, wrap_lora
+from trainer.lora import load_adapter, load_base_model, load_tokenizer, qlora_available, wrap_lora
 from trainer.models import pick_device, pick_dtype
 from trainer.packing import collate_padded
 from trainer.recipes.base import (
@@ -120,7 +120,16 @@ def stop_signal(reporter: Reporter) -> Callable[[], bool]:
     return should_stop if callable(should_stop) else (lambda: False)
 
 
+def lora_model(job: TrainJob, hp: dict[str, Any], device: str) -> Any:
+    """The base model (4-bit when `qlora`) with fresh LoRA weights; the adapter-off model is the reference."""
+    qlora = bool(hp["qlora"])
+    base = load_base_model(job.base_model_dir, device, pick_dtype(device), quantize_4bit=qlora)
+    return wrap_lora(base, hp, bool(hp["gradient_checkpointing"]), qlora)
+
+
 def check_hparams(hp: dict[str, Any]) -> None:
+    if hp["qlora"] and not qlora_available():
+        raise JobSpecError("qlora needs a CUDA GPU and bitsandbytes; set qlora false on this machine")
     if hp["schedule"] not in SCHEDULES:
         raise JobSpecError(f"schedule {hp['schedule']!r} is not one of {SCHEDULES}")
     for key in ("lr", "beta", "micro_batch_size", "grad_accum", "lora_r", "max_length", "epochs"):
@@ -309,6 +318,8 @@ class DPORecipe(Recipe):
             "lora_alpha": 32.0,
             "lora_dropout": 0.05,
             "lora_targets": "all-linear",
+            "gradient_checkpointing": False,
+            "qlora": False,  # 4-bit NF4 base: needs CUDA and bitsandbytes
         }
 
     @classmethod
@@ -339,7 +350,7 @@ class DPORecipe(Recipe):
         train_set, val_set = split(load_examples(job.train_file, self.kind), job.val_fraction, job.seed)
         pairs = tokenize_pairs(tokenizer, train_set, int(hp["max_length"]))
         reporter.log(f"{len(train_set)} train / {len(val_set)} val preference pairs")
-        model = wrap_lora(load_base_model(job.base_model_dir, device, pick_dtype(device)), hp)
+        model = lora_model(job, hp, device)
         loop = DPOLoop(model, pairs, hp, job, int(tokenizer.pad_token_id))
         reporter.phase("train")
         reason = loop.run(reporter, stop_signal(reporter))

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from trainer.artifacts import check_lora_artifact_dir, check_lora_manifest
 from trainer.checkpoint import LoopState, job_fingerprint, load_checkpoint, save_checkpoint
 from trainer.data import PromptExample, load_examples, split
-from trainer.lora import load_adapter, load_base_model, load_tokenizer, wrap_lora
+from trainer.lora import load_adapter, load_base_model, load_tokenizer, qlora_available
 from trainer.models import pick_device, pick_dtype
 from trainer.recipes.base import (
     EvalJob,
@@ -39,7 +39,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
-from trainer.recipes.dpo import stop_signal
+from trainer.recipes.dpo import lora_model, stop_signal
 from trainer.rewards import RewardFn, UnknownReward, check_reward_spec, combined_reward
 
 DEFAULT_REWARDS = "exact_answer:1.0,format:0.2"
@@ -195,6 +195,8 @@ def grpo_loss(
 
 
 def check_hparams(hp: dict[str, Any]) -> None:
+    if hp["qlora"] and not qlora_available():
+        raise JobSpecError("qlora needs a CUDA GPU and bitsandbytes; set qlora false on this machine")
     for key in ("lr", "group_size", "prompts_per_step", "max_new_tokens", "temperature", "lora_r"):
         if not hp[key] > 0:
             raise JobSpecError(f"hyperparameter {key} must be positive, got {hp[key]!r}")
@@ -365,6 +367,8 @@ class GRPORecipe(Recipe):
             "lora_alpha": 32.0,
             "lora_dropout": 0.0,  # dropout would make the sampling and the update policies differ
             "lora_targets": "all-linear",
+            "gradient_checkpointing": False,
+            "qlora": False,  # 4-bit NF4 base: needs CUDA and bitsandbytes
         }
 
     @classmethod
@@ -391,7 +395,7 @@ class GRPORecipe(Recipe):
         reporter.phase("prepare")
         tokenizer = load_tokenizer(job.base_model_dir)
         train_set, val_set = split(load_examples(job.train_file, self.kind), job.val_fraction, job.seed)
-        model = wrap_lora(load_base_model(job.base_model_dir, device, pick_dtype(device)), hp)
+        model = lora_model(job, hp, device)
         loop = GRPOLoop(model, tokenizer, train_set, hp, job)
         reporter.phase("train")
         reason = loop.run(reporter, stop_signal(reporter))
