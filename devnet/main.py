@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from devnet.network import Devnet, DevnetSettings, start_devnet, wait_connected
+from devnet.network import Devnet, DevnetSettings, start_devnet, wait_connected, wait_extra_miners
 from devnet.run import DevnetFailed, TaskOutcome, close_epoch, create_task, follow_task, wait_claims
 from devnet.show import Printer, leaderboard, tokens
 
@@ -67,6 +67,13 @@ def run_devnet(
         wait_connected(net)
         result.phase_s["start"] = time.monotonic() - started
         printer.line(f"network profile: {net.profile_file}  (JSON-RPC {net.chain.rpc_url})")
+        if settings.extra_miners:
+            printer.phase(
+                "waiting",
+                f"for {settings.extra_miners} miner(s) from other processes: magnet mine "
+                f"--network {net.profile_file} --data-dir DIR",
+            )
+            wait_extra_miners(net, settings.extra_miners, timeout=300.0)
         for index in range(settings.tasks):
             _run_one(net, index, printer, result)
         _check_balances(net, result, printer)
@@ -78,7 +85,7 @@ def run_devnet(
         )
         if keep_running is not None:
             _serve(net, printer, keep_running)
-    except DevnetFailed as exc:
+    except (DevnetFailed, TimeoutError) as exc:
         result.problems.append(str(exc))
         result.total_s = time.monotonic() - started
         printer.phase("FAILED", str(exc))
@@ -101,6 +108,13 @@ def _run_one(net: Devnet, index: int, printer: Printer, result: DevnetResult) ->
         printer.line(line)
     outcome.phase_s["epoch root"] = close_epoch(net, outcome.epoch, printer, timeout_s=60)
     owed = {r["miner"]: r["amount"] for r in outcome.receipts if r["amount"] > 0}
+    for r in outcome.receipts:
+        if r["amount"] == 0:
+            why = net.validator_service.db.decisions(task_id)
+            reasons = (
+                "; ".join(d["message"] for d in why if d["miner"] == r["miner"]) or "ranked without reward"
+            )
+            result.problems.append(f"{names.get(r['miner'], r['miner'])} earned nothing: {reasons}")
     outcome.phase_s.update(wait_claims(net, owed, printer, timeout_s=90))
     for name, seconds in outcome.phase_s.items():
         result.phase_s[name] = result.phase_s.get(name, 0.0) + seconds
@@ -162,7 +176,7 @@ def _serve(net: Devnet, printer: Printer, stop: threading.Event) -> None:
         try:
             outcome = follow_task(net, task_id, printer, timeout_s=net.settings.train_s * 3 + 240)
             close_epoch(net, outcome.epoch, printer, timeout_s=60)
-        except DevnetFailed as exc:
+        except (DevnetFailed, TimeoutError) as exc:
             printer.line(f"task {index + 1}: {exc}")
         index += 1
         stop.wait(2.0)

@@ -71,6 +71,13 @@ class MinerConfig:
     autoresearch: bool = field(
         default=True, metadata=_help("Search hyperparameters within the budget before the final run.")
     )
+    pinned_hparams: dict[str, float] = field(
+        default_factory=dict,
+        metadata=_help(
+            "Hyperparameters fixed for every job of the enabled kinds (autoresearch searches "
+            "the others), e.g. {max_length = 256} on a slow machine."
+        ),
+    )
     search_max_trials: int = field(
         default=64, metadata=_help("Most hyperparameter trials autoresearch runs for one task.")
     )

@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class JobSpec:
     deadline: float = 0.0  # unix time the artifact must exist by; 0: train["budget_s"] as given
     budget_fraction: float = 1.0
     search: dict[str, Any] = field(default_factory=dict)  # trainer.autoresearch.SearchSettings fields
+    search_cutoff: float = 0.0  # unix time: no final run started by then -> train with defaults instead
 
 
 @dataclass
@@ -56,16 +58,25 @@ class JobDriver:
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "miner.train_child"])
     restarts: int = 0
     handle: WorkerHandle | None = None
+    final_started: bool = False  # autoresearch handed over to its final run
+    search_abandoned: bool = False
 
     async def run(self, spec_of: Callable[[], JobSpec]) -> str:
         """Run until a result; ``spec_of`` is asked again before each restart (the plan may be known)."""
         while True:
-            outcome = await self._attempt(spec_of())
+            spec = spec_of()
+            if self.search_abandoned:
+                spec.autoresearch, spec.plan = False, None
+            outcome = await self._attempt(spec)
             if outcome.get("event") == "result":
                 if not outcome.get("bundle_path"):
                     raise JobFailed("training stopped before it produced an artifact")
                 return str(outcome["bundle_path"])
             problem, reason = outcome["problem"], outcome["reason"]
+            if outcome.get("fallback"):
+                self.search_abandoned = True
+                self.on_alert(problem, f"training with default settings instead: {reason}")
+                continue
             if outcome.get("final") or self.restarts >= self.max_restarts:
                 self.on_alert(problem, f"giving the job up: {reason}")
                 raise JobFailed(f"{problem}: {reason}")
@@ -84,19 +95,39 @@ class JobDriver:
         reader.start()
         try:
             async with receive:
-                return await self._watch(receive)
+                return await self._watch(receive, spec)
         finally:
             if handle.proc.poll() is None:
-                await trio.to_thread.run_sync(handle.cancel, 5.0)
+                with trio.CancelScope(shield=True):  # also when cancelled (deadline, stop): never orphan it
+                    await trio.to_thread.run_sync(handle.cancel, 5.0)
             self.handle = None
 
-    async def _watch(self, receive: trio.MemoryReceiveChannel[dict[str, Any]]) -> dict[str, Any]:
+    async def _watch(
+        self, receive: trio.MemoryReceiveChannel[dict[str, Any]], spec: JobSpec
+    ) -> dict[str, Any]:
+        searching = spec.autoresearch and not spec.plan and spec.search_cutoff > 0
         while True:
-            with trio.move_on_after(self.stall_timeout_s) as waiting:
+            wait = self.stall_timeout_s
+            if searching and not self.final_started:
+                wait = min(wait, max(0.0, spec.search_cutoff - time.time()))
+                if wait <= 0:
+                    return {
+                        "problem": "search overran",
+                        "fallback": True,
+                        "reason": "the hyperparameter search did not hand over to its final run in time",
+                    }
+            with trio.move_on_after(wait) as waiting:
                 try:
                     event = await receive.receive()
                 except trio.EndOfChannel:
                     return {"problem": "job crashed", "reason": "the training process ended without a result"}
+            if (
+                waiting.cancelled_caught
+                and searching
+                and not self.final_started
+                and time.time() >= spec.search_cutoff
+            ):
+                continue  # the cutoff, not a stall: answered at the top of the loop
             if waiting.cancelled_caught:
                 return {
                     "problem": "stalled job",
@@ -112,6 +143,8 @@ class JobDriver:
                     "reason": str(event.get("message", ""))[:300],
                     "final": final,
                 }
+            if event.get("event") == "final_plan":
+                self.final_started = True
             self.on_event(event)
 
     def _start(self, spec: JobSpec) -> WorkerHandle:

@@ -215,6 +215,7 @@ class TaskSteps:
                 "base_model_dir": str(out / "base"),
                 "train_file": str(out / "train.jsonl"),
                 "output_dir": str(output_dir),
+                "hparams": {k: int(v) if float(v).is_integer() else v for k, v in cfg.pinned_hparams.items()},
                 "budget_s": max(3.0, (left - STARTUP_RESERVE_S) * cfg.budget_fraction),
                 "seed": int(fresh.id[2:10], 16) % 100_000,
                 "device": self.svc.device(),
@@ -222,10 +223,12 @@ class TaskSteps:
                 "checkpoint_dir": str(out / "checkpoint"),
                 "checkpoint_interval_s": cfg.checkpoint_interval_s,
             }
-            self.svc.job_started, self.svc.job_budget_s = time.monotonic(), float(train["budget_s"])
             deadline = fresh.commit_by - cfg.commit_margin_s - EXPORT_RESERVE_S
+            self.svc.job_started, self.svc.job_budget_s = time.monotonic(), max(1.0, deadline - time.time())
+            # No final run by 60 % of the time left: the search overran (a busy machine); train plainly.
+            cutoff = time.time() + 0.6 * (deadline - time.time())
             search = {"max_trials": cfg.search_max_trials, "final_fraction": cfg.search_final_fraction}
-            return JobSpec(train, cfg.autoresearch, fresh.plan, deadline, cfg.budget_fraction, search)
+            return JobSpec(train, cfg.autoresearch, fresh.plan, deadline, cfg.budget_fraction, search, cutoff)
 
         self.driver = JobDriver(
             out,

@@ -43,6 +43,13 @@ def register(subparsers: Subparsers) -> None:
         help="stay up after the results, serving JSON-RPC and the network profile for "
         "`magnet mine --network FILE` in other processes",
     )
+    sub.add_argument(
+        "--extra-miners",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --keep-running: wait for N miners from other processes before the first task",
+    )
     sub.add_argument("--json", action="store_true", help="also print a JSON summary at the end")
     sub.set_defaults(handler=run)
 
@@ -62,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
         rows=args.rows,
         autoresearch=not args.no_autoresearch,
         rpc_port=args.rpc_port,
+        extra_miners=args.extra_miners,
     )
     if getattr(args, "data_dir", None):
         root = Path(args.data_dir).expanduser().resolve()

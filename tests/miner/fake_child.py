@@ -1,7 +1,8 @@
 """A stand-in for `python -m miner.train_child`: speaks its JSON-lines protocol, misbehaves on request.
 
 The job's ``train.hparams.mode``: ``ok`` (progress, then a result), ``stall`` (one progress line,
-then silence), ``crash_once`` (the first run dies without a result, the next one succeeds).
+then silence), ``crash_once`` (the first run dies without a result, the next one succeeds),
+``slow_search`` (silent while autoresearch is asked for, fine without it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def main() -> int:
     out.mkdir(parents=True, exist_ok=True)
     emit(event="phase", name="train")
     emit(event="progress", step=1, total_steps=2, percent=50.0, eta_s=1.0, loss=2.0)
-    if mode == "stall":
+    if mode == "stall" or (mode == "slow_search" and spec["autoresearch"]):
         time.sleep(3600)
     marker = out / "crashed-once"
     if mode == "crash_once" and not marker.exists():

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,38 @@ def test_a_crashed_job_is_restarted_and_the_restart_finishes(tmp_path: Path) -> 
     bundle = trio.run(job.run, lambda: spec(tmp_path, "crash_once"))
     assert Path(bundle).exists() and job.restarts == 1
     assert alerts and alerts[0][0] == "job crashed" and "without a result" in alerts[0][1]
+
+
+def test_a_search_that_overruns_its_cutoff_falls_back_to_plain_training(tmp_path: Path) -> None:
+    alerts: list[tuple[str, str]] = []
+    job = driver(tmp_path, alerts, stall_s=60.0)
+    started = time.monotonic()
+
+    def slow_search() -> JobSpec:
+        return replace(spec(tmp_path, "slow_search"), autoresearch=True, search_cutoff=time.time() + 1.5)
+
+    bundle = trio.run(job.run, slow_search)
+    assert Path(bundle).exists() and job.search_abandoned
+    assert time.monotonic() - started < 30  # the cutoff, not the 60 s stall timeout, ended the search
+    assert alerts[0][0] == "search overran" and "default settings" in alerts[0][1]
+
+
+def test_a_job_cancelled_by_its_deadline_leaves_no_training_process_behind(tmp_path: Path) -> None:
+    job = driver(tmp_path, [], stall_s=60.0)
+    seen: list[object] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                while job.handle is None:
+                    await trio.sleep(0.05)
+                seen.append(job.handle.proc)
+
+            nursery.start_soon(watch)
+            with trio.move_on_after(3.0):  # the commit deadline passes mid-training
+                await job.run(lambda: spec(tmp_path, "stall"))
+
+    trio.run(main)
+    proc = seen[0]
+    assert proc.poll() is not None  # type: ignore[attr-defined]
