@@ -1,7 +1,8 @@
 """``magnet validator register | stake | unstake | withdraw | status``: a validator's stake on chain.
 
-If ``validator/cli.py`` registers the ``validator`` command itself, it attaches these actions to its
-own sub-parsers with ``add_chain_actions(actions)``; otherwise ``register`` creates the command.
+``validator/cli.py`` owns ``magnet validator`` (run the validator headless). When it has
+registered the command, ``register`` hangs these actions under it, optional, so ``magnet
+validator`` alone still runs the validator; without it, ``register`` creates the command.
 """
 
 from __future__ import annotations
@@ -27,8 +28,18 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Subparsers) -> None:
-    if "validator" in subparsers.choices:
-        return  # validator/cli.py owns the command and adds these actions itself
+    existing = subparsers.choices.get("validator")
+    if existing is not None:
+        groups = [a for a in existing._actions if isinstance(a, argparse._SubParsersAction)]
+        if groups:
+            add_chain_actions(groups[0])
+        else:
+            add_chain_actions(
+                existing.add_subparsers(
+                    dest="validator_action", metavar="ACTION", required=False, parser_class=type(existing)
+                )
+            )
+        return
     parser = subparsers.add_parser(
         "validator",
         help="a validator's registration and stake on chain",

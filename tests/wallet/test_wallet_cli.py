@@ -114,7 +114,7 @@ def test_validator_stake_then_miner_receipts_and_claim(
     me = json.loads(run(capsys, "wallet", "show", "--json")[1])["hot"]
 
     code, _, err = run(capsys, "validator", "register", "--stake", "2", *net)
-    assert code == ExitCode.ERROR and "fund the account" in err  # no gas yet
+    assert code == ExitCode.ERROR and "fund the account" in err, err  # no gas yet
     devnet.fund(me, 10 * ETHER)
     assert run(capsys, "validator", "register", "--stake", "2", *net)[0] == 0
     code, _, err = run(capsys, "validator", "register", "--stake", "2", *net)
@@ -195,3 +195,17 @@ def test_recovery_phrase_is_shown_on_a_terminal_after_the_password(
         os.close(slave)
     assert shown.returncode == 0 and phrase in shown.stdout, shown.stderr
     assert wrong.returncode == ExitCode.WRONG_PASSWORD and phrase not in wrong.stdout + wrong.stderr
+
+
+def test_validator_actions_hang_under_the_validator_command() -> None:
+    import importlib.util
+
+    from node.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["validator", "stake", "1"]).handler.__name__ == "cmd_stake"
+    if importlib.util.find_spec("validator.cli") is None:
+        pytest.skip("validator/cli.py is absent: `magnet validator` is then only the chain actions")
+    alone = parser.parse_args(["validator"]).handler
+    # With validator/cli.py present, `magnet validator` alone still runs the validator.
+    assert alone.__module__ != "wallet.cli_validator"
