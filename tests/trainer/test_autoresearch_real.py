@@ -125,3 +125,54 @@ def test_genuine_cuda_out_of_memory_is_recovered(tiny_task: dict[str, Path]) -> 
     trace = load_trace(trace_path(result.artifact_dir))
     outcomes = [a.outcome for t in trace.trials for a in t.attempts]
     assert "oom" in outcomes and trace.final is not None and trace.final.outcome != "oom"
+
+
+# Runs in a child process: an address-space cap on the test process itself would starve pytest.
+_CAPPED_SEARCH = """
+import json, resource, sys
+from pathlib import Path
+from trainer.autoresearch import autoresearch, load_trace, trace_path
+from trainer.models import tiny_llama
+from trainer.recipes import NullReporter, TrainJob, get_recipe
+root = Path(sys.argv[1])
+model = tiny_llama(root / "model", vocab=320, hidden=512, layers=1, heads=4, max_positions=128)
+rows = [{"question": f"What is {i} + {i}?", "answer": f"#### {2 * i}"} for i in range(64)]
+(root / "train.jsonl").write_text("".join(json.dumps(r) + "\\n" for r in rows))
+def job(name, micro, budget):
+    hp = {"micro_batch_size": micro, "max_length": 96, "packing": False}
+    return TrainJob("instruct", str(model), str(root / "train.jsonl"), str(root / name), hparams=hp,
+                    budget_s=budget, device="cpu", threads=1)
+get_recipe("instruct").train(job("warm", 2, 60), NullReporter())  # imports, allocator at steady state
+peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
+# 250 MiB above what a micro-batch of 2 needed: a micro-batch of 64 (~450 MiB more) cannot fit.
+resource.setrlimit(resource.RLIMIT_AS, (peak + 250 * 2**20, resource.RLIM_INFINITY))
+result = autoresearch(job("capped", 64, 12), NullReporter())
+trace = load_trace(trace_path(result.artifact_dir))
+attempts = [[a.outcome, a.params["micro_batch_size"], a.reason] for t in trace.trials for a in t.attempts]
+final = [trace.final.outcome, trace.final.params["micro_batch_size"]]
+print(json.dumps({"attempts": attempts, "final": final}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmPeak from /proc (Linux)")
+def test_genuine_cpu_out_of_memory_under_an_address_space_cap_is_recovered(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", _CAPPED_SEARCH, str(tmp_path)],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    first = report["attempts"][0]
+    assert first[0] == "oom" and first[1] == 64 and "can't allocate memory" in first[2]
+    recovered = next(a for a in report["attempts"] if a[0] != "oom")
+    assert recovered[1] < 64
+    assert report["final"][0] != "oom" and report["final"][1] <= recovered[1]

@@ -55,7 +55,7 @@ class SearchSettings:
     probe_factor: float = 4.0
     divergence_factor: float = 3.0
     lr_backoff: float = 0.3
-    max_retries: int = 3
+    max_retries: int = 3  # divergence retries per run; OOM retries go on while there is something to shrink
     # The final run's step target is the measured pace's estimate times this: recipes shorten their
     # schedule when the real pace is slower (trainer.loop fits the budget), never lengthen it.
     final_optimism: float = 1.25
@@ -148,7 +148,7 @@ class _Search:
                 params[self.knobs.accum] = 1
         trial = TrialTrace(-1, dict(params), "calibrate", self.settings.calibration_steps)
         self.trace.trials.append(trial)
-        for _ in range(self.settings.max_retries + 1):
+        for _ in range(self._attempt_limit()):
             params = apply_layout(params, self.knobs, self.layout)
             plan = self._plan(params, self.settings.calibration_steps, split, "calibrate")
             plan.budget_s = max(1.0, self.budget.search_left())
@@ -168,6 +168,11 @@ class _Search:
         # A trial must reach the pruning rung with at least one step at the smallest micro-batch.
         minimum = self._smallest_step() * self.settings.reduction_factor
         return fidelity if fidelity >= minimum else 0
+
+    def _attempt_limit(self) -> int:
+        # Halving the micro-batch down to 1, then checkpointing, bounds the OOM retries.
+        micro = int(self.defaults.get(self.knobs.micro_batch or "", 1) or 1)
+        return self.settings.max_retries + 1 + max(1, micro).bit_length() + 1
 
     def _fall_back_to_history(self) -> None:
         """No time to search: the best past configuration for this kind and size, else the defaults."""
@@ -209,14 +214,17 @@ class _Search:
         params = dict(self.best[1]) if self.best else dict(self.defaults)
         if self.best:
             self.trace.best_value, self.trace.best_params = self.best[0], dict(self.best[1])
-        for _ in range(self.settings.max_retries + 1):
+        for _ in range(self._attempt_limit()):
             params = apply_layout(params, self.knobs, self.layout)
             run = run_attempt(ctx, self._final_plan(params, split), forward=self.reporter)
             self.trace.final = run.attempt
             if run.attempt.outcome == "oom" and self._shrink(run.attempt, params):
                 continue
             lowered = lower_lr(params, self.knobs, self.settings.lr_backoff)
-            if run.attempt.outcome == "diverged" and lowered and self.budget.remaining() > 1.0:
+            retried = sum("final run diverged" in n for n in self.notes)
+            if run.attempt.outcome == "diverged" and lowered and self.budget.remaining() > 1.0 and (
+                retried < self.settings.max_retries
+            ):
                 params = lowered[0]
                 self.trace.notes.append(f"final run {lowered[1]}; retried")
                 continue
@@ -238,7 +246,7 @@ class _Search:
     ) -> None:
         params = {**self.defaults, **entry.params}
         pruning = self._pruning_hook(trial, fidelity)
-        for _ in range(self.settings.max_retries + 1):
+        for _ in range(self._attempt_limit()):
             params = apply_layout(params, self.knobs, self.layout)
             steps = max(1, math.ceil(fidelity / examples_per_step(params, self.knobs)))
             entry.max_steps = steps
@@ -249,7 +257,9 @@ class _Search:
             outcome = run.attempt.outcome
             if outcome == "oom" and self._shrink(run.attempt, params):
                 continue
-            if outcome == "diverged" and (lowered := lower_lr(params, self.knobs, self.settings.lr_backoff)):
+            diverged = sum(a.outcome == "diverged" for a in entry.attempts)
+            lowered = lower_lr(params, self.knobs, self.settings.lr_backoff)
+            if outcome == "diverged" and lowered and diverged <= self.settings.max_retries:
                 params = lowered[0]
                 run.attempt.reason += f"; retry with {lowered[1].split(': ', 1)[1]}"
                 pruning = None  # the retry is judged on its own, not against this trial's curve
@@ -311,7 +321,8 @@ class _Search:
         left = self.budget.remaining()
         per_step = examples_per_step(params, self.knobs)
         examples = self.throughput.examples_in(left) * self.settings.final_optimism
-        steps = max(1, int(examples // per_step))
+        # No measured pace (calibration never finished a step): let the recipe fit its schedule.
+        steps = max(1, int(examples // per_step)) if self.throughput.s_per_example else 10**6
         pace = self.throughput.s_per_example or 0.0
         self.notes.append(
             f"final run planned: {steps} steps of {per_step} examples in {left:.1f}s "
