@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from trainer.checkpoint import LoopState, job_fingerprint, load_checkpoint, save_checkpoint
 from trainer.data import ImageCaptionExample, load_examples, split
 from trainer.diffusion_models import untyped_diffusers
-from trainer.models import pick_device
+from trainer.models import pick_device, pick_dtype
 from trainer.recipes.base import (
     ArtifactRejected,
     EvalJob,
@@ -125,7 +125,9 @@ def denoising_loss(
 ) -> torch.Tensor:
     """Mean squared error of the UNet's prediction at timesteps `t` (one per row)."""
     noisy = parts["scheduler"].add_noise(latents, noise, t)
-    prediction = parts["unet"](noisy, t, encoder_hidden_states=text).sample
+    # On CUDA the UNet runs in bf16/fp16 under autocast; the LoRA and the loss stay fp32.
+    with torch.autocast("cuda", dtype=pick_dtype("cuda"), enabled=latents.device.type == "cuda"):
+        prediction = parts["unet"](noisy, t, encoder_hidden_states=text).sample
     return F.mse_loss(prediction.float(), diffusion_target(parts["scheduler"], latents, noise, t).float())
 
 
