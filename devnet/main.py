@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
@@ -67,11 +68,12 @@ def run_devnet(
         wait_connected(net)
         result.phase_s["start"] = time.monotonic() - started
         printer.line(f"network profile: {net.profile_file}  (JSON-RPC {net.chain.rpc_url})")
+        joiner_config = write_joiner_config(net)
         if settings.extra_miners:
             printer.phase(
                 "waiting",
                 f"for {settings.extra_miners} miner(s) from other processes: magnet mine "
-                f"--network {net.profile_file} --data-dir DIR",
+                f"--network {net.profile_file} --config {joiner_config} --data-dir DIR",
             )
             wait_extra_miners(net, settings.extra_miners, timeout=300.0)
         for index in range(settings.tasks):
@@ -106,6 +108,7 @@ def _run_one(net: Devnet, index: int, printer: Printer, result: DevnetResult) ->
     names = {core.address: f"miner-{i + 1}" for i, core in enumerate(net.miners)}
     for line in leaderboard(outcome.receipts, names):
         printer.line(line)
+    net.fund_newcomers()  # miners from other processes need gas to claim
     outcome.phase_s["epoch root"] = close_epoch(net, outcome.epoch, printer, timeout_s=60)
     owed = {r["miner"]: r["amount"] for r in outcome.receipts if r["amount"] > 0}
     for r in outcome.receipts:
@@ -164,18 +167,44 @@ def _check_balances(net: Devnet, result: DevnetResult, printer: Printer) -> None
             result.problems.append(f"miner-{i + 1} holds {balance} units, its receipts say {expected}")
 
 
+def write_joiner_config(net: Devnet) -> Path:
+    """``miner.toml``: the devnet's miner settings for `magnet mine --config` in another process."""
+    from devnet.network import miner_config
+
+    m = miner_config(net.root, net.profile_file, net.settings).miner
+    pinned = ", ".join(f"{k} = {float(v)}" for k, v in m.pinned_hparams.items())
+    text = (
+        f"# Written by `magnet devnet`: settings for miners joining it from other processes.\n"
+        f"[miner]\nenabled_kinds = {json.dumps(m.enabled_kinds)}\nspeed_gflops = {m.speed_gflops}\n"
+            f"autoresearch = {str(m.autoresearch).lower()}\npause_on_battery = false\n"
+        f"budget_fraction = {m.budget_fraction}\nsearch_max_trials = {m.search_max_trials}\n"
+        f"search_final_fraction = {m.search_final_fraction}\ncommit_margin_s = {m.commit_margin_s}\n"
+        f"checkpoint_interval_s = {m.checkpoint_interval_s}\nmax_threads = {m.max_threads}\n"
+        f'pinned_hparams = {{{pinned}}}\n\n[p2p]\nlisten_addrs = ["/ip4/127.0.0.1/tcp/0"]\n'
+    )
+    path = net.root / "miner.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def _serve(net: Devnet, printer: Printer, stop: threading.Event) -> None:
     printer.phase("running", "the devnet stays up; Ctrl-C stops it")
-    printer.line(f"join it from another process:  magnet mine --network {net.profile_file} --data-dir DIR")
+    printer.line(
+        f"join it from another process:  magnet mine --network {net.profile_file} "
+        f"--config {net.root / 'miner.toml'} --data-dir DIR"
+    )
     printer.line(f"chain JSON-RPC: {net.chain.rpc_url}")
     printer.line("new tasks are announced as miners join (one every time the last one finished)")
     index = net.settings.tasks
     while not stop.is_set():
+        for address in net.fund_newcomers():
+            printer.line(f"funded {address} (a miner from another process) with gas for its claims")
         task_id = create_task(net, index)
         printer.phase(f"task {index + 1}", f"announced ({task_id[:14]}...)")
         try:
             outcome = follow_task(net, task_id, printer, timeout_s=net.settings.train_s * 3 + 240)
             close_epoch(net, outcome.epoch, printer, timeout_s=60)
+            net.chain.advance_to_epoch(outcome.epoch + 2)  # claims open after the posting window
         except (DevnetFailed, TimeoutError) as exc:
             printer.line(f"task {index + 1}: {exc}")
         index += 1

@@ -53,6 +53,7 @@ class Devnet:
     profile_file: Path
     validator: NodeCore
     miners: list[NodeCore] = field(default_factory=list)
+    funded: set[str] = field(default_factory=set)
 
     @property
     def validator_service(self) -> Any:
@@ -64,8 +65,19 @@ class Devnet:
     def add_miner(self) -> NodeCore:
         core = start_miner(self.root / f"miner-{len(self.miners) + 1}", self.profile_file, self.settings)
         self.chain.fund(core.address)
+        self.funded.add(core.address)
         self.miners.append(core)
         return core
+
+    def fund_newcomers(self) -> list[str]:
+        """Give gas to miners from other processes the validator has met (so they can claim)."""
+        new = []
+        for record in self.validator_service.p2p.peerbook.records():
+            if record.roles & 1 and record.address not in self.funded:
+                self.chain.fund(record.address)
+                self.funded.add(record.address)
+                new.append(record.address)
+        return new
 
     def stop(self) -> None:
         for core in [*self.miners, self.validator]:
@@ -205,4 +217,5 @@ def wait_extra_miners(net: Devnet, count: int, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{count} extra miner(s) did not connect within {timeout:.0f} s")
         time.sleep(0.5)
-    time.sleep(2.5)  # let gossip graft them into the mesh
+    time.sleep(2.5)  # let gossip graft them into the mesh (and their Identity reach the validator)
+    net.fund_newcomers()

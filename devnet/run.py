@@ -165,6 +165,9 @@ def wait_claims(
     """Until every miner with a reward holds a verified proof and claimed it; seconds per phase."""
     started = time.monotonic()
     printer.phase("proofs", "each miner receives its Merkle proof and checks it against the root on chain")
+    epochs = {r["epoch"] for i in range(len(net.miners)) for r in net.miner_service(i).receipts()}
+    if epochs:  # claims open once the posting window (the next epoch) has closed
+        net.chain.advance_to_epoch(max(epochs) + 2)
     proofs_at = 0.0
     while True:
         have_proofs = all(_miner_has(net, addr, claimed=False) for addr in expected)

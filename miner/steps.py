@@ -217,7 +217,7 @@ class TaskSteps:
                 "output_dir": str(output_dir),
                 "hparams": {k: int(v) if float(v).is_integer() else v for k, v in cfg.pinned_hparams.items()},
                 "budget_s": max(3.0, (left - STARTUP_RESERVE_S) * cfg.budget_fraction),
-                "seed": int(fresh.id[2:10], 16) % 100_000,
+                "seed": _seed(fresh.id, self.svc.address),  # our own: two miners never train the same run
                 "device": self.svc.device(),
                 "threads": cfg.max_threads or None,
                 "checkpoint_dir": str(out / "checkpoint"),
@@ -323,3 +323,9 @@ class TaskSteps:
                 log.info("reveal %s: %s", task.id[:14], exc)
             await trio.sleep(self.svc.cfg.join_retry_s)
         raise GiveUp(f"the validator could not be reached before the reveal deadline ({last or 'no answer'})")
+
+
+def _seed(task_id: str, miner: str) -> int:
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{task_id}:{miner}".encode()).digest()[:4], "big") % 1_000_000
