@@ -156,3 +156,11 @@ def test_a_cancelled_run_resumes_exactly_where_it_stopped(workspace: dict[str, P
     second = get_recipe("bitnet").train(job("resumed", True), resumed)
     assert (second.stopped_reason, second.steps) == ("max_steps", 6)
     assert resumed.losses() == pytest.approx(straight.losses()[3:], rel=1e-5)
+
+
+def test_llama_cpp_widths_from_a_narrower_base_train_from_scratch(workspace: dict[str, Path]) -> None:
+    artifact, reporter = train(workspace, "widened", {"init": "pretrained", "architecture": "llama_cpp"}, 2)
+    logs = [e["message"] for e in reporter.events if e["event"] == "log"]
+    assert any("training from scratch" in m for m in logs)
+    assert {e["quant_lambda"] for e in reporter.events if e["event"] == "progress"} == {1.0}
+    assert json.loads((artifact / "config.json").read_text())["hidden_size"] == 256

@@ -49,6 +49,14 @@ def bitnet_config_dict(base_config: dict[str, Any], architecture: str) -> dict[s
     return config
 
 
+def reuses_base_weights(base_dir: Path, architecture: str) -> bool:
+    """Whether the base's weights fit the architecture (llama_cpp widths may differ from the base's)."""
+    base_config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
+    config = bitnet_config_dict(base_config, architecture)
+    keys = ("hidden_size", "intermediate_size", "head_dim")
+    return all(config.get(k) == base_config.get(k) for k in keys)
+
+
 def build_model(base_dir: Path, architecture: str, init: str, seed: int) -> Any:
     """A LlamaForCausalLM with BitLinear decoder layers (full-precision latent weights)."""
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
@@ -57,9 +65,8 @@ def build_model(base_dir: Path, architecture: str, init: str, seed: int) -> Any:
         raise BitnetModelError(f"init {init!r} is not one of {INITS}")
     base_config = json.loads((base_dir / "config.json").read_text(encoding="utf-8"))
     config = bitnet_config_dict(base_config, architecture)
-    same_widths = all(config[k] == base_config[k] for k in ("hidden_size", "intermediate_size"))
     model: Any
-    if init == "pretrained" and same_widths:
+    if init == "pretrained" and reuses_base_weights(base_dir, architecture):
         model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32)
     else:
         # Widths changed (or scratch asked): the base weights cannot be reused, start from random.

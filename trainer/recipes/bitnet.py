@@ -28,6 +28,7 @@ from trainer.bitnet.model import (
     check_artifact_config,
     expected_tensor_shapes,
     load_artifact,
+    reuses_base_weights,
 )
 from trainer.bitnet.packing import WEIGHTS_FILE, save_packed_model
 from trainer.bitnet.training import BitnetLoop
@@ -48,6 +49,8 @@ from trainer.recipes.base import (
 )
 from trainer.recipes.dpo import stop_signal
 
+# Evaluation window, the same as the instruct recipe's so bitnet and instruct losses compare.
+EVAL_MAX_LENGTH = 512
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
 ARTIFACT_FILES = frozenset({WEIGHTS_FILE, "config.json", "bitnet.json", *TOKENIZER_FILES})
 
@@ -126,6 +129,9 @@ class BitnetRecipe(Recipe):
         examples, _ = split(load_examples(job.train_file, "bitnet"), job.val_fraction, job.seed)
         ids, labels = token_blocks(tokenizer, examples, int(hp["seq_len"]))
         model = build_model(base_dir, hp["architecture"], hp["init"], job.seed).to(device)
+        if hp["init"] == "pretrained" and not reuses_base_weights(base_dir, hp["architecture"]):
+            reporter.log("llama_cpp widths differ from the base model's: training from scratch, no ramp")
+            hp = {**hp, "init": "scratch"}
         ramp = hp["ramp_fraction"] if hp["init"] == "pretrained" else 0.0
         loop = BitnetLoop(model, ids, labels, hp, ramp, job)
         reporter.phase("train")
@@ -167,8 +173,7 @@ class BitnetRecipe(Recipe):
             except BitnetModelError as exc:
                 raise ArtifactRejected(str(exc)) from exc
             model = load_artifact(artifact, device)
-        seq_len = int(self.default_hparams()["seq_len"])
-        metrics = masked_test_loss(model.to(device), tokenizer, examples, seq_len, device)
+        metrics = masked_test_loss(model.to(device), tokenizer, examples, EVAL_MAX_LENGTH, device)
         reporter.metric("loss", metrics["loss"])
         return metrics
 
