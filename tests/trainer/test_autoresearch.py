@@ -133,6 +133,7 @@ def task(tmp_path: Path) -> TrainJob:
 
 
 def _run(job: TrainJob, recipe: SyntheticRecipe, **kwargs: Any) -> tuple[TrainResult, Any]:
+    kwargs.setdefault("settings", SearchSettings(min_search_s=0))  # the synthetic budgets are seconds
     result = autoresearch(job, RecordingReporter(), recipe=recipe, **kwargs)
     return result, load_trace(trace_path(job.output_dir))
 
@@ -162,7 +163,7 @@ def test_search_finds_a_better_learning_rate_than_the_defaults(task: TrainJob) -
 
 
 def test_pruning_stops_poor_trials_early(task: TrainJob) -> None:
-    _, trace = _run(task, SyntheticRecipe(), settings=SearchSettings(startup_trials=2))
+    _, trace = _run(task, SyntheticRecipe(), settings=SearchSettings(startup_trials=2, min_search_s=0))
     pruned = [t for t in trace.trials if t.outcome == "pruned"]
     assert pruned, format_trace(trace)
     for trial in pruned:
@@ -186,7 +187,7 @@ def test_out_of_memory_retries_with_a_smaller_micro_batch(task: TrainJob) -> Non
 
 def test_divergence_retries_with_a_lower_learning_rate(task: TrainJob) -> None:
     recipe = SyntheticRecipe(diverge_above=2e-4)  # the defaults' 1e-4 is fine; much above diverges
-    _, trace = _run(task, recipe, settings=SearchSettings(startup_trials=8))
+    _, trace = _run(task, recipe, settings=SearchSettings(startup_trials=8, min_search_s=0))
     retried = [t for t in trace.trials if t.attempts[0].outcome == "diverged" and len(t.attempts) > 1]
     assert retried, format_trace(trace)
     for trial in retried:
@@ -206,13 +207,22 @@ def test_warm_start_enqueues_the_best_past_configurations(task: TrainJob, tmp_pa
             TrialRecord("dpo", bucket, {"lr": 5e-2}, value=0.5),  # another kind: never enqueued
         ]
     )
-    _, trace = _run(task, SyntheticRecipe(), history=history, settings=SearchSettings(warm_start=1))
+    settings = SearchSettings(warm_start=1, min_search_s=0)
+    _, trace = _run(task, SyntheticRecipe(), history=history, settings=settings)
     searched = [t for t in trace.trials if t.number >= 0]
     assert [t.source for t in searched[:2]] == ["default", "history"]
     assert searched[1].params == past
     assert all(t.params.get("lr") != 5e-2 for t in searched)
     # The finished trials of this search were remembered.
     assert len(history.load("instruct", bucket)) > 2
+
+
+def test_no_search_below_the_minimum_budget(task: TrainJob) -> None:
+    recipe = SyntheticRecipe()
+    _, trace = _run(task, recipe, settings=SearchSettings(min_search_s=60))
+    assert trace.trials == [] and trace.final is not None
+    assert len(recipe.jobs) == 1 and recipe.jobs[0].train_file == task.train_file
+    assert any("no search" in note for note in trace.notes)
 
 
 def test_history_store_keeps_best_first_and_survives_damage(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from trainer.recipes.instruct import InstructRecipe
 
 # Short rows keep a step cheap on 2 shared cores; pinned in the job, so not searched.
 PINNED = {"max_length": 96}
+SEARCH = SearchSettings(min_search_s=0)  # these budgets are seconds: search anyway
 
 
 def _arithmetic(n: int, seed: int) -> list[dict[str, str]]:
@@ -69,7 +70,7 @@ def test_autoresearch_beats_a_bad_static_configuration_in_the_same_budget(tiny_t
     budget = 14.0
     bad = _job(tiny_task, "bad", budget, {**PINNED, "lr": 1e-5, "micro_batch_size": 16, "grad_accum": 4})
     bad_result = InstructRecipe().train(bad, NullReporter())
-    searched = autoresearch(_job(tiny_task, "searched", budget, PINNED), RecordingReporter())
+    searched = autoresearch(_job(tiny_task, "searched", budget, PINNED), RecordingReporter(), settings=SEARCH)
     trace = load_trace(trace_path(searched.artifact_dir))
     assert trace.total_s <= budget + 2.0
     assert [t for t in trace.trials if t.number >= 0], "no trial ran"
@@ -95,7 +96,7 @@ def test_out_of_memory_in_the_real_recipe_is_retried_with_a_smaller_micro_batch(
     tiny_task: dict[str, Path],
 ) -> None:
     job = _job(tiny_task, "capped", 8.0, {**PINNED, "micro_batch_size": 8})
-    result = autoresearch(job, RecordingReporter(), recipe=MemoryCappedInstruct(cap=2))
+    result = autoresearch(job, RecordingReporter(), recipe=MemoryCappedInstruct(cap=2), settings=SEARCH)
     trace = load_trace(trace_path(result.artifact_dir))
     calibration = trace.trials[0].attempts
     assert [a.outcome for a in calibration] == ["oom", "oom", "completed"]
@@ -118,7 +119,7 @@ def test_genuine_cuda_out_of_memory_is_recovered(tiny_task: dict[str, Path]) -> 
         job = TrainJob("instruct", str(model), str(tiny_task["train"]), str(tiny_task["root"] / "gpu" / "a"),
                        hparams={"micro_batch_size": 16, "max_length": 512, "packing": False}, budget_s=60.0,
                        device="cuda")
-        result = autoresearch(job, RecordingReporter(), settings=SearchSettings(max_trials=2))
+        result = autoresearch(job, RecordingReporter(), settings=SearchSettings(max_trials=2, min_search_s=0))
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
         torch.cuda.empty_cache()
@@ -131,7 +132,7 @@ def test_genuine_cuda_out_of_memory_is_recovered(tiny_task: dict[str, Path]) -> 
 _CAPPED_SEARCH = """
 import json, resource, sys
 from pathlib import Path
-from trainer.autoresearch import autoresearch, load_trace, trace_path
+from trainer.autoresearch import SearchSettings, autoresearch, load_trace, trace_path
 from trainer.models import tiny_llama
 from trainer.recipes import NullReporter, TrainJob, get_recipe
 root = Path(sys.argv[1])
@@ -146,7 +147,7 @@ get_recipe("instruct").train(job("warm", 2, 60), NullReporter())  # imports, all
 peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
 # 250 MiB above what a micro-batch of 2 needed: a micro-batch of 64 (~450 MiB more) cannot fit.
 resource.setrlimit(resource.RLIMIT_AS, (peak + 250 * 2**20, resource.RLIM_INFINITY))
-result = autoresearch(job("capped", 64, 12), NullReporter())
+result = autoresearch(job("capped", 64, 12), NullReporter(), settings=SearchSettings(min_search_s=0))
 trace = load_trace(trace_path(result.artifact_dir))
 attempts = [[a.outcome, a.params["micro_batch_size"], a.reason] for t in trace.trials for a in t.attempts]
 final = [trace.final.outcome, trace.final.params["micro_batch_size"]]

@@ -51,6 +51,9 @@ class SearchSettings:
     warm_start: int = 3  # best past configurations enqueued
     startup_trials: int = 4  # TPE's random trials before it models the objective
     calibration_steps: int = 2
+    # Below this budget a search cannot pay for itself: each trial costs a model load and a
+    # validation pass (seconds each on 2 busy CPU cores), and the calibration alone takes ~10-25%.
+    min_search_s: float = 60.0
     probes: bool = True  # try lr x/÷ probe_factor and the smallest micro-batch before the sampler
     probe_factor: float = 4.0
     divergence_factor: float = 3.0
@@ -124,7 +127,7 @@ class _Search:
                 self.settings.max_val_rows,
             )
             ctx = TrialContext(self.recipe, self.job, split.val_file, self.settings.divergence_factor)
-            fidelity = self._calibrate(ctx, split)
+            fidelity = self._calibrate(ctx, split) if self._search_affordable() else 0
             if fidelity:
                 self._search(ctx, split, fidelity)
             else:
@@ -168,6 +171,13 @@ class _Search:
         # A trial must reach the pruning rung with at least one step at the smallest micro-batch.
         minimum = self._smallest_step() * self.settings.reduction_factor
         return fidelity if fidelity >= minimum else 0
+
+    def _search_affordable(self) -> bool:
+        if self.job.budget_s >= self.settings.min_search_s:
+            return True
+        floor = self.settings.min_search_s
+        self.notes.append(f"budget {self.job.budget_s:g}s is under {floor:g}s: no search")
+        return False
 
     def _attempt_limit(self) -> int:
         # Halving the micro-batch down to 1, then checkpointing, bounds the OOM retries.
