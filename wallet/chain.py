@@ -227,16 +227,13 @@ class ChainClient:
             )
         started = time.monotonic()
         with self._nonce_lock:
-            nonce = self._take_nonce(signer.address)
-            raw = signer.sign_transaction(
-                {**tx, **fees, "gas": gas, "nonce": nonce, "chainId": self.chain_id}
-            )
-            tx_hash = "0x" + keccak(raw).hex()
             try:
-                self._retry("eth_sendRawTransaction", lambda: self.w3.eth.send_raw_transaction(raw), tx_hash)
-            except BaseException:
-                self._next_nonce = None  # re-read from the chain next time
-                raise
+                tx_hash = self._sign_and_send(signer, {**tx, **fees, "gas": gas})
+            except Web3RPCError as exc:
+                if "nonce too low" not in str(exc).lower():
+                    raise node_error(what, exc) from None
+                # Another client of this key sent meanwhile: re-read the nonce and try once more.
+                tx_hash = self._sign_and_send(signer, {**tx, **fees, "gas": gas})
         receipt = self._await_receipt(tx_hash, what)
         elapsed = time.monotonic() - started
         if receipt["status"] != 1:
@@ -245,6 +242,18 @@ class ChainClient:
             "%s mined in block %d, gas %d, %.3f s", what, receipt["blockNumber"], receipt["gasUsed"], elapsed
         )
         return TxResult(tx_hash, int(receipt["gasUsed"]), int(receipt["blockNumber"]), receipt, elapsed)
+
+    def _sign_and_send(self, signer: LocalSigner, tx: dict[str, Any]) -> str:
+        """Sign ``tx`` with the next nonce and send it; the nonce is re-read after any failure."""
+        nonce = self._take_nonce(signer.address)
+        raw = signer.sign_transaction({**tx, "nonce": nonce, "chainId": self.chain_id})
+        tx_hash = "0x" + keccak(raw).hex()
+        try:
+            self._retry("eth_sendRawTransaction", lambda: self.w3.eth.send_raw_transaction(raw), tx_hash)
+        except BaseException:
+            self._next_nonce = None
+            raise
+        return tx_hash
 
     def _fees(self) -> dict[str, int]:
         block = self._retry("eth_getBlockByNumber", lambda: self.w3.eth.get_block("latest"))

@@ -92,6 +92,8 @@ class EmbeddedChain:
             if "cannot afford" in str(exc) or "insufficient funds" in str(exc):
                 # py-evm says "cannot afford txn gas"; answer in geth's words, which clients recognise
                 return _error(req_id, -32000, "insufficient funds for gas * price + value")
+            if "Invalid transaction nonce" in str(exc):
+                return _error(req_id, -32000, f"nonce too low: {exc}"[:300])
             if isinstance(exc, ValidationError | ValueError | TypeError | KeyError):
                 return _error(req_id, -32602, f"invalid params for {method}: {exc}"[:500])
             return _error(req_id, -32603, f"{method} failed: {type(exc).__name__}: {exc}"[:500])

@@ -90,3 +90,22 @@ def test_transactions_are_announced_on_the_event_bus(chain_env: ChainEnv) -> Non
     assert mined.sender == chain_env.v1.address
     assert [type(e) for e in failed] == [TransactionFailed, TransactionFailed]
     assert "AlreadyRegistered" in failed[0].reason and "fund the account" in failed[1].reason  # type: ignore[attr-defined]
+
+
+def test_a_stale_nonce_is_re_read_and_the_transaction_resent(chain_env: ChainEnv) -> None:
+    client = chain_env.client(chain_env.v1)
+    client.send_value(chain_env.miner.address, 1)
+    real = client._take_nonce
+    stale_used = False
+
+    def first_stale(address: str) -> int:
+        nonlocal stale_used
+        if not stale_used:
+            stale_used = True
+            return 0  # what a racing second client of the same key would have read
+        return real(address)
+
+    client._take_nonce = first_stale  # type: ignore[method-assign]
+    result = client.send_value(chain_env.miner.address, 1)
+    assert result.gas_used == 21000 and stale_used
+    assert client.w3.eth.get_transaction_count(chain_env.v1.address) == 2
