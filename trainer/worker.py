@@ -98,9 +98,20 @@ class JsonLinesReporter:
 def apply_memory_cap(max_bytes: int | None) -> None:
     if max_bytes is None:
         return
-    import resource
-
+    try:
+        import resource
+    except ImportError:  # Windows: no RLIMIT_AS (a job object would be needed)
+        raise RuntimeError("a memory cap needs a POSIX system (RLIMIT_AS); run without one") from None
     resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+
+
+def address_space_cap() -> str:
+    try:
+        import resource
+    except ImportError:
+        return "unlimited"
+    cap = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return "unlimited" if cap == resource.RLIM_INFINITY else str(cap)
 
 
 def apply_thread_cap(threads: int | None) -> None:
@@ -121,12 +132,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
 
 
 def run_job(job: Any, reporter: JsonLinesReporter) -> int:
+    import torch
+
     from trainer.recipes.base import EvalJob, get_recipe
 
     if job.threads is not None:
-        import torch
-
         torch.set_num_threads(job.threads)
+    reporter.log(f"caps: torch threads {torch.get_num_threads()}, address space {address_space_cap()}")
     recipe = get_recipe(job.kind)
     if isinstance(job, EvalJob):
         metrics = recipe.evaluate(job, reporter)

@@ -167,9 +167,12 @@ def test_eval_job_reports_metrics(tiny_llama_dir: Path, sft_file: Path, tmp_path
         threads=1,
         max_examples=5,
     )
-    handle = WorkerClient(tmp_path / "work").start(spec)
+    handle = WorkerClient(tmp_path / "work", max_memory_bytes=MEMORY_CAP).start(spec)
     events = list(handle.events())
     assert handle.wait(5) == 0
+    assert {"event": "log", "message": f"caps: torch threads 1, address space {MEMORY_CAP}"} in [
+        {k: e[k] for k in ("event", "message")} for e in events if e["event"] == "log"
+    ]
     result = events[-1]
     assert result["event"] == "result" and result["type"] == "eval"
     assert result["metrics"]["examples"] == 5 and 3.0 < result["metrics"]["loss"] < 10.0

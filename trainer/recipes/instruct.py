@@ -36,6 +36,9 @@ from trainer.recipes.base import (
     register_recipe,
 )
 
+# Job fields that may change between a run and its resumption without invalidating the checkpoint.
+RESUME_INDEPENDENT_FIELDS = frozenset({"budget_s", "threads", "checkpoint_interval_s", "device"})
+
 
 def stop_requested(reporter: Reporter) -> Callable[[], bool]:
     """The reporter's optional `should_stop()` (the worker's is set by SIGTERM), else never."""
@@ -148,7 +151,9 @@ class InstructRecipe(Recipe):
             checkpoint_dir=Path(job.checkpoint_dir) if job.checkpoint_dir else None,
             checkpoint_interval_s=job.checkpoint_interval_s,
         )
-        fingerprint = job_fingerprint({k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"})
+        fingerprint = job_fingerprint(
+            {k: v for k, v in dataclasses.asdict(job).items() if k not in RESUME_INDEPENDENT_FIELDS}
+        )
         loop = TrainingLoop(model, rows, settings, reporter, fingerprint, stop_requested(reporter))
         loop.resume_if_possible()
         reporter.phase("train")
