@@ -281,27 +281,28 @@ class _Search:
         """Tell optuna what happened; a run that succeeded only after lowering the learning rate is
         recorded as its own trial, so the sampler learns which learning rate actually worked."""
         last = entry.attempts[-1]
-        value = last.val_loss
-        ok = last.outcome in ("completed", "budget") and value is not None and math.isfinite(value)
-        retried_lr = len(entry.attempts) > 1 and entry.attempts[0].outcome == "diverged"
+        value = last.val_loss if last.val_loss is not None else math.nan
+        ok = last.outcome in ("completed", "budget") and math.isfinite(value)
+        retried_lr = any(a.outcome == "diverged" for a in entry.attempts[:-1])
         if ok and not retried_lr:
             study.tell(trial, value)
         else:
             states = optuna.trial.TrialState
-            state = states.FAIL if last.outcome == "failed" else states.PRUNED
-            study.tell(trial, state=state)
+            study.tell(trial, state=states.FAIL if last.outcome == "failed" else states.PRUNED)
         if ok and retried_lr:
-            self._add_known(study, trial, last.params, float(value))  # type: ignore[arg-type]
-        if ok and last.outcome == "completed" and (self.best is None or float(value) < self.best[0]):  # type: ignore[arg-type]
-            self.best = (float(value), dict(last.params), fidelity)  # type: ignore[arg-type]
+            self._add_known(study, trial, last.params, value)
+        if ok and last.outcome == "completed" and (self.best is None or value < self.best[0]):
+            self.best = (value, dict(last.params), fidelity)
 
     def _add_known(
         self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], value: float
     ) -> None:
         dists = trial.distributions
         known = {k: params[k] for k in dists if k in params}
-        if all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in known.items()):
+        try:
             study.add_trial(optuna.trial.create_trial(params=known, distributions=dists, value=value))
+        except ValueError:
+            pass  # the lowered learning rate left the space: the sampler cannot use this point
 
     def _pruning_hook(self, trial: optuna.Trial, fidelity: int) -> Any:
         def hook(examples: int, value: float) -> None:
