@@ -41,7 +41,7 @@ FIELDS = [
 ]  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(FIELDS), json_values)
 def test_a_mutated_keystore_raises_only_wallet_errors(path: list[str], value: object) -> None:
     try:
@@ -50,7 +50,7 @@ def test_a_mutated_keystore_raises_only_wallet_errors(path: list[str], value: ob
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_random_keystore_files_raise_only_wallet_errors(tmp_path_factory, data: bytes) -> None:  # type: ignore[no-untyped-def]
     path: Path = tmp_path_factory.mktemp("ks") / "k.json"
@@ -61,7 +61,7 @@ def test_random_keystore_files_raise_only_wallet_errors(tmp_path_factory, data: 
         pass
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()))
 def test_random_epoch_files_raise_only_epoch_file_errors(data: bytes) -> None:
     try:
@@ -90,7 +90,7 @@ EPOCH_PATHS = [
 ]  # fmt: skip
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.sampled_from(EPOCH_PATHS), json_values)
 def test_a_mutated_epoch_file_raises_only_epoch_file_errors(path: list, value: object) -> None:  # type: ignore[type-arg]
     data = json.dumps(mutate(EPOCH_FILE, path, value), sort_keys=True, separators=(",", ":")).encode()
