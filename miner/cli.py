@@ -43,17 +43,18 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if getattr(args, "listen", None):
         config.p2p.listen_addrs = [args.listen]
+    _check_ports_free(config.p2p.listen_addrs)
     data_dir = data_dir_of(config)
     holder = is_locked(data_dir.root) if data_dir.root.is_dir() else None
     if holder is not None:
         raise DataDirInUse(data_dir.root, holder or None)
+    signer = unlock_wallet(config, data_dir)  # no wallet / wrong password first: the usual newcomer errors
     if not config.node.network:
         raise CliError(
             ExitCode.CONFIG,
             "no network to mine on: pass --network FILE (a network profile; "
             "`magnet devnet --keep-running` writes one and prints its path)",
         )
-    signer = unlock_wallet(config, data_dir)
     core = NodeCore(config, signer)
     _ = core.profile  # a bad profile fails now, with CONFIG, before anything starts
     core.plug_in("miner")
@@ -68,10 +69,42 @@ def run(args: argparse.Namespace) -> int:
         core.run_until_signal(ready=announce)
     finally:
         unsubscribe()
-        core.stop()
+        _stop_quietly(core)
     if core.failure is not None:
         raise CliError(ExitCode.NODE_FAILED, f"the miner stopped because a service failed: {core.failure}")
     return int(ExitCode.OK)
+
+
+def _check_ports_free(listen_addrs: list[str]) -> None:
+    """A fixed TCP port that another program holds: say so now (the libp2p host would not tell)."""
+    import socket
+
+    for addr in listen_addrs:
+        parts = addr.strip("/").split("/")
+        if len(parts) < 4 or parts[0] not in ("ip4", "ip6") or parts[2] != "tcp" or parts[3] == "0":
+            continue
+        family = socket.AF_INET if parts[0] == "ip4" else socket.AF_INET6
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((parts[1], int(parts[3])))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise CliError(
+                        ExitCode.NETWORK,
+                        f"the p2p port {parts[3]} is in use by another program: "
+                        "pick another with --listen /ip4/0.0.0.0/tcp/PORT (or port 0 for any "
+                        "free one)",
+                    ) from None
+
+
+def _stop_quietly(core: Any) -> None:
+    """Stop the node; a slow stop is logged, never hiding the error that brought us here."""
+    from node.core import StopTimeout
+
+    try:
+        core.stop()
+    except StopTimeout as exc:
+        print(f"magnet: warning: {exc}", file=sys.stderr, flush=True)
 
 
 def _start(core: Any) -> None:

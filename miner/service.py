@@ -364,14 +364,13 @@ class MinerService:
             "print(t.matmul_gflops * max(t.train_efficiency, 1e-3))"
         )
         try:
-            done = await trio.to_thread.run_sync(
-                lambda: subprocess.run(
-                    [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+            with trio.fail_after(120):  # trio kills the child when cancelled (node stop, timeout)
+                done = await trio.run_process(
+                    [sys.executable, "-c", code], capture_stdout=True, capture_stderr=True
                 )
-            )
-            self.speed_gflops = float(done.stdout.strip().splitlines()[-1])
+            self.speed_gflops = float(done.stdout.decode().strip().splitlines()[-1])
             log.info("training speed here: %.1f GFLOP/s", self.speed_gflops)
-        except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        except (OSError, subprocess.SubprocessError, trio.TooSlowError, ValueError, IndexError) as exc:
             log.warning("could not measure this machine's speed (%s): deadlines are not pre-checked", exc)
 
     # --- loops ------------------------------------------------------------------------------------
@@ -474,8 +473,9 @@ class MinerService:
             assert isinstance(proof, ReceiptProof)
             try:
                 if self._registry is None:
-                    self._registry = await trio.to_thread.run_sync(self.registry_factory)
-                tx = await trio.to_thread.run_sync(claim_one, self._registry, proof)
+                    factory: Callable[[], Any] = self.registry_factory
+                    self._registry = await trio.to_thread.run_sync(factory, abandon_on_cancel=True)  # type: ignore[call-arg]  # trio 0.35 has it; its stub lags
+                tx = await trio.to_thread.run_sync(claim_one, self._registry, proof, abandon_on_cancel=True)  # type: ignore[call-arg]
             except Exception as exc:
                 log.info("claim for epoch %d not done yet: %s", proof.epoch, exc)
                 continue
@@ -549,7 +549,9 @@ def create_service(core: CoreContext) -> MinerService:
     if signer is None:
         raise ValueError("the miner needs a wallet: run `magnet init` first (`magnet devnet` needs none)")
     if profile is None:
-        raise ValueError(
+        from node.profile import ProfileError
+
+        raise ProfileError(
             "the miner needs a network profile: pass --network FILE "
             "(`magnet devnet --keep-running` writes one)"
         )

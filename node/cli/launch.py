@@ -33,6 +33,8 @@ def headless(args: argparse.Namespace) -> int:
     from node.core import NodeCore
     from node.logs import setup_logging
 
+    if not args.validator and args.network and importlib.util.find_spec("miner.cli") is not None:
+        return int(importlib.import_module("miner.cli").run(args))  # = `magnet mine` (issue 7)
     config = config_from_args(args)
     data_dir = data_dir_of(config)
     holder = is_locked(data_dir.root)
