@@ -232,9 +232,9 @@ class _Search:
                 continue
             lowered = lower_lr(params, self.knobs, self.settings.lr_backoff)
             retried = sum("final run diverged" in n for n in self.notes)
-            if run.attempt.outcome == "diverged" and lowered and self.budget.remaining() > 1.0 and (
-                retried < self.settings.max_retries
-            ):
+            # Retried even when the time is nearly spent: a short trial can miss a late divergence,
+            # and a task without an artifact earns nothing, while a few seconds over cost little.
+            if run.attempt.outcome == "diverged" and lowered and retried < self.settings.max_retries:
                 params = lowered[0]
                 self.trace.notes.append(f"final run {lowered[1]}; retried")
                 continue
