@@ -164,3 +164,19 @@ def test_llama_cpp_widths_from_a_narrower_base_train_from_scratch(workspace: dic
     assert any("training from scratch" in m for m in logs)
     assert {e["quant_lambda"] for e in reporter.events if e["event"] == "progress"} == {1.0}
     assert json.loads((artifact / "config.json").read_text())["hidden_size"] == 256
+
+
+def test_training_stops_within_the_time_budget(workspace: dict[str, Path], tmp_path: Path) -> None:
+    job = TrainJob(
+        kind="bitnet",
+        base_model_dir=str(workspace["base"]),
+        train_file=str(workspace["train"]),
+        output_dir=str(tmp_path / "budget"),
+        hparams={"seq_len": 64, "max_steps": 100_000},
+        budget_s=3.0,
+        device="cpu",
+        threads=1,
+    )
+    result = get_recipe("bitnet").train(job, NullReporter())
+    assert result.stopped_reason == "budget" and result.steps > 0
+    assert result.seconds < job.budget_s + 1.0  # the whole call, preparing and saving included

@@ -54,6 +54,9 @@ class BitnetLoop:
         self.fingerprint = job_fingerprint(
             {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
         )
+        # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
+        self.budget_s = job.budget_s
+        self.last_step_s = 0.0
         self.quant_lambda = 0.0
 
     def _rows(self, step: int) -> torch.Tensor:
@@ -63,7 +66,7 @@ class BitnetLoop:
     def step(self) -> tuple[float, int]:
         s = self.state
         # Progress is whichever of steps or time runs out first, so the ramp always completes.
-        progress = max(s.step / s.total_steps, s.seconds / self.job.budget_s)
+        progress = max(s.step / s.total_steps, s.seconds / self.budget_s)
         self.quant_lambda = lambda_schedule(int(progress * 1000), int(self.ramp * 1000))
         set_quant_lambda(self.model, self.quant_lambda)
         for group in self.optimizer.param_groups:
@@ -93,7 +96,8 @@ class BitnetLoop:
             if should_stop():
                 reason = "cancelled"
                 break
-            if self.state.seconds >= self.job.budget_s:
+            # Stop when the next step would overrun, not after it has.
+            if self.state.seconds + self.last_step_s >= self.budget_s:
                 reason = "budget"
                 break
             loss, tokens = self.step()
@@ -103,7 +107,8 @@ class BitnetLoop:
                 )
             self.state.step += 1
             self.state.tokens += tokens
-            self.state.seconds = before + time.monotonic() - started
+            now = before + time.monotonic() - started
+            self.last_step_s, self.state.seconds = now - self.state.seconds, now
             self.state.losses.append(loss)
             self._report(reporter)
             if ckpt is not None and time.monotonic() - last_ckpt >= self.job.checkpoint_interval_s:

@@ -47,7 +47,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
-from trainer.recipes.dpo import stop_signal
+from trainer.recipes.dpo import loop_budget, stop_signal
 
 # Evaluation window, the same as the instruct recipe's so bitnet and instruct losses compare.
 EVAL_MAX_LENGTH = 512
@@ -134,6 +134,7 @@ class BitnetRecipe(Recipe):
             hp = {**hp, "init": "scratch"}
         ramp = hp["ramp_fraction"] if hp["init"] == "pretrained" else 0.0
         loop = BitnetLoop(model, ids, labels, hp, ramp, job)
+        loop.budget_s = loop_budget(job, started)
         reporter.phase("train")
         reason = loop.run(reporter, stop_signal(reporter))
         reporter.phase("save")

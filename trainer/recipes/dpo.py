@@ -114,6 +114,14 @@ def dpo_loss(
     return losses.mean(), margin.detach()
 
 
+SAVE_RESERVE = 0.1  # share of a job's budget kept for saving the artifact after the loop
+
+
+def loop_budget(job: TrainJob, started: float) -> float:
+    """Seconds the training loop may use: the job's budget less preparation so far and the reserve."""
+    return max(1.0, job.budget_s * (1 - SAVE_RESERVE) - (time.monotonic() - started))
+
+
 def stop_signal(reporter: Reporter) -> Callable[[], bool]:
     """The reporter's optional `should_stop` (the worker's cancel flag), else never stop."""
     should_stop = getattr(reporter, "should_stop", None)
@@ -158,6 +166,9 @@ class DPOLoop:
         self.fingerprint = job_fingerprint(
             {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
         )
+        # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
+        self.budget_s = job.budget_s
+        self.last_step_s = 0.0
         self.accuracies: list[float] = []
 
     def _indices(self, step: int) -> list[list[int]]:
@@ -223,7 +234,8 @@ class DPOLoop:
             if should_stop():
                 reason = "cancelled"
                 break
-            if self.state.seconds >= self.job.budget_s:
+            # Stop when the next step would overrun, not after it has.
+            if self.state.seconds + self.last_step_s >= self.budget_s:
                 reason = "budget"
                 break
             loss, tokens = self.step()
@@ -233,7 +245,8 @@ class DPOLoop:
                 )
             self.state.step += 1
             self.state.tokens += tokens
-            self.state.seconds = before + time.monotonic() - started
+            now = before + time.monotonic() - started
+            self.last_step_s, self.state.seconds = now - self.state.seconds, now
             self.state.losses.append(loss)
             self._report(reporter)
             if ckpt is not None and time.monotonic() - last_ckpt >= self.job.checkpoint_interval_s:
@@ -352,6 +365,7 @@ class DPORecipe(Recipe):
         reporter.log(f"{len(train_set)} train / {len(val_set)} val preference pairs")
         model = lora_model(job, hp, device)
         loop = DPOLoop(model, pairs, hp, job, int(tokenizer.pad_token_id))
+        loop.budget_s = loop_budget(job, started)
         reporter.phase("train")
         reason = loop.run(reporter, stop_signal(reporter))
         reporter.phase("save")

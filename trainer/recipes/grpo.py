@@ -39,7 +39,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
-from trainer.recipes.dpo import lora_model, stop_signal
+from trainer.recipes.dpo import loop_budget, lora_model, stop_signal
 from trainer.rewards import RewardFn, UnknownReward, check_reward_spec, combined_reward
 
 DEFAULT_REWARDS = "exact_answer:1.0,format:0.2"
@@ -222,6 +222,9 @@ class GRPOLoop:
         self.fingerprint = job_fingerprint(
             {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
         )
+        # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
+        self.budget_s = job.budget_s
+        self.last_step_s = 0.0
         self.mean_rewards: list[float] = []
 
     def _batch_prompts(self, step: int) -> list[PromptExample]:
@@ -275,7 +278,8 @@ class GRPOLoop:
             if should_stop():
                 reason = "cancelled"
                 break
-            if self.state.seconds >= self.job.budget_s:
+            # Stop when the next step would overrun, not after it has.
+            if self.state.seconds + self.last_step_s >= self.budget_s:
                 reason = "budget"
                 break
             loss, tokens, kl = self.step()
@@ -285,7 +289,8 @@ class GRPOLoop:
                 )
             self.state.step += 1
             self.state.tokens += tokens
-            self.state.seconds = before + time.monotonic() - started
+            now = before + time.monotonic() - started
+            self.last_step_s, self.state.seconds = now - self.state.seconds, now
             self.state.losses.append(loss)
             self._report(reporter, kl)
             if ckpt is not None and time.monotonic() - last_ckpt >= self.job.checkpoint_interval_s:
@@ -397,6 +402,7 @@ class GRPORecipe(Recipe):
         train_set, val_set = split(load_examples(job.train_file, self.kind), job.val_fraction, job.seed)
         model = lora_model(job, hp, device)
         loop = GRPOLoop(model, tokenizer, train_set, hp, job)
+        loop.budget_s = loop_budget(job, started)
         reporter.phase("train")
         reason = loop.run(reporter, stop_signal(reporter))
         reporter.phase("save")

@@ -39,7 +39,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
-from trainer.recipes.dpo import stop_signal
+from trainer.recipes.dpo import loop_budget, stop_signal
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -265,6 +265,9 @@ class ImageLoop:
         self.fingerprint = job_fingerprint(
             {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
         )
+        # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
+        self.budget_s = job.budget_s
+        self.last_step_s = 0.0
 
     def _loss(self) -> torch.Tensor:
         hp, parts = self.hp, self.parts
@@ -304,7 +307,8 @@ class ImageLoop:
             if should_stop():
                 reason = "cancelled"
                 break
-            if self.state.seconds >= self.job.budget_s:
+            # Stop when the next step would overrun, not after it has.
+            if self.state.seconds + self.last_step_s >= self.budget_s:
                 reason = "budget"
                 break
             loss = self.step()
@@ -312,7 +316,8 @@ class ImageLoop:
                 raise FloatingPointError(f"the diffusion loss became {loss}; lower the learning rate")
             s = self.state
             s.step += 1
-            s.seconds = before + time.monotonic() - started
+            now = before + time.monotonic() - started
+            self.last_step_s, s.seconds = now - s.seconds, now
             s.losses.append(loss)
             reporter.progress(
                 s.step,
@@ -379,6 +384,7 @@ class ImageRecipe(Recipe):
         empty = encode_captions(parts, [""], device)
         add_unet_lora(parts["unet"], hp)
         loop = ImageLoop(parts, mean, std, captions, empty, hp, job)
+        loop.budget_s = loop_budget(job, started)
         reporter.phase("train")
         reason = loop.run(reporter, stop_signal(reporter))
         reporter.phase("save")
