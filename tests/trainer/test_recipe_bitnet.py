@@ -179,4 +179,4 @@ def test_training_stops_within_the_time_budget(workspace: dict[str, Path], tmp_p
     )
     result = get_recipe("bitnet").train(job, NullReporter())
     assert result.stopped_reason == "budget" and result.steps > 0
-    assert result.seconds < job.budget_s + 1.0  # the whole call, preparing and saving included
+    assert result.seconds < job.budget_s + 2.0  # the whole call, preparing and saving included
