@@ -33,3 +33,11 @@ class TrainerConfig:
         default=10.0,
         metadata={"help": "Seconds a cancelled worker gets to checkpoint and stop before SIGKILL."},
     )
+    autoresearch_final_fraction: float = field(
+        default=0.5,
+        metadata={"help": "Share of a task's time budget always kept for autoresearch's final run."},
+    )
+    autoresearch_min_search: float = field(
+        default=60.0,
+        metadata={"help": "Seconds of task budget below which autoresearch trains the defaults unsearched."},
+    )

@@ -225,6 +225,14 @@ def test_no_search_below_the_minimum_budget(task: TrainJob) -> None:
     assert any("no search" in note for note in trace.notes)
 
 
+def test_settings_follow_the_node_config() -> None:
+    from trainer.config import TrainerConfig
+
+    config = TrainerConfig(autoresearch_final_fraction=0.6, autoresearch_min_search=5.0)
+    settings = SearchSettings.from_config(config)
+    assert (settings.final_fraction, settings.min_search_s) == (0.6, 5.0)
+
+
 def test_history_store_keeps_best_first_and_survives_damage(tmp_path: Path) -> None:
     store = JsonHistoryStore(tmp_path)
     store.save([TrialRecord("instruct", "1M", {"lr": 1e-3}, 2.0)])

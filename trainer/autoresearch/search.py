@@ -63,6 +63,14 @@ class SearchSettings:
     # schedule when the real pace is slower (trainer.loop fits the budget), never lengthen it.
     final_optimism: float = 1.25
 
+    @classmethod
+    def from_config(cls, config: Any) -> SearchSettings:
+        """The settings a node's `TrainerConfig` sets (trainer/config.py), the rest at defaults."""
+        return cls(
+            final_fraction=float(config.autoresearch_final_fraction),
+            min_search_s=float(config.autoresearch_min_search),
+        )
+
 
 def autoresearch(
     job: TrainJob,
