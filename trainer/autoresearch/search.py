@@ -1,10 +1,12 @@
 """Autoresearch: search a recipe's hyperparameters within the task's budget, then train the artifact.
 
-    calibrate  a few steps of the recipe's defaults: seconds per example and start-up cost here
+    calibrate  two steps of the recipe's defaults at the smallest micro-batch: seconds per example
+               and start-up cost on this machine (skipped, with the search, below min_search_s)
     search     optuna TPE (seeded) over `search_space()`, trials at a fixed fidelity (training
                examples), successive-halving pruning on the running training loss, each finished
                trial scored on a validation split carved from the train data; OOM -> smaller
-               micro-batch, divergence -> lower learning rate; warm-started from past best configs
+               micro-batch (then gradient checkpointing), divergence -> lower learning rate;
+               queue: the defaults, the best past configs (history), then one-axis probes
     final      the best configuration on ALL the train data, sized to the time that is left
 
 The search stops while the measured throughput says the final run still fits. Every trial is
