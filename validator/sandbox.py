@@ -64,8 +64,9 @@ def run_sandboxed(
     timeout_s: float | None = None,
 ) -> SandboxOutcome:
     """Run ``job`` in a fresh sandboxed child; blocking (call it from a worker thread)."""
-    work_dir.mkdir(parents=True, exist_ok=True)
     name = uuid.uuid4().hex[:10]
+    work_dir = work_dir / f"run-{name}"  # fresh per attempt: a killed run's leftovers are never reused
+    work_dir.mkdir(parents=True)
     job_file = work_dir / f"job-{name}.json"
     job_file.write_text(json.dumps({**job, "work_dir": str(work_dir)}), encoding="utf-8")
     cmd = [

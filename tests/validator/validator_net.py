@@ -50,9 +50,17 @@ SALT = bytes(range(32))
 def p2p_config() -> P2PConfig:
     """Loopback settings; the mesh degree covers the whole star (every miner talks to the validator only)."""
     return P2PConfig(
-        listen_addrs=["/ip4/127.0.0.1/tcp/0"], reconnect_interval=0.5, identity_fetch_timeout=2.0,
-        publish_rate=50.0, publish_burst=50, request_timeout=20.0, request_rate=20.0, request_burst=40,
-        gossip_degree=16, gossip_degree_low=4, gossip_degree_high=24,
+        listen_addrs=["/ip4/127.0.0.1/tcp/0"],
+        reconnect_interval=0.5,
+        identity_fetch_timeout=2.0,
+        publish_rate=50.0,
+        publish_burst=50,
+        request_timeout=20.0,
+        request_rate=20.0,
+        request_burst=40,
+        gossip_degree=16,
+        gossip_degree_low=4,
+        gossip_degree_high=24,
     )
 
 
@@ -130,6 +138,7 @@ class ScriptedMiner:
     bundle: Path | None = None
     salt: bytes = field(default_factory=lambda: os.urandom(32))
     receipts: list[Any] = field(default_factory=list)
+    receipt_bytes: list[bytes] = field(default_factory=list)
     proofs: list[Any] = field(default_factory=list)
     reveal_answer: str = ""
     commit_value: bytes | None = None  # a copier publishes a commitment it saw instead of its own
@@ -138,7 +147,13 @@ class ScriptedMiner:
     def address(self) -> str:
         return self.signer.address
 
-    async def start(self, nursery: trio.Nursery, validator_p2p: P2PService) -> None:
+    async def start(
+        self,
+        nursery: trio.Nursery,
+        validator_p2p: P2PService | None = None,
+        validator_at: tuple[Any, list[Any]] | None = None,
+    ) -> None:
+        """Start the host and connect to the validator (its service, or its (peer id, addrs))."""
         self.p2p = P2PService(
             p2p_config(),
             self.root / self.name,
@@ -150,8 +165,28 @@ class ScriptedMiner:
         self.p2p.gossip.on(TaskAnnouncement, self._on_announcement)
         self.p2p.requests.register(RECEIPT, self._on_receipt)
         self.p2p.requests.register(PROOF, self._on_proof)
-        await self.p2p.host.connect(PeerInfo(validator_p2p.peer_id, validator_p2p.host.get_addrs()))
-        self.validator_peer = validator_p2p.peer_id
+        if validator_p2p is not None:
+            validator_at = (validator_p2p.peer_id, validator_p2p.host.get_addrs())
+        assert validator_at is not None
+        self.validator_peer, self.validator_addrs = validator_at
+        await self.reconnect()
+
+    async def reconnect(self, fresh: bool = False) -> None:
+        """Dial the validator (again: after it restarted, ``fresh`` drops the dead connection first)."""
+        assert self.p2p is not None
+        if fresh:
+            network = self.p2p.host.get_network()
+            unblock = getattr(network, "unblock_peer", None)
+            if unblock is not None:  # libp2p's negative dial cache would refuse the restarted validator
+                unblock(self.validator_peer)
+            try:
+                await self.p2p.host.disconnect(self.validator_peer)
+            except Exception:
+                pass
+        try:
+            await self.p2p.host.connect(PeerInfo(self.validator_peer, self.validator_addrs))
+        except Exception:
+            pass
 
     def _on_announcement(self, accepted: Accept, _origin: str) -> None:
         assert isinstance(accepted.signed.message, TaskAnnouncement)
@@ -159,6 +194,7 @@ class ScriptedMiner:
 
     async def _on_receipt(self, _peer: str, payload: bytes) -> bytes:
         self.receipts.append(decode(payload).message)
+        self.receipt_bytes.append(bytes(payload))
         return b""
 
     async def _on_proof(self, _peer: str, payload: bytes) -> bytes:
