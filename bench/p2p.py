@@ -39,7 +39,13 @@ BARE_PROTOCOL = "/magnet-bench/copy/1.0.0"
 # --- worker process -------------------------------------------------------------------------------
 
 def worker_main(index: int, root: Path) -> None:
+    import logging
+
     import trio
+
+    if os.environ.get("BENCH_DEBUG"):
+        logging.basicConfig(level=logging.WARNING, format=f"w{index} %(name)s %(message)s")
+        logging.getLogger("magnet.p2p.gossip").setLevel(logging.DEBUG)
 
     trio.run(Worker(index, root).run)
 
@@ -53,11 +59,13 @@ class Worker:
         self.deliveries: dict[int, list[float]] = {}
         self.published: dict[int, int] = {}
         self.cpu_mark = 0.0
+        self.rejections: dict[str, int] = {}
 
     async def run(self) -> None:
         import trio
 
         from p2p.config import P2PConfig
+        from p2p.events import MessageRejected
         from p2p.service import LocalPeer, P2PService
         from p2p.validation import AllowListAuthorizer
         from protocol.messages import ROLE_MINER, Commitment
@@ -75,6 +83,7 @@ class Worker:
             for node in self.nodes:
                 await nursery.start(node.run)
                 node.gossip.on(Commitment, self._on_commitment)
+                node.bus.subscribe(self._on_rejected, [MessageRejected])
             self.reply({"addrs": [node.addrs()[0] for node in self.nodes]})
             while True:
                 line = await trio.to_thread.run_sync(sys.stdin.readline)
@@ -93,6 +102,9 @@ class Worker:
     def reply(self, value: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(value) + "\n")
         sys.stdout.flush()
+
+    def _on_rejected(self, event: Any) -> None:
+        self.rejections[event.reason] = self.rejections.get(event.reason, 0) + 1
 
     def _on_commitment(self, accepted: Any, _origin: str) -> None:
         message = accepted.signed.message
@@ -133,7 +145,8 @@ class Worker:
         return {"cpu": time.process_time()}
 
     async def cmd_report(self, nursery: Any, phase: int) -> dict[str, Any]:
-        return {"latencies": self.deliveries.get(phase, []), "cpu": time.process_time()}
+        return {"latencies": self.deliveries.get(phase, []), "cpu": time.process_time(),
+                "rejections": dict(self.rejections)}
 
     async def cmd_blob_put(self, nursery: Any, size: int) -> dict[str, Any]:
         data = os.urandom(size)
@@ -249,6 +262,10 @@ def run_phase(fleet: Fleet, phase: int, rate: float, duration: float, drain: flo
     cpu = sum(r["cpu"] for r in reports) - cpu_before
     latencies = sorted(lat for r in reports for lat in r["latencies"])
     expected = published * (WORKERS * NODES_PER_WORKER - 1)
+    rejections: dict[str, int] = {}
+    for report in reports:
+        for reason, count in report["rejections"].items():
+            rejections[reason] = rejections.get(reason, 0) + count
     within_1s = sum(1 for lat in latencies if lat <= 1000)
     return {
         "rate": rate, "published": published, "expected_deliveries": expected,
@@ -257,6 +274,7 @@ def run_phase(fleet: Fleet, phase: int, rate: float, duration: float, drain: flo
         "latency_ms_p50": round(percentile(latencies, 50), 1),
         "latency_ms_p99": round(percentile(latencies, 99), 1),
         "cpu_ms_per_msg_per_node": round(1000 * cpu / max(1, published * WORKERS * NODES_PER_WORKER), 2),
+        "rejections_so_far": rejections,
     }
 
 
@@ -330,7 +348,7 @@ def main() -> None:
             if args.only_blob:
                 print(json.dumps(blob_bench(fleet, args.blob_mb * 1024 * 1024, args.blob_repeats)))
                 return
-            time.sleep(4.0)  # meshes form (1 s heartbeat), identities spread
+            time.sleep(6.0)  # meshes form (1 s heartbeat), identities spread and get fetched
             idle_cpu_per_s = cpu_rate(fleet, 3.0)
             gossip_5 = run_phase(fleet, 1, 5.0, args.duration, drain=3.0)
             sweep, best_rate = [], 5.0 if gossip_5["delivered_within_1s_ratio"] >= 1.0 else 0.0

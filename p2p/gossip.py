@@ -98,7 +98,8 @@ class Gossip:
         self._fetching: dict[str, trio.Event] = {}
         self.received = 0
         self._delivered = LruCache(8192)  # gossip keys already handed to the application
-        reqresp.register(IDENTITY_REQUEST, self._serve_identity, max_request=256)
+        # A node joining a busy network may ask one relay for many identities at once.
+        reqresp.register(IDENTITY_REQUEST, self._serve_identity, max_request=256, rate=50.0, burst=200)
 
     # --- application API ------------------------------------------------------------------------
     def on(self, message_type: type[Message], handler: Handler) -> None:
@@ -184,6 +185,16 @@ class Gossip:
         finally:
             done.set()
             del self._fetching[peer_id]
+
+    async def ask_identity(self, peer: ID) -> None:
+        """Learn a neighbour's Identity from itself (a proven binding); retried once shortly after,
+        since a connection is reported before its streams can open."""
+        for delay in (0.2, 1.0):
+            await trio.sleep(delay)
+            if self.peerbook.get(peer.to_string()) is not None:
+                return
+            if await self._fetch_identity_from(peer, peer.to_string()):
+                return
 
     async def _fetch_identity_from(self, source: ID, peer_id: str) -> bool:
         try:

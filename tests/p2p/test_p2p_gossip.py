@@ -91,7 +91,7 @@ def test_three_nodes_deliver_valid_and_stop_invalid_at_the_first_hop(tmp_path: P
             await wait_for(lambda: c.local.signer.address in watch.commitments_at(a), 5, "delivery to a")
 
             reasons = await attack(attacker, c.local.signer)
-            await wait_for(lambda: bool(watch.banned[a.peer_id.to_string()]), 5, "the attacker's ban")
+            await wait_for(lambda: bool(watch.banned[a.peer_id.to_string()]), 10, "the attacker's ban")
             await trio.sleep(0.5)
 
             me = attacker.peer_id.to_string()
@@ -168,6 +168,8 @@ def test_ten_nodes_every_valid_message_everywhere_invalid_nowhere(
             watch = Watch([*nodes, attacker])
             await connect(attacker, nodes[first_hop])
             await trio.sleep(3.0)
+            # Every Identity reaches every node (repeated gossip + ask-on-connect), 10 nodes + attacker.
+            await wait_for(lambda: [len(n.peerbook) for n in nodes] == [11] * 10, 10, "every Identity")
 
             for node in nodes:
                 await node.gossip.publish(commitment(node.local.signer))
@@ -181,7 +183,7 @@ def test_ten_nodes_every_valid_message_everywhere_invalid_nowhere(
 
             await attack(attacker, nodes[1].local.signer)
             hop = nodes[first_hop].peer_id.to_string()
-            await wait_for(lambda: bool(watch.banned[hop]), 5, "the attacker's ban at the first hop")
+            await wait_for(lambda: bool(watch.banned[hop]), 10, "the attacker's ban at the first hop")
             await trio.sleep(1.0)
             assert {e.reason for e in watch.rejected[hop]} == {
                 "undecodable", "oversize", "bad_signature", "misbound", "replay"}
