@@ -6,7 +6,6 @@ JSON, no pickle) holds the latent weights and optimizer moments, so a killed run
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -16,10 +15,11 @@ from typing import Any
 import torch
 
 from trainer.bitnet.layers import lambda_schedule, set_quant_lambda
-from trainer.checkpoint import LoopState, job_fingerprint, load_checkpoint, save_checkpoint
+from trainer.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from trainer.data import IGNORE_INDEX
 from trainer.models import pick_dtype
 from trainer.recipes.base import Reporter, TrainJob
+from trainer.recipes.dpo import resume_fingerprint
 
 
 def lr_at(step: int, total: int, hp: dict[str, Any]) -> float:
@@ -51,9 +51,7 @@ class BitnetLoop:
             self.trainable.values(), lr=hp["lr"], weight_decay=hp["weight_decay"]
         )
         self.state = LoopState(total_steps=int(job.max_steps or hp["max_steps"]))
-        self.fingerprint = job_fingerprint(
-            {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
-        )
+        self.fingerprint = resume_fingerprint(job)
         # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
         self.budget_s = job.budget_s
         self.last_step_s = 0.0

@@ -40,6 +40,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
+from trainer.recipes.instruct import RESUME_INDEPENDENT_FIELDS
 
 EVAL_BATCH_PAIRS = 4
 
@@ -114,6 +115,12 @@ def dpo_loss(
     return losses.mean(), margin.detach()
 
 
+def resume_fingerprint(job: TrainJob) -> str:
+    """Identifies a job for resuming; budget, threads, device and checkpoint interval may change."""
+    fields = dataclasses.asdict(job)
+    return job_fingerprint({k: v for k, v in fields.items() if k not in RESUME_INDEPENDENT_FIELDS})
+
+
 SAVE_RESERVE = 0.1  # share of a job's budget kept for saving the artifact after the loop
 
 
@@ -163,9 +170,7 @@ class DPOLoop:
         total = max(1, math.ceil(len(pairs) / per_step * float(hp["epochs"])))
         self.state = LoopState(total_steps=min(total, job.max_steps) if job.max_steps else total)
         self.reference: dict[int, torch.Tensor] = {}  # pair index -> (2,) reference log-probs
-        self.fingerprint = job_fingerprint(
-            {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
-        )
+        self.fingerprint = resume_fingerprint(job)
         # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
         self.budget_s = job.budget_s
         self.last_step_s = 0.0

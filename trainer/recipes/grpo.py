@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from trainer.artifacts import check_lora_artifact_dir, check_lora_manifest
-from trainer.checkpoint import LoopState, job_fingerprint, load_checkpoint, save_checkpoint
+from trainer.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from trainer.data import PromptExample, load_examples, split
 from trainer.lora import load_adapter, load_base_model, load_tokenizer, qlora_available
 from trainer.models import pick_device, pick_dtype
@@ -39,7 +39,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
-from trainer.recipes.dpo import loop_budget, lora_model, stop_signal
+from trainer.recipes.dpo import loop_budget, lora_model, resume_fingerprint, stop_signal
 from trainer.rewards import RewardFn, UnknownReward, check_reward_spec, combined_reward
 
 DEFAULT_REWARDS = "exact_answer:1.0,format:0.2"
@@ -219,9 +219,7 @@ class GRPOLoop:
             self.trainable.values(), lr=hp["lr"], weight_decay=hp["weight_decay"]
         )
         self.state = LoopState(total_steps=int(job.max_steps or hp["max_steps"]))
-        self.fingerprint = job_fingerprint(
-            {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
-        )
+        self.fingerprint = resume_fingerprint(job)
         # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
         self.budget_s = job.budget_s
         self.last_step_s = 0.0

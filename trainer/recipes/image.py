@@ -13,7 +13,6 @@ seeds, with the caption and with the empty prompt, through that same loader.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from trainer.checkpoint import LoopState, job_fingerprint, load_checkpoint, save_checkpoint
+from trainer.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from trainer.data import ImageCaptionExample, load_examples, split
 from trainer.diffusion_models import untyped_diffusers
 from trainer.models import pick_device, pick_dtype
@@ -39,7 +38,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
-from trainer.recipes.dpo import loop_budget, stop_signal
+from trainer.recipes.dpo import loop_budget, resume_fingerprint, stop_signal
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -262,9 +261,7 @@ class ImageLoop:
             self.trainable.values(), lr=hp["lr"], weight_decay=hp["weight_decay"]
         )
         self.state = LoopState(total_steps=int(job.max_steps or hp["max_steps"]))
-        self.fingerprint = job_fingerprint(
-            {k: v for k, v in dataclasses.asdict(job).items() if k != "budget_s"}
-        )
+        self.fingerprint = resume_fingerprint(job)
         # Loop seconds allowed; the recipe lowers it by what preparing took and a reserve for saving.
         self.budget_s = job.budget_s
         self.last_step_s = 0.0
