@@ -2,9 +2,13 @@
 
 Measures the time to aggregate scores into weights (and epoch amounts) for 10,000 miners over
 7 days of tasks: pools of 12, each miner in about 4 tasks a day (280,000 task scores). Target:
-under 5 s. Evaluations per hour need the evaluation worker (trainer) and are not measured here.
+under 5 s. And evaluations per hour of the tiny model: one artifact (a LoRA adapter of a tiny
+Llama-style model, trained a few steps) scored on the private test and synthetic splits of a task
+made from the bundled GSM8K subset, each in a fresh sandboxed worker process (what the validator
+runs per artifact), one at a time and ``--workers`` at once.
 
-Run: ``.venv/bin/python bench/validator.py [--miners N] [--days D] [--tasks-per-day T] [--repeat R]``
+Run: ``.venv/bin/python bench/validator.py [--miners N] [--days D] [--tasks-per-day T] [--repeat R]
+[--evaluations N] [--workers W]`` (``--evaluations 0`` skips the evaluation part)
 """
 
 from __future__ import annotations
@@ -68,6 +72,8 @@ def main() -> None:
     parser.add_argument("--tasks-per-day", type=int, default=4, help="tasks per miner per day")
     parser.add_argument("--pool", type=int, default=12)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--evaluations", type=int, default=3, help="sandboxed evaluations timed (0: skip)")
+    parser.add_argument("--workers", type=int, default=2, help="evaluations run at once in the parallel run")
     args = parser.parse_args()
     cfg = ValidatorConfig()
     now = 1_000 * DAY
@@ -100,8 +106,52 @@ def main() -> None:
             "weights_and_amounts_s": round(total, 4),
             "target_s": 5.0, "under_target": total < 5.0,
         },
-        "evaluations_per_hour": "not measured: needs the evaluation worker",
+        "evaluations": evaluations_per_hour(args.evaluations, args.workers) if args.evaluations else None,
     }, indent=2))
+
+
+def evaluations_per_hour(count: int, workers: int) -> dict[str, object]:
+    """Time ``count`` sandboxed evaluations one at a time, then ``count`` with ``workers`` at once."""
+    import tempfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    from trainer.models import tiny_llama
+    from trainer.recipes.base import NullReporter, TrainJob, get_recipe
+    from validator.sandbox import evaluation_job, run_sandboxed
+    from validator.tasks import bundled_dataset, prepare_task
+
+    cfg = ValidatorConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        base = tiny_llama(root / "base", seed=1)
+        task = prepare_task(b"\x07" * 32, bundled_dataset(), "instruct", str(base), root / "tasks", "organic",
+                            cfg)
+        recipe = get_recipe("instruct")
+        train = TrainJob(kind="instruct", base_model_dir=str(base), train_file=str(task.train_file),
+                         output_dir=str(root / "adapter"), hparams={"max_length": 256, "lora_r": 8}, max_steps=5,
+                         device="cpu", threads=1)
+        trained = recipe.train(train, NullReporter())
+        rows = min(cfg.eval_max_examples, len(task.test_file.read_text().splitlines()))
+        bundle = recipe.export(Path(trained.artifact_dir), root / "adapter.bundle")
+        splits = {"test": task.test_file, "synthetic": task.synthetic_file}
+        job = evaluation_job("instruct", base, bundle, splits, 10**9, cfg)
+
+        def one(i: int) -> float:
+            outcome = run_sandboxed(job, root / "eval" / str(i), cfg)
+            assert outcome.losses.keys() == {"test", "synthetic"}, outcome
+            return outcome.seconds
+
+        serial = [one(i) for i in range(count)]
+        start = time.perf_counter()
+        with ThreadPoolExecutor(workers) as pool:
+            list(pool.map(one, range(count, 2 * count)))
+        parallel_s = time.perf_counter() - start
+    per_eval = statistics.median(serial)
+    return {
+        "model_params": task.model_params, "rows_per_split": rows,
+        "eval_s_median": round(per_eval, 2), "per_hour_one_worker": round(3600 / per_eval, 1),
+        "workers": workers, "per_hour_parallel": round(3600 * count / parallel_s, 1),
+    }
 
 
 if __name__ == "__main__":
