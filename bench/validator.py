@@ -128,8 +128,8 @@ def evaluations_per_hour(count: int, workers: int) -> dict[str, object]:
                             cfg)
         recipe = get_recipe("instruct")
         train = TrainJob(kind="instruct", base_model_dir=str(base), train_file=str(task.train_file),
-                         output_dir=str(root / "adapter"), hparams={"max_length": 256, "lora_r": 8}, max_steps=5,
-                         device="cpu", threads=1)
+                         output_dir=str(root / "adapter"), hparams={"max_length": 256, "lora_r": 8},
+                         max_steps=5, device="cpu", threads=1)
         trained = recipe.train(train, NullReporter())
         rows = min(cfg.eval_max_examples, len(task.test_file.read_text().splitlines()))
         bundle = recipe.export(Path(trained.artifact_dir), root / "adapter.bundle")
