@@ -62,7 +62,7 @@ def leaderboard(rows: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
     for r in sorted(rows, key=lambda r: (r["rank"] == 0, r["rank"])):
         rank = str(r["rank"]) if r["rank"] else "-"
         lines.append(
-            f"{rank:>4}  {names.get(r['miner'], '?'):<10} {r['miner']:<42} {r['test_loss']:>10.4f} "
+            f"{rank:>4}  {names.get(r['miner'], 'outside'):<10} {r['miner']:<42} {r['test_loss']:>10.4f} "
             f"{r['synthetic_loss']:>10.4f} {r['score']:>8.3f} {tokens(r['amount']):>14}"
         )
     return lines

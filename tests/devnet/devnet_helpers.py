@@ -62,6 +62,7 @@ def make_wallet(data_dir: Path) -> Path:
     """A miner wallet in ``data_dir`` (via `magnet init`), and the password file that opens it."""
     password_file = data_dir.parent / f"{data_dir.name}.password"
     password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
     done = subprocess.run(
         [
             sys.executable,
