@@ -310,3 +310,47 @@ def test_settle_post_once_and_audit(parts: Any, tmp_path: Path) -> None:
     assert report.agrees and report.tasks == 2 and report.receipts == 6 and report.chain_checked == 1, report
     lying = ValidatorConfig(place_scores=[3.0, 2.0, 1.0])  # other parameters than the validator used
     assert not audit_files(files, domain, lying).agrees
+
+
+def test_audit_and_status_commands(parts: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from node.cli import main
+    from node.profile import NetworkProfile
+
+    settled_task(parts, {LocalSigner.create(): 5 * 10**9, LocalSigner.create(): 6 * 10**9}, 0, DOMAIN)
+    chain = registry_access(_NoChain(), parts.signer.address)
+    closer = EpochCloser(parts.db, DOMAIN, parts.signer, FakeNet(), chain, tmp_path / "epochs")
+    trio.run(closer.close, 0, 1)
+    profile = NetworkProfile(
+        "test",
+        DOMAIN.chain_id,
+        "http://127.0.0.1:9",
+        DOMAIN.verifying_contract,
+        "0x" + "33" * 20,
+        bytes(range(32)),
+    )
+    profile.save(tmp_path / "profile.json")
+    files = [str(p) for p in (tmp_path / "epochs").glob("*.json")]
+    code = main(["audit", *files, "--network", str(tmp_path / "profile.json"), "--no-chain", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0 and report["agrees"] and report["receipts"] == 2
+    code = main(["status", "--json", "--data-dir", str(tmp_path)])
+    status = json.loads(capsys.readouterr().out)
+    assert code == 0 and status["validator"]["tasks"][0]["phase"] == "receipts"
+    assert len(status["validator"]["miners"]) == 2
+    code = main(["task", "create", "--data", str(tmp_path / "x.jsonl"), "--data-dir", str(tmp_path)])
+    assert code == 9 and "start one with `magnet validator`" in capsys.readouterr().err
+
+
+class _NoChain:
+    """A registry stand-in that has seen no post (the epoch is then posted through post_epoch)."""
+
+    def current_epoch(self) -> int:
+        return 1
+
+    def post(self, epoch: int, validator: str) -> None:
+        return None
+
+    def post_epoch(self, epoch: int, root: bytes, file_hash: bytes, total: int) -> Any:
+        return type("Tx", (), {"tx_hash": "0x" + "ab" * 32})()
