@@ -65,7 +65,9 @@ class P2PConfig:
                        "messages/s, each costing every node ~5-10 ms CPU: 100 nodes at 300 s = 3 ms/s each."),
     )
     identity_fetch_timeout: float = field(
-        default=3.0, metadata=_help("Seconds to wait for an unknown sender's Identity from a peer.")
+        default=1.0,
+        metadata=_help("Seconds a message from a sender whose Identity is unknown waits for it to be "
+                       "fetched (the fetch goes on in the background); after that it is dropped."),
     )
     ban_threshold: int = field(default=5, metadata=_help("Rejected messages after which a peer is banned."))
     ban_duration: float = field(default=900.0, metadata=_help("Seconds a banned peer stays disconnected."))

@@ -52,6 +52,7 @@ from protocol.signing import SignedMessage
 log = logging.getLogger("magnet.p2p.gossip")
 
 IDENTITY_REQUEST = "identity"
+IDENTITY_FETCH_DEADLINE = 5.0  # seconds a background Identity request may take
 ALL_TOPICS = frozenset(TOPIC_PREFIX + name for name in TOPIC_TYPES)
 
 Handler = Callable[[Accept, str], Awaitable[None] | None]
@@ -96,6 +97,7 @@ class Gossip:
         self.own_identity: bytes | None = None
         self._local_seq = 0
         self._fetching: dict[str, trio.Event] = {}
+        self._nursery: trio.Nursery | None = None
         self.received = 0
         self._delivered = LruCache(8192)  # gossip keys already handed to the application
         # A node joining a busy network may ask one relay for many identities at once.
@@ -108,6 +110,7 @@ class Gossip:
 
     async def subscribe_all(self, nursery: trio.Nursery) -> None:
         """Join every MAGNET topic and start delivering to handlers."""
+        self._nursery = nursery
         for name in TOPIC_TYPES:
             full = TOPIC_PREFIX + name
             self.pubsub.set_topic_validator(full, self._validate, is_async_validator=True)
@@ -169,18 +172,27 @@ class Gossip:
                                       rejections=count))
 
     async def _fetch_identity(self, peer_id: str, forwarder: ID) -> None:
-        """Ask the origin (if connected) or the relaying peer for the origin's signed Identity."""
+        """Have the origin's Identity fetched (from the origin if connected, else the relaying
+        peer), waiting at most ``identity_fetch_timeout`` for it.
+
+        The fetch runs in the background with a longer deadline: the validator holds up the
+        stream it was reading from, and a peer slow to answer (or itself waiting on us) must not
+        stall that stream for long. Later messages of the origin find the binding in place.
+        """
         pending = self._fetching.get(peer_id)
+        if pending is None and self._nursery is not None:
+            pending = self._fetching[peer_id] = trio.Event()
+            self._nursery.start_soon(self._fetch_in_background, peer_id, forwarder, pending)
         if pending is not None:
             with trio.move_on_after(self.config.identity_fetch_timeout):
                 await pending.wait()
-            return
-        done = self._fetching[peer_id] = trio.Event()
+
+    async def _fetch_in_background(self, peer_id: str, forwarder: ID, done: trio.Event) -> None:
         try:
             origin = ID.from_base58(peer_id)
             sources = [origin, forwarder] if origin != forwarder else [origin]
             for source in sources:
-                if await self._fetch_identity_from(source, peer_id):
+                if await self._fetch_identity_from(source, peer_id, IDENTITY_FETCH_DEADLINE):
                     return
         finally:
             done.set()
@@ -196,10 +208,11 @@ class Gossip:
             if await self._fetch_identity_from(peer, peer.to_string()):
                 return
 
-    async def _fetch_identity_from(self, source: ID, peer_id: str) -> bool:
+    async def _fetch_identity_from(self, source: ID, peer_id: str,
+                                   timeout: float = IDENTITY_FETCH_DEADLINE) -> bool:
         try:
             raw = await self.reqresp.request(source, IDENTITY_REQUEST, peer_id.encode(), dial=False,
-                                             timeout=self.config.identity_fetch_timeout)
+                                             timeout=timeout)
             identity = self.checker.check_identity(raw, peer_id)
         except (RequestFailed, RequestRefused, ProtocolError) as exc:
             log.debug("identity of %s not obtained from %s: %s", peer_id, source, exc)

@@ -43,11 +43,13 @@ async def connect(a: P2PService, b: P2PService) -> None:
     await a.host.connect(PeerInfo(b.peer_id, b.host.get_addrs()))
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+async def wait_for(condition: Callable[[], bool], timeout: float, what: str,
+                   explain: Callable[[], object] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            detail = f": {explain()}" if explain is not None else ""
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}{detail}")
         await trio.sleep(0.05)
 
 

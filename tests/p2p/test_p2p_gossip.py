@@ -169,7 +169,13 @@ def test_ten_nodes_every_valid_message_everywhere_invalid_nowhere(
             await connect(attacker, nodes[first_hop])
             await trio.sleep(3.0)
             # Every Identity reaches every node (repeated gossip + ask-on-connect), 10 nodes + attacker.
-            await wait_for(lambda: [len(n.peerbook) for n in nodes] == [11] * 10, 10, "every Identity")
+            everyone = {n.peer_id.to_string(): i for i, n in enumerate([*nodes, attacker])}
+
+            def missing() -> dict[int, list[int]]:
+                return {i: sorted(everyone[p] for p in set(everyone) - set(n.peerbook.by_peer))
+                        for i, n in enumerate(nodes) if len(n.peerbook) < 11}
+
+            await wait_for(lambda: not missing(), 10, f"every Identity ({shape})", explain=missing)
 
             for node in nodes:
                 await node.gossip.publish(commitment(node.local.signer))
