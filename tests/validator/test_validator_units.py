@@ -354,3 +354,27 @@ class _NoChain:
 
     def post_epoch(self, epoch: int, root: bytes, file_hash: bytes, total: int) -> Any:
         return type("Tx", (), {"tx_hash": "0x" + "ab" * 32})()
+
+
+def test_synthetic_tasks_draw_from_the_pool_and_announce_the_test_split_hash(tmp_path: Path) -> None:
+    import random
+
+    from validator.lifecycle import _test_split_hash
+    from validator.tasks import PreparedTask, draw_synthetic_source, sample_rows, sha256_file
+
+    cfg = ValidatorConfig(synthetic_kinds={"instruct": 1.0, "dpo": 0.0})
+    kind, source = draw_synthetic_source(cfg, random.Random(1))
+    assert kind == "instruct" and source.name == "gsm8k_subset.jsonl"
+    data = sample_rows(source, kind, 50, random.Random(2), tmp_path / "sample.jsonl")
+    assert len(load_rows(data, kind)) == 50
+    with pytest.raises(TaskInputError, match="no kind"):
+        draw_synthetic_source(ValidatorConfig(synthetic_kinds={"instruct": 0.0}), random.Random(1))
+    (tmp_path / "test.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    synthetic = PreparedTask(
+        b"\x01" * 32, "instruct", "synthetic", "bundled", tmp_path, tmp_path, 1, 1, "arithmetic"
+    )
+    organic = PreparedTask(
+        b"\x01" * 32, "instruct", "organic", "bundled", tmp_path, tmp_path, 1, 1, "arithmetic"
+    )
+    assert _test_split_hash(synthetic) == sha256_file(tmp_path / "test.jsonl").hex()
+    assert _test_split_hash(organic) == "00" * 32  # organic tasks never disclose their test split
