@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import trio
-
 
 async def start_mining(core: Any) -> str:
     miner = _miner(core)
@@ -19,6 +17,8 @@ async def start_mining(core: Any) -> str:
 
 async def stop_mining(core: Any) -> str:
     """Stop taking tasks and stop a running training job (it resumes from its checkpoint later)."""
+    import trio  # already loaded by the core; not on the GUI's start path
+
     miner = _miner(core)
     await trio.to_thread.run_sync(miner.stop_mining)
     return str(miner.state)

@@ -57,9 +57,15 @@ class _Job(QRunnable):
         try:
             value = self.fn(*self.args)
         except BaseException as exc:  # delivered to the GUI, never lost on a pool thread
-            self.bridge.finished.emit(self.done, self.failed, None, exc)
+            self._hand_back(None, exc)
         else:
-            self.bridge.finished.emit(self.done, self.failed, value, None)
+            self._hand_back(value, None)
+
+    def _hand_back(self, value: Any, error: BaseException | None) -> None:
+        try:
+            self.bridge.finished.emit(self.done, self.failed, value, error)
+        except RuntimeError:  # the app quit while this ran: nobody is left to tell
+            log.debug("a background job ended after the app quit")
 
 
 class CoreBridge(QObject):

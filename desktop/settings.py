@@ -12,9 +12,10 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from node.config import Config
+if TYPE_CHECKING:
+    from node.config import Config
 
 SETTINGS_FILE = "desktop.json"
 NETWORK_PROFILE = "profile"  # a network profile file
