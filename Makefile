@@ -54,3 +54,13 @@ bench: install
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+
+# The desktop bundle (PyInstaller onedir) and a Linux .deb; heavy, so not part of `make test`.
+.PHONY: installer test-installer
+installer: install
+	$(PIP) install -q -c constraints.txt -e '.[installer]'
+	QT_QPA_PLATFORM=offscreen $(PY) installer/make_icons.py
+	$(PY) installer/build.py
+
+test-installer: installer
+	$(PY) installer/check_bundle.py
