@@ -56,6 +56,7 @@ class JobDriver:
     on_event: Callable[[dict[str, Any]], None] = lambda _e: None
     on_alert: Callable[[str, str], None] = lambda _problem, _action: None
     command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "miner.train_child"])
+    env: dict[str, str] = field(default_factory=dict)  # extra environment (CUDA_VISIBLE_DEVICES for one GPU)
     restarts: int = 0
     handle: WorkerHandle | None = None
     final_started: bool = False  # autoresearch handed over to its final run
@@ -176,6 +177,7 @@ class JobDriver:
             "PYTHONUNBUFFERED": "1",
             "TOKENIZERS_PARALLELISM": "false",
             "TORCHDYNAMO_DISABLE": "1",
+            **self.env,
         }
         proc = subprocess.Popen(
             cmd,

@@ -239,6 +239,9 @@ class TaskSteps:
             on_event=lambda e: self._on_job_event(task, e),
             on_alert=lambda p, a: self.svc.emit(ev.WatchdogAlert(task_id=task.id, problem=p, action=a)),
         )
+        gpu = cfg.gpu.partition(":")[2]
+        if cfg.gpu.startswith("cuda:") and gpu.isdigit():
+            self.driver.env["CUDA_VISIBLE_DEVICES"] = gpu  # the one GPU this miner may use
         self.driver.restarts = task.restarts
         try:
             with trio.move_on_at(self._deadline_clock(task)) as scope:
