@@ -107,9 +107,10 @@ class JobDriver:
         self, receive: trio.MemoryReceiveChannel[dict[str, Any]], spec: JobSpec
     ) -> dict[str, Any]:
         searching = spec.autoresearch and not spec.plan and spec.search_cutoff > 0
+        alive = False  # the child has loaded its libraries and spoken: only then is a slow search its fault
         while True:
             wait = self.stall_timeout_s
-            if searching and not self.final_started:
+            if searching and alive and not self.final_started:
                 wait = min(wait, max(0.0, spec.search_cutoff - time.time()))
                 if wait <= 0:
                     return {
@@ -125,6 +126,7 @@ class JobDriver:
             if (
                 waiting.cancelled_caught
                 and searching
+                and alive
                 and not self.final_started
                 and time.time() >= spec.search_cutoff
             ):
@@ -144,6 +146,7 @@ class JobDriver:
                     "reason": str(event.get("message", ""))[:300],
                     "final": final,
                 }
+            alive = True
             if event.get("event") == "final_plan":
                 self.final_started = True
             self.on_event(event)
