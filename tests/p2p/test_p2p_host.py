@@ -76,6 +76,7 @@ def open_inet_sockets() -> int:
     return len(psutil.Process().net_connections(kind="inet"))
 
 
+@pytest.mark.slow
 def test_starting_and_stopping_ten_nodes_leaves_nothing_behind(tmp_path: Path) -> None:
     gc.collect()
     sockets_before, threads_before = open_inet_sockets(), threading.active_count()
