@@ -1,0 +1,105 @@
+"""Pseudo-gradient compression with error feedback.
+
+The miner adds the residual of its last compression to the new pseudo-gradient before compressing,
+and keeps what was not sent for next time, so nothing is lost for good, only delayed (the buffer
+lives across rounds; `ErrorFeedback.save` / `load` keep it across restarts as safetensors).
+
+Payload tensors per parameter ``name`` (what goes on the wire):
+  * topk: ``name:idx`` int32 [k] (flat positions) and ``name:val`` float16 [k];
+  * int8: ``name:q`` int8 [blocks, block] and ``name:scale`` float32 [blocks] (absmax / 127 per block).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from trainer.diloco.config import CompressionConfig
+from trainer.diloco.params import Params
+
+if TYPE_CHECKING:
+    import torch
+
+Payload = dict[str, "torch.Tensor"]
+
+
+def compress(delta: Params, cfg: CompressionConfig) -> Payload:
+    """The wire payload of ``delta`` (see the module docstring for names and shapes)."""
+    out: Payload = {}
+    for name, tensor in delta.items():
+        part = _topk(tensor, cfg.topk_fraction) if cfg.scheme == "topk" else _int8(tensor, cfg.block)
+        out.update({f"{name}:{key}": value for key, value in part.items()})
+    return out
+
+
+def decompress(payload: Payload, shapes: dict[str, tuple[int, ...]], scheme: str) -> Params:
+    """Dense float32 tensors from a payload already checked by `codec.decode_contribution`."""
+    import torch
+
+    dense: Params = {}
+    for name, shape in shapes.items():
+        numel = math.prod(shape)
+        if scheme == "topk":
+            flat = torch.zeros(numel, dtype=torch.float32)
+            flat[payload[f"{name}:idx"].long()] = payload[f"{name}:val"].float()
+        else:
+            # q [blocks, block] x scale [blocks, 1] -> flat [blocks * block], padding cut off
+            q, scale = payload[f"{name}:q"], payload[f"{name}:scale"]
+            flat = (q.float() * scale.float().unsqueeze(1)).reshape(-1)[:numel]
+        dense[name] = flat.view(shape)
+    return dense
+
+
+def _topk(tensor: torch.Tensor, fraction: float) -> Payload:
+    flat = tensor.reshape(-1)
+    k = max(1, math.ceil(fraction * flat.numel()))
+    idx = flat.abs().topk(k, sorted=False).indices
+    idx = idx.sort().values  # sorted positions: a canonical payload, and duplicates easy to spot
+    return {"idx": idx.to(dtypes()["int32"]), "val": flat[idx].half()}
+
+
+def _int8(tensor: torch.Tensor, block: int) -> Payload:
+    import torch
+
+    flat = tensor.reshape(-1).float()
+    blocks = math.ceil(flat.numel() / block)
+    padded = torch.zeros(blocks * block, dtype=torch.float32)
+    padded[: flat.numel()] = flat
+    rows = padded.view(blocks, block)  # [blocks, block]
+    scale = rows.abs().amax(dim=1) / 127.0
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(rows / safe.unsqueeze(1)).clamp(-127, 127).to(torch.int8)
+    return {"q": q, "scale": scale}
+
+
+def dtypes() -> dict[str, torch.dtype]:
+    import torch
+
+    return {"int32": torch.int32, "float16": torch.float16, "int8": torch.int8, "float32": torch.float32}
+
+
+class ErrorFeedback:
+    """The residual buffer: compress(delta + residual), keep what was not sent."""
+
+    def __init__(self, cfg: CompressionConfig) -> None:
+        self.cfg = cfg
+        self.residual: Params = {}
+
+    def step(self, delta: Params) -> tuple[Payload, Params]:
+        """(payload to send, the dense tensors the receiver will reconstruct)."""
+        acc = {n: t + self.residual[n] if n in self.residual else t.clone() for n, t in delta.items()}
+        payload = compress(acc, self.cfg)
+        sent = decompress(payload, {n: tuple(t.shape) for n, t in acc.items()}, self.cfg.scheme)
+        self.residual = {n: acc[n] - sent[n] for n in acc}
+        return payload, sent
+
+    def save(self, path: Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({n: t.contiguous() for n, t in self.residual.items()}, str(path))
+
+    def load(self, path: Path) -> None:
+        from safetensors.torch import load_file
+
+        self.residual = dict(load_file(str(path)))

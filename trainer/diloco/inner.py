@@ -1,0 +1,41 @@
+"""The miner's inner loop: H AdamW steps on its shard from the global model -> pseudo-gradient.
+
+The inner optimizer starts fresh every round: miners join and leave at round boundaries and a
+miner may get another shard next round, so stale Adam moments would help little and cost state.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from trainer.diloco.config import InnerConfig
+from trainer.diloco.params import Params, batch_loss
+
+if TYPE_CHECKING:
+    import torch
+
+
+def inner_train(
+    model: torch.nn.Module, global_params: Params, shard: torch.Tensor, cfg: InnerConfig, seed: int
+) -> Params:
+    """H AdamW steps on batches drawn from ``shard`` [n, seq_len]; returns the local parameters."""
+    import torch
+
+    local = {n: t.clone().requires_grad_(True) for n, t in global_params.items()}
+    opt = torch.optim.AdamW(local.values(), lr=cfg.inner_lr, weight_decay=cfg.weight_decay)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(cfg.inner_steps):
+        rows = torch.randint(0, shard.shape[0], (cfg.batch_size,), generator=gen)
+        loss = batch_loss(model, local, shard[rows])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        torch.nn.utils.clip_grad_norm_(list(local.values()), cfg.max_grad_norm)
+        opt.step()
+    model.eval()
+    return {n: t.detach() for n, t in local.items()}
+
+
+def pseudo_gradient(global_params: Params, local_params: Params) -> Params:
+    """global minus local, per tensor: the outer step applies it like a gradient."""
+    return {n: global_params[n] - local_params[n] for n in global_params}
