@@ -29,6 +29,7 @@ class Recorder:
         self.states: list[str] = []
         self.progress: list[float] = []
         self.receipts: list[Any] = []
+        self.alerts: list[str] = []
 
     def on_event_miner_state_changed(self, event: Any) -> None:
         self.states.append(event.state)
@@ -38,6 +39,12 @@ class Recorder:
 
     def on_event_miner_receipt_received(self, event: Any) -> None:
         self.receipts.append(event)
+
+    def on_event_miner_watchdog(self, event: Any) -> None:
+        self.alerts.append(f"{event.problem}: {event.action}")
+
+    def on_event_miner_task_given_up(self, event: Any) -> None:
+        self.alerts.append(f"given up: {event.reason}")
 
 
 @contextmanager
@@ -55,7 +62,7 @@ def app_on_devnet(qtbot: Any, data_dir: Path, tmp_path: Path, train_s: int) -> I
         "80",
         "--no-autoresearch",
     )
-    desktop = None
+    desktop, recorder = None, None
     try:
         profile, miner_toml = devnet.wait_for_files(timeout=90)
         DesktopSettings(
@@ -79,6 +86,7 @@ def app_on_devnet(qtbot: Any, data_dir: Path, tmp_path: Path, train_s: int) -> I
         yield window, recorder
     except BaseException:
         print(devnet.output())
+        print("miner alerts seen by the app:", recorder.alerts if recorder else "-")
         raise
     finally:
         if desktop is not None:
@@ -91,7 +99,7 @@ def app_on_devnet(qtbot: Any, data_dir: Path, tmp_path: Path, train_s: int) -> I
 def test_start_mining_shows_states_progress_and_a_receipt(
     qtbot: Any, wallet_data_dir: Path, tmp_path: Path
 ) -> None:
-    with app_on_devnet(qtbot, wallet_data_dir, tmp_path, train_s=150) as (window, recorder):
+    with app_on_devnet(qtbot, wallet_data_dir, tmp_path, train_s=240) as (window, recorder):
         qtbot.waitUntil(lambda: "training" in recorder.states, timeout=120_000)
         qtbot.waitUntil(lambda: any(p > 0 for p in recorder.progress), timeout=240_000)
         assert "training" in window.mine.state.text().lower() or recorder.receipts
