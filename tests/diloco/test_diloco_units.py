@@ -1,0 +1,179 @@
+"""Unit tests of the DiLoCo parts on small tensors (no model): shards, compression, codec, copies,
+the outer step and the merge's exclusion of rejected contributions."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from trainer.diloco.codec import (
+    ContributionHeader,
+    ContributionRejected,
+    Expected,
+    decode_contribution,
+    encode_contribution,
+)
+from trainer.diloco.compress import ErrorFeedback, compress
+from trainer.diloco.config import CompressionConfig
+from trainer.diloco.params import params_hash
+from trainer.diloco.shards import assign_shards, miner_seed
+from validator.diloco.copies import find_copies
+from validator.diloco.merge import OuterNesterov, average
+
+SHAPES = {"a.weight": (6, 5), "b.bias": (7,)}
+BASE = "ab" * 32
+
+
+def delta(seed: int, scale: float = 1.0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {n: scale * torch.randn(s, generator=gen) for n, s in SHAPES.items()}
+
+
+def blob(
+    scheme: str = "int8", rnd: int = 3, base: str = BASE, d: dict | None = None, shapes: dict | None = None
+) -> bytes:
+    payload = compress(d if d is not None else delta(0), CompressionConfig(scheme=scheme, topk_fraction=0.3))
+    return encode_contribution(payload, ContributionHeader(rnd, base, scheme, shapes or dict(SHAPES)))
+
+
+NAN = {"a.weight": torch.full((6, 5), float("nan")), "b.bias": torch.zeros(7)}
+
+
+def expected(scheme: str = "int8", max_bytes: int = 1 << 20) -> Expected:
+    return Expected(3, BASE, scheme, dict(SHAPES), max_bytes)
+
+
+def test_assignment_is_deterministic_and_unique_within_a_round() -> None:
+    miners = [f"0x{i:040x}" for i in range(1, 9)]
+    first = assign_shards(miners, 4, 7, 10)
+    assert first == assign_shards(list(reversed(miners)), 4, 7, 10)  # order of arrival does not matter
+    assert len(set(first.values())) == len(miners)  # no two miners share a shard
+    assert first != assign_shards(miners, 5, 7, 10)  # a new round reshuffles
+    assert miner_seed(miners[0], 4, 7) != miner_seed(miners[1], 4, 7)
+    with pytest.raises(ValueError, match="twice"):
+        assign_shards([miners[0], miners[0].upper()], 1, 0, 4)
+
+
+@pytest.mark.parametrize("scheme", ["int8", "topk"])
+def test_round_trip_and_error_feedback(scheme: str) -> None:
+    cfg = CompressionConfig(scheme=scheme, topk_fraction=0.25, block=8)
+    fb = ErrorFeedback(cfg)
+    d = delta(1)
+    payload, sent = fb.step(d)
+    # what was not sent is kept exactly: sent + residual == the input
+    for n in d:
+        assert torch.allclose(sent[n] + fb.residual[n], d[n], atol=1e-6)
+    header = ContributionHeader(3, BASE, scheme, dict(SHAPES))
+    exp = Expected(3, BASE, scheme, SHAPES, 1 << 20)
+    _h, got = decode_contribution(encode_contribution(payload, header), exp)
+    for n in d:
+        assert torch.allclose(got[n], sent[n], atol=1e-6)
+    # over rounds the residual is re-sent: the running sum of what was sent approaches the total
+    total_sent = {n: sent[n].clone() for n in d}
+    for _ in range(30):
+        _p, s = fb.step({n: torch.zeros_like(t) for n, t in d.items()})
+        for n in d:
+            total_sent[n] += s[n]
+    for n in d:
+        assert (total_sent[n] - d[n]).abs().max() < 0.02
+
+
+def test_int8_error_is_small_and_topk_keeps_the_largest() -> None:
+    d = delta(2)
+    _p, sent = ErrorFeedback(CompressionConfig(scheme="int8")).step(d)
+    for n in d:
+        assert (sent[n] - d[n]).abs().max() <= d[n].abs().max() / 127 * 0.51 + 1e-7
+    _p, top = ErrorFeedback(CompressionConfig(scheme="topk", topk_fraction=0.2)).step(d)
+    flat, kept = d["a.weight"].reshape(-1), top["a.weight"].reshape(-1)
+    assert (kept != 0).sum() == 6  # ceil(0.2 * 30)
+    assert kept.abs().max() == pytest.approx(float(flat.abs().max()), rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: blob(), None),
+        (lambda: blob(base="cd" * 32), "stale"),
+        (lambda: blob(rnd=2), "wrong_round"),
+        (lambda: blob(scheme="topk"), "malformed"),  # the round uses int8
+        (lambda: b"\x80\x04\x95pickle", "malformed"),
+        (lambda: b"\x00" * 4, "malformed"),
+        (lambda: blob(shapes={"a.weight": (5, 6), "b.bias": (7,)}), "wrong_shape"),  # header disagrees
+        (lambda: blob(d={"a.weight": torch.zeros(6, 5)}, shapes={"a.weight": (6, 5)}), "wrong_shape"),
+        (lambda: blob(d={"a.weight": torch.zeros(6, 5), "b.bias": torch.zeros(300)}), "wrong_shape"),
+        (lambda: blob(d=NAN), "non_finite"),
+    ],
+)
+def test_decode_checks(make, reason: str | None) -> None:  # type: ignore[no-untyped-def]
+    if reason is None:
+        decode_contribution(make(), expected())
+        return
+    with pytest.raises(ContributionRejected) as err:
+        decode_contribution(make(), expected())
+    assert err.value.reason == reason
+
+
+def test_decode_refuses_oversize_and_bad_indices() -> None:
+    with pytest.raises(ContributionRejected, match="oversize"):
+        decode_contribution(blob(), expected(max_bytes=100))
+    from safetensors.torch import save
+
+    payload = compress(delta(0), CompressionConfig(scheme="topk", topk_fraction=0.3))
+    payload["b.bias:idx"] = payload["b.bias:idx"].clone()
+    payload["b.bias:idx"][-1] = 7  # one past the end of a 7-entry tensor
+    header = ContributionHeader(3, BASE, "topk", dict(SHAPES))
+    with pytest.raises(ContributionRejected, match="indices"):
+        decode_contribution(encode_contribution(payload, header), expected("topk"))
+    meta = {"diloco": json.dumps({"format": "other"})}
+    with pytest.raises(ContributionRejected, match="malformed"):
+        decode_contribution(save(payload, metadata=meta), expected("topk"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(max_size=400))
+def test_decode_never_crashes_on_garbage(data: bytes) -> None:
+    with pytest.raises(ContributionRejected):
+        decode_contribution(data, expected())
+
+
+def test_copies_scaled_and_perturbed_are_flagged_earliest_credited() -> None:
+    a, b = delta(10), delta(11)
+    gen = torch.Generator().manual_seed(3)
+    copy = {n: -0.0 + 2.0 * t + 0.05 * torch.randn(t.shape, generator=gen) for n, t in a.items()}
+    flags = find_copies([("A", a), ("B", b), ("X", copy)], threshold=0.9)
+    assert set(flags) == {"X"} and flags["X"][0] == "A" and flags["X"][1] > 0.99
+    assert set(find_copies([("X", copy), ("A", a)], threshold=0.9)) == {"A"}  # the earlier one is kept
+
+
+def test_outer_step_matches_torch_sgd_nesterov() -> None:
+    params = delta(20)
+    outer = OuterNesterov(lr=0.7, momentum=0.9)
+    ref = {n: torch.nn.Parameter(t.clone()) for n, t in params.items()}
+    opt = torch.optim.SGD(ref.values(), lr=0.7, momentum=0.9, nesterov=True)
+    for step in range(3):
+        grad = delta(30 + step, 0.1)
+        params = outer.step(params, grad)
+        for n, p in ref.items():
+            p.grad = grad[n].clone()
+        opt.step()
+    for n in params:
+        assert torch.allclose(params[n], ref[n].detach(), atol=1e-6)
+
+
+def test_average_weights() -> None:
+    a, b = {"w": torch.ones(2)}, {"w": 3 * torch.ones(2)}
+    assert torch.allclose(average([a, b])["w"], 2 * torch.ones(2))
+    assert torch.allclose(average([a, b], [3.0, 1.0])["w"], 1.5 * torch.ones(2))
+    assert torch.allclose(average([a, b], [-1.0, 1.0])["w"], 3 * torch.ones(2))  # negative weight -> 0
+
+
+def test_params_hash_names_the_model() -> None:
+    p = delta(0)
+    assert params_hash(p) == params_hash({n: t.clone() for n, t in p.items()})
+    q = dict(p)
+    q["b.bias"] = q["b.bias"] + 1e-3
+    assert params_hash(p) != params_hash(q)
