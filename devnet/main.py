@@ -198,7 +198,7 @@ def write_joiner_config(net: Devnet) -> Path:
         f"autoresearch = {str(m.autoresearch).lower()}\npause_on_battery = false\n"
         f"budget_fraction = {m.budget_fraction}\nsearch_max_trials = {m.search_max_trials}\n"
         f"search_final_fraction = {m.search_final_fraction}\ncommit_margin_s = {m.commit_margin_s}\n"
-        f"checkpoint_interval_s = {m.checkpoint_interval_s}\nmax_threads = {m.max_threads}\n"
+        f"checkpoint_interval_s = {m.checkpoint_interval_s}\nmax_threads = {m.max_threads}\nnice = {m.nice}\n"
         f'pinned_hparams = {{{pinned}}}\n\n[p2p]\nlisten_addrs = ["/ip4/127.0.0.1/tcp/0"]\n'
     )
     path = net.root / "miner.toml"
