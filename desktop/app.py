@@ -22,7 +22,7 @@ from PySide6.QtWidgets import QApplication, QInputDialog, QLineEdit
 from desktop.bridge import CORE_FAILED, CoreBridge
 from desktop.corebuild import LaunchOptions, build_core, password_without_asking
 from desktop.devnet import LocalDevnet
-from desktop.settings import NETWORK_DEVNET, DesktopSettings
+from desktop.settings import NETWORK_DEVNET, DesktopSettings, chosen_data_dir
 from desktop.tray import Tray, tray_available
 from desktop.window import MainWindow
 from desktop.wizard import FirstRunWizard
@@ -42,11 +42,18 @@ def parse_options(argv: Sequence[str]) -> LaunchOptions:
         parser.add_argument(flag, default="")
     args, _ = parser.parse_known_args(list(argv))
     return LaunchOptions(
-        data_dir=resolve_data_dir(str(Path(args.data_dir).expanduser().resolve()) if args.data_dir else ""),
+        data_dir=resolve_data_dir(configured_data_dir(args.data_dir)),
         config_file=Path(args.config) if args.config else None,
         network=args.network,
         password_file=args.password_file,
     )
+
+
+def configured_data_dir(given: str) -> str:
+    """``--data-dir``, else MAGNET_HOME (resolve_data_dir reads it), else the folder chosen in Settings."""
+    if given:
+        return str(Path(given).expanduser().resolve())
+    return "" if os.environ.get("MAGNET_HOME") else chosen_data_dir()
 
 
 def app_icon() -> QIcon:

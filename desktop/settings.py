@@ -90,3 +90,22 @@ def _apply_miner_file(config: Config, path: Path) -> None:
 
     data: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
     apply_mapping(config, {k: v for k, v in data.items() if k in ("miner", "p2p")}, source=str(path))
+
+
+def data_dir_pointer() -> Path:
+    """Where the app remembers a data folder chosen on the Settings screen (per user, not per folder)."""
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir("magnet")) / "desktop-data-dir"
+
+
+def chosen_data_dir() -> str:
+    """The folder chosen in Settings, or "" (then MAGNET_HOME or the platform's folder applies)."""
+    pointer = data_dir_pointer()
+    return pointer.read_text(encoding="utf-8").strip() if pointer.exists() else ""
+
+
+def choose_data_dir(path: Path) -> None:
+    pointer = data_dir_pointer()
+    pointer.parent.mkdir(parents=True, exist_ok=True)
+    pointer.write_text(str(path), encoding="utf-8")

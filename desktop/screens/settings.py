@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from desktop import autostart
-from desktop.settings import DesktopSettings
+from desktop.settings import DesktopSettings, choose_data_dir
 from miner.config import ALL_KINDS
 from miner.policy import ScheduleError, parse_schedule
 
@@ -87,7 +87,13 @@ class SettingsScreen(QWidget):
         pick.addWidget(browse)
         form3.addRow("Network profile", pick)
         form3.addRow("Bootstrap peers", self.peers)
-        form3.addRow("Data folder", QLabel(str(self.data_dir)))
+        self.folder = QLabel(str(self.data_dir))
+        move = QPushButton("Change...")
+        move.clicked.connect(self._choose_folder)
+        folder = QHBoxLayout()
+        folder.addWidget(self.folder, 1)
+        folder.addWidget(move)
+        form3.addRow("Data folder", folder)
         form3.addRow(self.login)
         save = QPushButton("Save")
         save.clicked.connect(self.save)
@@ -115,6 +121,23 @@ class SettingsScreen(QWidget):
         path, _ = QFileDialog.getOpenFileName(self, "Network profile", str(self.data_dir), "JSON (*.json)")
         if path:
             self.network_file.setText(path)
+
+    def _choose_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Data folder", str(self.data_dir))
+        if path:
+            self.use_folder(Path(path))
+
+    def use_folder(self, path: Path) -> None:
+        """Remember ``path`` for the next start (the running node keeps its folder: it holds its lock)."""
+        try:
+            choose_data_dir(path)
+        except OSError as exc:
+            self.message.setText(f"The folder could not be remembered: {exc}.")
+            return
+        self.folder.setText(f"{self.data_dir} (next start: {path})")
+        self.message.setText(
+            f"MAGNET will use {path} from its next start; it makes a wallet there if it has none."
+        )
 
     def save(self) -> bool:
         schedule = [part.strip() for part in self.schedule.text().split(";") if part.strip()]

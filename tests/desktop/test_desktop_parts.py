@@ -72,3 +72,18 @@ def test_errors_say_what_happened_and_what_to_do(tmp_path: Path) -> None:
 def test_secrets_never_reach_an_error_message() -> None:
     key = "0x" + "4c" * 32
     assert key not in in_words(RuntimeError(f"failed with key {key}"))
+
+
+def test_a_data_folder_chosen_in_settings_is_used_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from desktop.app import parse_options
+    from desktop.settings import choose_data_dir
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.delenv("MAGNET_HOME", raising=False)
+    choose_data_dir(tmp_path / "chosen")
+    assert parse_options([]).data_dir == (tmp_path / "chosen").resolve()
+    assert parse_options(["--data-dir", str(tmp_path / "given")]).data_dir == (tmp_path / "given").resolve()
+    monkeypatch.setenv("MAGNET_HOME", str(tmp_path / "home"))
+    assert parse_options([]).data_dir == (tmp_path / "home").resolve()
