@@ -11,12 +11,12 @@ from collections.abc import Iterator
 
 import pytest
 import torch
-from diloco_world import World, build_world, datasets_dir
 
 from trainer.diloco.config import InnerConfig
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params, eval_loss
 from trainer.diloco.spec import RoundSpec
+from trainer.diloco.world import SHARED_DATASETS, World, build_world
 from validator.diloco.rounds import DilocoValidator, Participant, RoundConfig, RoundResult, run_rounds
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,9 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return build_world(tmp_path_factory.mktemp("diloco"), datasets_dir())
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"{SHARED_DATASETS} is absent: the shared datasets sit beside the clone in CI")
+    return build_world(tmp_path_factory.mktemp("diloco"), SHARED_DATASETS)
 
 
 @pytest.fixture(scope="module")

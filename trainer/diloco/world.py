@@ -1,5 +1,6 @@
-"""A tiny two-domain DiLoCo world for tests and the benchmark: a tiny Llama with a tokenizer trained
-on GSM8K and HH text, shards of each domain, and a validator batch held out from both."""
+"""A tiny two-domain DiLoCo world for tests, the benchmark and the devnet: a tiny Llama with a
+tokenizer trained on GSM8K and HH text, shards of each domain, a validator batch held out from both.
+Imports torch and transformers at module level: never import it on a GUI start path."""
 
 from __future__ import annotations
 
@@ -14,16 +15,7 @@ from trainer.diloco.params import Params, model_params
 from trainer.models import tiny_llama
 
 SEQ_LEN = 64
-SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"
-
-
-def datasets_dir() -> Path:
-    """../shared/datasets beside the clone; the test is skipped where it is absent (as tests/conftest)."""
-    import pytest
-
-    if not SHARED_DATASETS.is_dir():
-        pytest.skip(f"{SHARED_DATASETS} is absent: the shared datasets sit beside the clone in CI")
-    return SHARED_DATASETS
+SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"  # beside the clone
 
 
 @dataclass(frozen=True)
@@ -35,14 +27,18 @@ class World:
     val_by_domain: dict[str, torch.Tensor]
 
 
-def build_world(tmp: Path, datasets: Path, texts: int = 60, shards_per_domain: int = 5) -> World:
-    """``texts`` texts per domain for shards, 24 more per domain held out for the validator."""
+def build_world(
+    tmp: Path, datasets: Path, texts: int = 60, shards_per_domain: int = 5, hidden: int = 64
+) -> World:
+    """``texts`` texts per domain for shards, 24 more per domain held out for the validator
+    (12 windows of each domain); the model is written to ``tmp``."""
     held = 24
     raw = {d: domain_texts(d, texts + held, datasets) for d in ("gsm8k", "hh")}
-    model_dir = tiny_llama(tmp / "tiny", corpus=[t for ts in raw.values() for t in ts], seed=0)
+    model_dir = tiny_llama(tmp / "tiny", hidden=hidden, corpus=[t for ts in raw.values() for t in ts])
     tok = AutoTokenizer.from_pretrained(str(model_dir))
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(model_dir))
+    model.train(False)  # dropout off; the inner loop switches training on for its own steps
     sets, val = [], {}
     for domain, ts in raw.items():
         sets.append(split_shards(token_windows(tok, ts[:texts], SEQ_LEN), shards_per_domain, domain))
