@@ -33,6 +33,7 @@ from miner.policy import Machine, TaskOffer, Verdict, admit, may_mine_now
 from miner.rewards import RewardRejected, accept_proof, accept_receipt, claim_one
 from miner.steps import GiveUp, TaskSteps
 from node.events import Event
+from node.logs import short_hash
 from node.service import CoreContext, TaskStatus
 from p2p.reqresp import RequestRefused
 from protocol.encoding import decode
@@ -480,7 +481,12 @@ class MinerService:
                 log.info("claim for epoch %d not done yet: %s", proof.epoch, exc)
                 continue
             self.db.mark_claimed(row["receipt_hash"], tx or "claimed by someone else")
-            log.info("claimed %d units for epoch %d (%s)", proof.amount, proof.epoch, tx or "already claimed")
+            log.info(
+                "claimed %d units for epoch %d (%s)",
+                proof.amount,
+                proof.epoch,
+                short_hash(tx) if tx else "already claimed",
+            )
             self.emit(ev.Claimed(epoch=proof.epoch, amount=proof.amount, tx_hash=tx))
 
     async def _network_loop(self) -> None:
