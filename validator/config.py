@@ -172,6 +172,9 @@ class ValidatorConfig:
 
     # --- service loops, API (validator.service, validator.api) ---
     tick_s: float = field(default=0.25, metadata=_help("Seconds between task lifecycle steps."))
+    reannounce_s: float = field(
+        default=60.0, metadata=_help("Seconds between repeats of a task's announcement during its join "
+                                     "window (gossip is lossy, miners come late); 0: announce once."))
     epoch_poll_s: float = field(default=1.0, metadata=_help("Seconds between epoch checks on chain."))
     join_answer_wait_s: float = field(
         default=10.0, metadata=_help("Most seconds a join request waits for the pool draw before the "

@@ -99,6 +99,7 @@ class TaskEngine:
         self.chain = chain
         self.drawn: dict[str, trio.Event] = {}
         self.evaluating: set[tuple[str, str]] = set()
+        self.announced_at: dict[str, float] = {}
         workers = cfg.eval_workers or max(1, (os.cpu_count() or 2) // 2)
         self.limiter = trio.CapacityLimiter(workers)
         self.nursery: trio.Nursery | None = None
@@ -153,6 +154,13 @@ class TaskEngine:
         self.db.update_task(task.id, phase="joining", announcement=signed)
         await self.net.publish(signed)
 
+    async def _reannounce(self, task: TaskRow) -> None:
+        """Repeat the announcement (signed anew: a replay would be dropped) every ``reannounce_s``."""
+        last = self.announced_at.setdefault(task.id, time.time())
+        if self.cfg.reannounce_s > 0 and time.time() - last >= self.cfg.reannounce_s:
+            self.announced_at[task.id] = time.time()
+            await self.net.publish(encode(sign(self._announcement(task), self.domain, self.signer)))
+
     def _announcement(self, task: TaskRow) -> TaskAnnouncement:
         directory = Path(task.dir)
         base_size = (directory / "base.bundle").stat().st_size
@@ -187,6 +195,7 @@ class TaskEngine:
 
     async def _step_joining(self, task: TaskRow) -> None:
         if time.time() < task.join_by:
+            await self._reannounce(task)
             return
         queued = self.db.joiners(task.id, "queued")
         window = max(self.cfg.join_min_s, task.join_by - task.created_at)
@@ -411,6 +420,8 @@ class TaskEngine:
     # --- scoring and receipts -------------------------------------------------------------------
     async def _step_scoring(self, task: TaskRow) -> None:
         epoch = await trio.to_thread.run_sync(self.chain.current_epoch) if self.chain else 0
+        while self.db.epoch(epoch) is not None:  # the chain moved on and this epoch is already closed
+            epoch += 1
         payouts = {j["miner"]: j["payout"] for j in self.db.joiners(task.id, "selected")}
         count = settle(task, self.db, self.cfg, epoch, self.domain, self.signer, payouts, now_ms())
         log.info("task %s: %d receipts signed for epoch %d", task.id[:14], count, epoch)

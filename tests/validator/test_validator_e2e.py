@@ -121,7 +121,10 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             await nursery.start(service.run, core)
             for miner in miners.values():
                 await miner.start(nursery, service.p2p)
-            await trio.sleep(2.5)  # let the gossip mesh form
+            mesh = service.p2p.gossip.router.mesh
+            await wait_until(
+                lambda: len(mesh.get("/magnet/1/tasks", ())) >= len(miners), 30, "the gossip mesh"
+            )
             assert service.engine is not None and service.db is not None
             db = service.db
             task_id = await trio.to_thread.run_sync(

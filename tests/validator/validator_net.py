@@ -22,6 +22,7 @@ from libp2p.peer.peerinfo import PeerInfo
 
 from node.store import Store
 from p2p.config import P2PConfig
+from p2p.reqresp import RequestFailed
 from p2p.service import LocalPeer, P2PService
 from p2p.validation import Accept, AllowListAuthorizer
 from protocol.bundle import extract_bundle
@@ -67,7 +68,7 @@ def p2p_config() -> P2PConfig:
 def validator_config(**changes: Any) -> ValidatorConfig:
     cfg = ValidatorConfig(
         time_scale=1.0,
-        join_min_s=4.0,
+        join_min_s=10.0,
         reveal_min_s=40.0,
         ideal_min_pool=2,
         min_pool_to_start=2,
@@ -75,6 +76,7 @@ def validator_config(**changes: Any) -> ValidatorConfig:
         eval_workers=2,
         eval_max_examples=12,
         tick_s=0.2,
+        reannounce_s=2.0,
         epoch_poll_s=0.5,
         place_scores=[3.0, 1.5, 0.5],
         join_answer_wait_s=12.0,
@@ -254,7 +256,10 @@ class ScriptedMiner:
         salt = os.urandom(32) if self.behaviour.mode == "bad_salt" else self.salt
         if len(data) <= task.max_artifact_bytes:
             blob = self.p2p.store.put_file(self.bundle, public=False)
-            await self.p2p.blobs.push(self.validator_peer, blob)
+            try:
+                await self.p2p.blobs.push(self.validator_peer, blob)
+            except Exception as exc:  # blobs.push lets a failed stream open escape as libp2p's own error
+                raise RequestFailed(f"artifact push failed: {exc!r}") from exc
         message = Reveal(
             task_id=task.task_id,
             miner=self.address,

@@ -28,10 +28,10 @@ def main() -> int:
     config.p2p.listen_addrs = [f"/ip4/127.0.0.1/tcp/{port}"]
     config.p2p.request_rate, config.p2p.request_burst = 20.0, 40
     v = config.validator
-    v.time_scale, v.join_min_s, v.reveal_min_s = 1.0, 4.0, 40.0
+    v.time_scale, v.join_min_s, v.reveal_min_s = 1.0, 10.0, 40.0
     v.ideal_min_pool, v.min_pool_to_start, v.join_retries = 2, 2, 1
     v.eval_workers, v.eval_max_examples, v.tick_s, v.epoch_poll_s = 2, 8, 0.2, 0.5
-    v.place_scores = [3.0, 1.5, 0.5]
+    v.place_scores, v.reannounce_s = [3.0, 1.5, 0.5], 2.0
     core = NodeCore(config, LocalSigner(bytes.fromhex(os.environ["MAGNET_TEST_VALIDATOR_KEY"])))
     core.plug_in("validator")
     core.start()
