@@ -158,3 +158,32 @@ def test_leaver_does_not_stop_the_round(played: tuple) -> None:
     assert second.verdicts[L].reason == "left"
     assert second.model_sha256 != results[0].model_sha256  # the round merged without it
     assert L not in third.verdicts
+
+
+def test_merge_uses_exactly_the_accepted_contributions(world: World) -> None:
+    """The new global model is the outer step over the accepted deltas only (noise left out), and
+    score weighting changes the merge."""
+    from trainer.diloco.codec import Expected, decode_contribution
+    from validator.diloco.merge import OuterNesterov, average
+
+    cfg = RoundConfig(inner=InnerConfig(inner_steps=4, batch_size=4), score_weighted=True)
+    v = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"s")
+    miners = [DilocoMiner(A, world.model, world.shards), DilocoMiner(B, world.model, world.shards),
+              NoiseMiner(N, world.model, world.shards)]  # fmt: skip
+    for m in miners:
+        v.join(m.address)
+    spec = v.open_round(0)
+    blobs = {m.address: m.contribute(spec, world.params) for m in miners}
+    for i, (miner, data) in enumerate(blobs.items()):
+        v.submit(miner, data, received_ms=i)
+    result = v.close_round()
+    assert {m for m, x in result.verdicts.items() if x.accepted} == {A, B}
+    shapes = {n: tuple(t.shape) for n, t in world.params.items()}
+    exp = Expected(1, spec.base_model_sha256, "int8", shapes, 1 << 26)
+    deltas = [decode_contribution(blobs[m], exp)[1] for m in (A, B)]
+    scores = [result.verdicts[m].gains.score for m in (A, B)]  # type: ignore[union-attr]
+    want = OuterNesterov(0.7, 0.9).step(world.params, average(deltas, scores))
+    uniform = OuterNesterov(0.7, 0.9).step(world.params, average(deltas))
+    for n in want:
+        assert torch.allclose(v.params[n], want[n], atol=1e-6)
+    assert any(not torch.allclose(v.params[n], uniform[n], atol=1e-7) for n in want)
