@@ -177,3 +177,23 @@ def test_params_hash_names_the_model() -> None:
     q = dict(p)
     q["b.bias"] = q["b.bias"] + 1e-3
     assert params_hash(p) != params_hash(q)
+
+
+def test_state_survives_a_restart(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The miner's residual and the validator's momentum buffer come back from safetensors files."""
+    cfg = CompressionConfig(scheme="topk", topk_fraction=0.2)
+    fb = ErrorFeedback(cfg)
+    fb.step(delta(5))
+    fb.save(tmp_path / "residual.safetensors")
+    again = ErrorFeedback(cfg)
+    again.load(tmp_path / "residual.safetensors")
+    p1, _ = fb.step(delta(6))
+    p2, _ = again.step(delta(6))
+    assert all(torch.equal(p1[k], p2[k]) for k in p1)
+    outer = OuterNesterov()
+    params = outer.step(delta(7), delta(8, 0.1))
+    outer.save(tmp_path / "momentum.safetensors")
+    resumed = OuterNesterov()
+    resumed.load(tmp_path / "momentum.safetensors")
+    a, b = outer.step(params, delta(9, 0.1)), resumed.step(params, delta(9, 0.1))
+    assert all(torch.equal(a[k], b[k]) for k in a)
