@@ -129,13 +129,15 @@ def run_hf_trainer(model_dir: Path, tokenized: list[Any], pad_id: int, steps: in
     from transformers import Trainer, TrainingArguments
 
     model = fresh_lora_model(model_dir)
-    counted = {"tokens": 0}
+    # Trainer's dataloader collates one batch more than it trains on (checked: 4 collations for
+    # max_steps=3), so only the first `steps` batches count.
+    batch_tokens: list[int] = []
 
     def collate(features: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         from trainer.data import TokenizedExample
 
         batch = collate_padded([TokenizedExample(f["input_ids"], f["labels"]) for f in features], pad_id)
-        counted["tokens"] += int(batch["attention_mask"].sum())
+        batch_tokens.append(int(batch["attention_mask"].sum()))
         return batch
 
     dataset = [{"input_ids": t.input_ids, "labels": t.labels} for t in tokenized]
@@ -152,7 +154,7 @@ def run_hf_trainer(model_dir: Path, tokenized: list[Any], pad_id: int, steps: in
 
             def body() -> int:
                 trainer.train()
-                return counted["tokens"]
+                return sum(batch_tokens[:steps])
 
             timing = measured(body)
     return timing
