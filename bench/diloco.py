@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--scheme", choices=["int8", "topk"], default="int8")
     ap.add_argument("--texts", type=int, default=300, help="texts per domain")
+    ap.add_argument("--outer-lr", type=float, default=0.7)
+    ap.add_argument("--outer-momentum", type=float, default=0.9)
     ap.add_argument("--datasets", type=Path, default=SHARED_DATASETS)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -78,6 +80,7 @@ def main() -> None:
     inner = InnerConfig(inner_steps=args.inner_steps, batch_size=args.batch)
     report: dict[str, object] = {
         "miners": args.miners, "inner_steps": args.inner_steps, "rounds": args.rounds, "scheme": args.scheme,
+        "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
         "initial_loss": eval_loss(world.model, world.params, world.val),
     }  # fmt: skip
     t0 = time.time()
@@ -85,7 +88,10 @@ def main() -> None:
     report["sync_loss"] = eval_loss(world.model, sync, world.val)
     report["sync_s"] = round(time.time() - t0, 1)
     t0 = time.time()
-    cfg = RoundConfig(inner=inner, compression=CompressionConfig(scheme=args.scheme))
+    cfg = RoundConfig(
+        inner=inner, compression=CompressionConfig(scheme=args.scheme),
+        outer_lr=args.outer_lr, outer_momentum=args.outer_momentum,
+    )  # fmt: skip
     v = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"bench")
     miners = [CountingMiner(f"0x{i + 1:040x}", world.model, world.shards) for i in range(args.miners)]
     results = run_rounds(v, [Participant(m) for m in miners], args.rounds)

@@ -30,6 +30,7 @@ class GauntletConfig:
     eval_scale: float = 1.0  # how much of the pseudo-gradient is applied for scoring
     min_gain: float = 0.0  # own-shard gain (nats) a contribution must exceed
     min_gain_share: float = 0.2  # ... and this share of the round's median own-shard gain
+    eval_windows: int = 32  # windows sampled from a shard for scoring (a batch, not the whole shard)
     min_advantage: float = 0.0  # own-shard gain minus random-shard gain it must exceed
 
 

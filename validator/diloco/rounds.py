@@ -183,10 +183,23 @@ class DilocoValidator:
         other = self._random_shard(own, spec, miner)
         batches = {
             "val": ("val", self.val),
-            "own": (f"shard{own}", self.shards.shards[own]),
-            "random": (f"shard{other}", self.shards.shards[other]),
+            "own": (f"shard{own}", self._sample(spec, own)),
+            "random": (f"shard{other}", self._sample(spec, other)),
         }
         return measure(cache, delta, batches, self.cfg.gauntlet)
+
+    def _sample(self, spec: RoundSpec, shard: int) -> torch.Tensor:
+        """Up to ``eval_windows`` rows of a shard [n, seq_len], the same rows for every miner this
+        round (so the before-loss is computed once), drawn from the validator's secret."""
+        import torch
+
+        windows = self.shards.shards[shard]
+        n = self.cfg.gauntlet.eval_windows
+        if windows.shape[0] <= n:
+            return windows
+        digest = hashlib.sha256(self._secret + f"sample:{spec.round}:{shard}".encode()).digest()
+        gen = torch.Generator().manual_seed(int.from_bytes(digest[:8], "big") >> 1)
+        return windows[torch.randperm(windows.shape[0], generator=gen)[:n]]
 
     def _random_shard(self, own: int, spec: RoundSpec, miner: str) -> int:
         """A shard other than ``own``, from another domain when there is one; drawn from the
