@@ -70,6 +70,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--scheme", choices=["int8", "topk"], default="int8")
     ap.add_argument("--texts", type=int, default=300, help="texts per domain")
+    ap.add_argument("--topk-fraction", type=float, default=0.1)
     ap.add_argument("--outer-lr", type=float, default=0.7)
     ap.add_argument("--outer-momentum", type=float, default=0.9)
     ap.add_argument("--datasets", type=Path, default=SHARED_DATASETS)
@@ -80,6 +81,7 @@ def main() -> None:
     inner = InnerConfig(inner_steps=args.inner_steps, batch_size=args.batch)
     report: dict[str, object] = {
         "miners": args.miners, "inner_steps": args.inner_steps, "rounds": args.rounds, "scheme": args.scheme,
+        "topk_fraction": args.topk_fraction if args.scheme == "topk" else None,
         "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
         "initial_loss": eval_loss(world.model, world.params, world.val),
     }  # fmt: skip
@@ -89,7 +91,7 @@ def main() -> None:
     report["sync_s"] = round(time.time() - t0, 1)
     t0 = time.time()
     cfg = RoundConfig(
-        inner=inner, compression=CompressionConfig(scheme=args.scheme),
+        inner=inner, compression=CompressionConfig(scheme=args.scheme, topk_fraction=args.topk_fraction),
         outer_lr=args.outer_lr, outer_momentum=args.outer_momentum,
     )  # fmt: skip
     v = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"bench")
