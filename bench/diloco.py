@@ -71,6 +71,7 @@ def main() -> None:
     ap.add_argument("--scheme", choices=["int8", "topk"], default="int8")
     ap.add_argument("--texts", type=int, default=300, help="texts per domain")
     ap.add_argument("--topk-fraction", type=float, default=0.1)
+    ap.add_argument("--keep-adam", action="store_true", help="miners keep AdamW state across rounds")
     ap.add_argument("--outer-lr", type=float, default=0.7)
     ap.add_argument("--outer-momentum", type=float, default=0.9)
     ap.add_argument("--datasets", type=Path, default=SHARED_DATASETS)
@@ -78,11 +79,11 @@ def main() -> None:
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         world = build_world(Path(tmp), args.datasets, texts=args.texts, shards_per_domain=args.miners // 2)
-    inner = InnerConfig(inner_steps=args.inner_steps, batch_size=args.batch)
+    inner = InnerConfig(inner_steps=args.inner_steps, batch_size=args.batch, keep_adam_state=args.keep_adam)
     report: dict[str, object] = {
         "miners": args.miners, "inner_steps": args.inner_steps, "rounds": args.rounds, "scheme": args.scheme,
         "topk_fraction": args.topk_fraction if args.scheme == "topk" else None,
-        "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
+        "keep_adam": args.keep_adam, "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
         "initial_loss": eval_loss(world.model, world.params, world.val),
     }  # fmt: skip
     t0 = time.time()

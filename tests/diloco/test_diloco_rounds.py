@@ -187,3 +187,16 @@ def test_merge_uses_exactly_the_accepted_contributions(world: World) -> None:
     for n in want:
         assert torch.allclose(v.params[n], want[n], atol=1e-6)
     assert any(not torch.allclose(v.params[n], uniform[n], atol=1e-7) for n in want)
+
+
+def test_adam_state_carries_over_rounds_only_when_asked(world: World) -> None:
+    from trainer.diloco.inner import inner_train
+
+    cfg = InnerConfig(inner_steps=2, batch_size=2, keep_adam_state=True)
+    state: dict = {}
+    first = inner_train(world.model, world.params, world.shards.shards[0], cfg, seed=1, adam_state=state)
+    inner_train(world.model, first, world.shards.shards[0], cfg, seed=2, adam_state=state)
+    steps = {float(s["step"]) for s in state["opt"]["state"].values()}
+    assert steps == {4.0}  # two rounds of two steps on one optimizer state
+    fresh = inner_train(world.model, world.params, world.shards.shards[0], cfg, seed=1)
+    assert all(torch.equal(fresh[n], first[n]) for n in fresh)  # same seed, fresh state: same result

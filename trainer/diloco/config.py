@@ -16,6 +16,7 @@ class InnerConfig:
     batch_size: int = 8  # windows per step
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    keep_adam_state: bool = False  # carry the miner's AdamW moments into its next round (as DiLoCo does)
 
     def __post_init__(self) -> None:
         if self.inner_steps < 1 or self.batch_size < 1:

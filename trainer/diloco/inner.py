@@ -1,12 +1,13 @@
 """The miner's inner loop: H AdamW steps on its shard from the global model -> pseudo-gradient.
 
-The inner optimizer starts fresh every round: miners join and leave at round boundaries and a
-miner may get another shard next round, so stale Adam moments would help little and cost state.
+By default the inner optimizer starts fresh every round (miners join and leave at round boundaries
+and may get another shard next round); with ``keep_adam_state`` the miner carries its AdamW moments
+over, as the DiLoCo paper does (passed in and out as ``adam_state``).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainer.diloco.config import InnerConfig
 from trainer.diloco.params import Params, batch_loss
@@ -16,13 +17,17 @@ if TYPE_CHECKING:
 
 
 def inner_train(
-    model: torch.nn.Module, global_params: Params, shard: torch.Tensor, cfg: InnerConfig, seed: int
+    model: torch.nn.Module, global_params: Params, shard: torch.Tensor, cfg: InnerConfig, seed: int,
+    adam_state: dict[str, Any] | None = None,
 ) -> Params:
-    """H AdamW steps on batches drawn from ``shard`` [n, seq_len]; returns the local parameters."""
+    """H AdamW steps on batches drawn from ``shard`` [n, seq_len]; returns the local parameters.
+    ``adam_state`` (a dict, updated in place) carries the optimizer state between rounds."""
     import torch
 
     local = {n: t.clone().requires_grad_(True) for n, t in global_params.items()}
     opt = torch.optim.AdamW(local.values(), lr=cfg.inner_lr, weight_decay=cfg.weight_decay)
+    if adam_state:  # parameter order is the global model's name order, the same every round
+        opt.load_state_dict(adam_state["opt"])
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(cfg.inner_steps):
@@ -32,7 +37,9 @@ def inner_train(
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(list(local.values()), cfg.max_grad_norm)
         opt.step()
-    model.eval()
+    model.train(False)
+    if adam_state is not None:
+        adam_state["opt"] = opt.state_dict()
     return {n: t.detach() for n, t in local.items()}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from trainer.diloco.codec import ContributionHeader, encode_contribution
 from trainer.diloco.compress import ErrorFeedback
@@ -24,6 +24,7 @@ class DilocoMiner:
         self.model = model
         self.shards = shards
         self._feedback: ErrorFeedback | None = None
+        self._adam: dict[str, Any] = {}  # AdamW state kept across rounds when the round asks for it
 
     def shard_for(self, spec: RoundSpec) -> int:
         """The shard this miner trains on (overridden by tests' dishonest miners)."""
@@ -33,7 +34,8 @@ class DilocoMiner:
         """global minus local after H inner steps on this miner's shard."""
         shard = self.shards.shards[self.shard_for(spec)]
         seed = miner_seed(self.address, spec.round, spec.shard_seed)
-        local = inner_train(self.model, global_params, shard, spec.inner, seed)
+        adam = self._adam if spec.inner.keep_adam_state else None
+        local = inner_train(self.model, global_params, shard, spec.inner, seed, adam)
         return pseudo_gradient(global_params, local)
 
     def contribute(self, spec: RoundSpec, global_params: Params) -> bytes:
