@@ -24,9 +24,11 @@ def inner_train(
     ``adam_state`` (a dict, updated in place) carries the optimizer state between rounds."""
     import torch
 
-    local = {n: t.clone().requires_grad_(True) for n, t in global_params.items()}
+    # sorted names: AdamW state is matched to parameters by position, and the global model may
+    # arrive in any order (decoded safetensors), so fix the order every round
+    local = {n: global_params[n].clone().requires_grad_(True) for n in sorted(global_params)}
     opt = torch.optim.AdamW(local.values(), lr=cfg.inner_lr, weight_decay=cfg.weight_decay)
-    if adam_state:  # parameter order is the global model's name order, the same every round
+    if adam_state:
         opt.load_state_dict(adam_state["opt"])
     gen = torch.Generator().manual_seed(seed)
     model.train()
