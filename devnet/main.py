@@ -143,7 +143,7 @@ def _show_receipts(net: Devnet, outcome: TaskOutcome, printer: Printer, result: 
             result.problems.append(f"receipt of {r['miner']} does not verify: {exc}")
         printer.line(
             f"  {r['miner']} rank {r['rank'] or '-'}/{r['pool_size']} epoch {r['epoch']} "
-            f"amount {tokens(r['amount'])} MAG: {status}"
+            f"amount {tokens(r['amount'])} (x1e18, validator units): {status}"
         )
         held = {
             m["task_id"]

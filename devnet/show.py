@@ -57,7 +57,7 @@ def leaderboard(rows: list[dict[str, Any]], names: dict[str, str]) -> list[str]:
     """Ranked results of one task: rank, miner, losses, score, reward."""
     lines = [
         f"{'rank':>4}  {'miner':<10} {'address':<42} {'test loss':>10} {'synth loss':>10} "
-        f"{'points':>8} {'reward (MAG)':>14}"
+        f"{'points':>8} {'amount (e18)':>14}"
     ]
     for r in sorted(rows, key=lambda r: (r["rank"] == 0, r["rank"])):
         rank = str(r["rank"]) if r["rank"] else "-"
