@@ -101,9 +101,12 @@ def test_start_mining_shows_states_progress_and_a_receipt(
 ) -> None:
     with app_on_devnet(qtbot, wallet_data_dir, tmp_path, train_s=240) as (window, recorder):
         qtbot.waitUntil(lambda: "training" in recorder.states, timeout=120_000)
-        qtbot.waitUntil(lambda: any(p > 0 for p in recorder.progress), timeout=240_000)
-        assert "training" in window.mine.state.text().lower() or recorder.receipts
+        # On a quiet machine the final run can finish between two percent reports, so progress > 0
+        # is not guaranteed before the receipt: wait for either, then require progress events seen.
+        moved = lambda: any(p > 0 for p in recorder.progress) or bool(recorder.receipts)  # noqa: E731
+        qtbot.waitUntil(moved, timeout=240_000)
         qtbot.waitUntil(lambda: bool(recorder.receipts), timeout=300_000)
+        assert recorder.progress, "no training progress reached the GUI"
         assert recorder.receipts[0].verified, recorder.receipts[0].reason
         qtbot.waitUntil(lambda: window.wallet.receipt_rows() >= 1, timeout=10_000)
         verification = window.wallet.table.item(0, 6).text()
