@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = json.loads(args.job.read_text(encoding="utf-8"))
         apply_thread_cap(spec["train"].get("threads"))
-        apply_memory_cap(args.max_memory_bytes)
+        apply_memory_cap(args.max_memory_bytes, reporter)
         return run(spec, reporter)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt | SystemExit):

@@ -13,8 +13,10 @@ Protocol: one JSON object per line on stdout, each with an "event" field:
 Anything a library prints goes to stderr: fd 1 is redirected there before any heavy import, and the
 events are written to a private duplicate of the original stdout.
 
-Caps: `--max-memory-bytes` sets RLIMIT_AS before torch is imported, so an allocation over the cap
-fails inside this process (reported as kind "oom") and never touches the parent. `threads` in the job
+Caps: `--max-memory-bytes` caps host memory (see `apply_memory_cap`): with a CPU-only torch, RLIMIT_AS,
+so an allocation over the cap fails inside this process (reported as kind "oom") and never touches the
+parent; with a CUDA/ROCm build (whose libraries and driver need far more address space than any RAM
+cap), a resident-set watchdog that ends the job with kind "oom" (exit 3). `threads` in the job
 sets the BLAS/OpenMP thread counts and torch.set_num_threads. SIGTERM asks for a graceful stop
 (recipes that poll `should_stop()` checkpoint and return "cancelled"); the client follows with
 SIGKILL after a grace period.
@@ -95,23 +97,68 @@ class JsonLinesReporter:
         return self.stop_requested
 
 
-def apply_memory_cap(max_bytes: int | None) -> None:
+_memory_cap = "unlimited"
+
+
+def apply_memory_cap(max_bytes: int | None, reporter: JsonLinesReporter | None = None) -> None:
+    """Cap this process's host memory at `max_bytes` (call after `apply_thread_cap`: imports torch).
+
+    With a CPU-only torch build, RLIMIT_AS: an allocation over the cap raises MemoryError where it
+    happens, and the job reports "oom". A CUDA or ROCm build maps several GB of libraries and the
+    driver reserves more address space than any RAM cap, so there a watchdog thread samples the
+    resident set every 100 ms instead and ends the process with exit 3 ("oom") once it passes the cap.
+    """
+    global _memory_cap
     if max_bytes is None:
         return
-    try:
-        import resource
-    except ImportError:  # Windows: no RLIMIT_AS (a job object would be needed)
-        raise RuntimeError("a memory cap needs a POSIX system (RLIMIT_AS); run without one") from None
-    resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+    import torch
+
+    if torch.version.cuda is None and torch.version.hip is None:
+        try:
+            import resource
+        except ImportError:  # Windows: no RLIMIT_AS (a job object would be needed)
+            raise RuntimeError("a memory cap needs a POSIX system (RLIMIT_AS); run without one") from None
+        resource.setrlimit(resource.RLIMIT_AS, (max_bytes, max_bytes))
+        _memory_cap = f"address space {max_bytes}"
+    else:
+        start_rss_watchdog(max_bytes, reporter)
+        _memory_cap = f"resident set {max_bytes} (watchdog: RLIMIT_AS would stop CUDA from starting)"
 
 
-def address_space_cap() -> str:
-    try:
-        import resource
-    except ImportError:
-        return "unlimited"
-    cap = resource.getrlimit(resource.RLIMIT_AS)[0]
-    return "unlimited" if cap == resource.RLIM_INFINITY else str(cap)
+RSS_POLL_S = 0.1
+
+
+def start_rss_watchdog(max_bytes: int, reporter: JsonLinesReporter | None) -> None:
+    """Over the cap: report "oom" (on `reporter`, else stderr) and end this process with exit 3."""
+    import threading
+
+    import psutil
+
+    process = psutil.Process()
+
+    def watch() -> None:
+        while True:
+            rss = process.memory_info().rss
+            if rss > max_bytes:
+                message = (
+                    f"out of memory: host memory {rss >> 20} MiB passed the cap of {max_bytes >> 20} MiB; "
+                    "use a smaller micro-batch, a shorter max_length or a higher memory cap"
+                )
+                try:
+                    if reporter is not None:
+                        reporter.emit("error", kind="oom", message=message)
+                    else:
+                        print(message, file=sys.stderr, flush=True)
+                finally:
+                    os._exit(EXIT_OOM)
+            time.sleep(RSS_POLL_S)
+
+    threading.Thread(target=watch, name="rss-watchdog", daemon=True).start()
+
+
+def memory_cap() -> str:
+    """The host-memory cap in force, in words (for the worker's first log line)."""
+    return _memory_cap
 
 
 def apply_thread_cap(threads: int | None) -> None:
@@ -138,7 +185,7 @@ def run_job(job: Any, reporter: JsonLinesReporter) -> int:
 
     if job.threads is not None:
         torch.set_num_threads(job.threads)
-    reporter.log(f"caps: torch threads {torch.get_num_threads()}, address space {address_space_cap()}")
+    reporter.log(f"caps: torch threads {torch.get_num_threads()}, memory cap: {memory_cap()}")
     recipe = get_recipe(job.kind)
     if isinstance(job, EvalJob):
         metrics = recipe.evaluate(job, reporter)
@@ -177,7 +224,12 @@ def classify_failure(exc: BaseException) -> tuple[int, str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m trainer.worker", description="Run one trainer job.")
     parser.add_argument("job", type=Path, help="path of the job JSON file (TrainJob/EvalJob.to_json())")
-    parser.add_argument("--max-memory-bytes", type=int, default=None, help="RLIMIT_AS for this process")
+    parser.add_argument(
+        "--max-memory-bytes",
+        type=int,
+        default=None,
+        help="host memory cap for this job (RLIMIT_AS on CPU, a resident-set watchdog with CUDA)",
+    )
     args = parser.parse_args(argv)
 
     # Private copy of stdout for events; everything else printed to fd 1 lands on stderr.
@@ -197,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     try:
         apply_thread_cap(raw.get("threads") if isinstance(raw, dict) else None)
-        apply_memory_cap(args.max_memory_bytes)
+        apply_memory_cap(args.max_memory_bytes, reporter)
         from trainer.recipes.base import job_from_dict
 
         job = job_from_dict(raw)

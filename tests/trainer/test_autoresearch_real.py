@@ -110,14 +110,24 @@ def test_out_of_memory_in_the_real_recipe_is_retried_with_a_smaller_micro_batch(
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_genuine_cuda_out_of_memory_is_recovered(tiny_task: dict[str, Path]) -> None:
-    """A real CUDA OOM: the process may use only a sliver of the GPU, and the first micro-batch is big."""
-    model = tiny_llama(tiny_task["root"] / "gpu-model", vocab=4096, hidden=256, layers=2, heads=4,
+    """A real CUDA OOM: the process may use only a sliver of the GPU, and the first micro-batch is big.
+
+    Rows of 512 tokens through a 512-wide model: one row needs a few MiB of activations, the first
+    micro-batch of 64 rows several hundred, far over the 256 MiB the allocator is allowed here."""
+    model = tiny_llama(tiny_task["root"] / "gpu-model", vocab=4096, hidden=512, layers=2, heads=8,
                        max_positions=512)
+    rng = random.Random(3)
+    long_rows = [
+        {"question": " ".join(str(rng.randint(0, 999)) for _ in range(400)) + " What is the sum?",
+         "answer": f"#### {rng.randint(0, 99)}"}
+        for _ in range(128)
+    ]
+    train_file = _write(tiny_task["root"] / "gpu-long.jsonl", long_rows)
     total = torch.cuda.get_device_properties(0).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, 0.15 * 1024**3 / total))
+    torch.cuda.set_per_process_memory_fraction(min(1.0, 256 * 1024**2 / total))
     try:
-        job = TrainJob("instruct", str(model), str(tiny_task["train"]), str(tiny_task["root"] / "gpu" / "a"),
-                       hparams={"micro_batch_size": 16, "max_length": 512, "packing": False}, budget_s=60.0,
+        job = TrainJob("instruct", str(model), str(train_file), str(tiny_task["root"] / "gpu" / "a"),
+                       hparams={"micro_batch_size": 64, "max_length": 512, "packing": False}, budget_s=60.0,
                        device="cuda")
         result = autoresearch(job, RecordingReporter(), settings=SearchSettings(max_trials=2, min_search_s=0))
     finally:

@@ -45,6 +45,7 @@ def eval_loss(model_dir: Path, data: Path, artifact: Path | None) -> float:
         base_model_dir=str(model_dir),
         artifact_dir=artifact and str(artifact),
         eval_file=str(data),
+        device="cpu",  # the tests compare against direct CPU computations, also on a machine with a GPU
         threads=1,
     )
     return get_recipe("instruct").evaluate(job, RecordingReporter())["loss"]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 from trainer.client import WorkerClient
 from trainer.recipes import EvalJob, RecordingReporter, TrainJob, get_recipe
@@ -27,7 +28,7 @@ def job(model: Path, data: Path, out: Path, **kw: Any) -> TrainJob:
         hparams=kw.pop("hparams", HP),
         threads=1,
         seed=3,
-        **kw,
+        **{"device": "cpu", **kw},  # the host-memory cap and exact resume are CPU properties
     )
 
 
@@ -170,9 +171,9 @@ def test_eval_job_reports_metrics(tiny_llama_dir: Path, sft_file: Path, tmp_path
     handle = WorkerClient(tmp_path / "work", max_memory_bytes=MEMORY_CAP).start(spec)
     events = list(handle.events())
     assert handle.wait(5) == 0
-    assert {"event": "log", "message": f"caps: torch threads 1, address space {MEMORY_CAP}"} in [
-        {k: e[k] for k in ("event", "message")} for e in events if e["event"] == "log"
-    ]
+    logs = [e["message"] for e in events if e["event"] == "log"]
+    cap = f"address space {MEMORY_CAP}" if torch.version.cuda is None else f"resident set {MEMORY_CAP}"
+    assert any(m.startswith(f"caps: torch threads 1, memory cap: {cap}") for m in logs), logs
     result = events[-1]
     assert result["event"] == "result" and result["type"] == "eval"
     assert result["metrics"]["examples"] == 5 and 3.0 < result["metrics"]["loss"] < 10.0
@@ -185,3 +186,24 @@ def test_client_takes_the_node_trainer_settings(tmp_path: Path) -> None:
         TrainerConfig(threads=3, max_memory_bytes=0, worker_nice=5, cancel_grace=2.5), tmp_path
     )
     assert (client.threads, client.max_memory_bytes, client.nice, client.kill_grace_s) == (3, None, 5, 2.5)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_job_under_a_host_memory_cap_trains_and_the_cap_still_holds(
+    tiny_llama_dir: Path, sft_file: Path, tmp_path: Path
+) -> None:
+    """RLIMIT_AS would stop CUDA from starting: a CUDA job gets the resident-set watchdog instead."""
+    handle = WorkerClient(tmp_path / "work", max_memory_bytes=8 << 30).start(
+        job(tiny_llama_dir, sft_file, tmp_path / "out", max_steps=3, device="cuda")
+    )
+    events = list(handle.events())
+    assert handle.wait(5) == 0, events[-3:]
+    assert any(e["event"] == "result" for e in events)
+    # A cap below what torch + CUDA already hold ends the job as "oom", not as a crash.
+    handle = WorkerClient(tmp_path / "work2", max_memory_bytes=64 << 20).start(
+        job(tiny_llama_dir, sft_file, tmp_path / "out2", max_steps=3, device="cuda")
+    )
+    events = list(handle.events())
+    assert handle.wait(5) == 3
+    assert events[-1]["event"] == "error" and events[-1]["kind"] == "oom"

@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INVALID
     try:
         apply_thread_cap(raw.get("threads") if isinstance(raw, dict) else None)
-        apply_memory_cap(args.max_memory_bytes)
+        apply_memory_cap(args.max_memory_bytes, reporter)
         return _run(raw, args.history_dir, reporter)
     except Exception as exc:  # every failure becomes one clear error event
         code, kind, message = classify_failure(exc)
