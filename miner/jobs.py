@@ -33,6 +33,10 @@ class JobFailed(RuntimeError):
     """The training job could not produce an artifact; the message says why."""
 
 
+class JobStopped(RuntimeError):
+    """The user stopped mining while the job ran: not a failure, and the job is not restarted."""
+
+
 @dataclass
 class JobSpec:
     train: dict[str, Any]  # TrainJob fields (kind, base_model_dir, train_file, output_dir, budget_s, ...)
@@ -61,14 +65,26 @@ class JobDriver:
     handle: WorkerHandle | None = None
     final_started: bool = False  # autoresearch handed over to its final run
     search_abandoned: bool = False
+    stopped: bool = False  # set by `stop` (any thread): the next outcome ends the run, whatever it is
+
+    def stop(self, grace_s: float = 5.0) -> None:
+        """Stop the job (thread-safe): its process checkpoints and exits, and `run` raises JobStopped."""
+        self.stopped = True
+        handle = self.handle
+        if handle is not None:
+            handle.cancel(grace_s)
 
     async def run(self, spec_of: Callable[[], JobSpec]) -> str:
         """Run until a result; ``spec_of`` is asked again before each restart (the plan may be known)."""
         while True:
+            if self.stopped:
+                raise JobStopped("mining was stopped")
             spec = spec_of()
             if self.search_abandoned:
                 spec.autoresearch, spec.plan = False, None
             outcome = await self._attempt(spec)
+            if self.stopped:  # a cancelled process looks like a crash or an early result: it is neither
+                raise JobStopped("mining was stopped during training")
             if outcome.get("event") == "result":
                 if not outcome.get("bundle_path"):
                     raise JobFailed("training stopped before it produced an artifact")

@@ -29,6 +29,7 @@ from miner import events as ev
 from miner.config import MinerConfig
 from miner.db import ACTIVE_PHASES, MinerDB, TaskRow
 from miner.idle import IdleSource, system_idle_source
+from miner.jobs import JobStopped
 from miner.policy import Machine, TaskOffer, Verdict, admit, may_mine_now
 from miner.rewards import RewardRejected, accept_proof, accept_receipt, claim_one
 from miner.steps import GiveUp, TaskSteps
@@ -104,8 +105,8 @@ class MinerService:
         """Stop taking tasks; a running training job is stopped (it resumes from its checkpoint)."""
         self.mining = False
         driver = self.steps.driver
-        if driver is not None and driver.handle is not None:
-            driver.handle.cancel(5.0)
+        if driver is not None:
+            driver.stop(5.0)
 
     @property
     def address(self) -> str:
@@ -403,6 +404,8 @@ class MinerService:
                 continue
             try:
                 await self.steps.advance(task)
+            except JobStopped:
+                log.info("task %s: training stopped by the user (resumes from its checkpoint)", task.id[:14])
             except GiveUp as exc:
                 self.steps.give_up(task, str(exc))
             except Exception as exc:  # a network or disk hiccup: the step is retried

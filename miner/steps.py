@@ -243,6 +243,8 @@ class TaskSteps:
         if cfg.gpu.startswith("cuda:") and gpu.isdigit():
             self.driver.env["CUDA_VISIBLE_DEVICES"] = gpu  # the one GPU this miner may use
         self.driver.restarts = task.restarts
+        if not self.svc.mining:  # Stop pressed while the job was being prepared
+            self.driver.stopped = True
         try:
             with trio.move_on_at(self._deadline_clock(task)) as scope:
                 bundle = await self.driver.run(spec)

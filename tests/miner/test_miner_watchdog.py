@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from miner.jobs import JobDriver, JobFailed, JobSpec
+from miner.jobs import JobDriver, JobFailed, JobSpec, JobStopped
 
 FAKE_CHILD = Path(__file__).with_name("fake_child.py")
 
@@ -97,3 +97,35 @@ def test_a_job_cancelled_by_its_deadline_leaves_no_training_process_behind(tmp_p
     trio.run(main)
     proc = seen[0]
     assert proc.poll() is not None  # type: ignore[attr-defined]
+
+
+def test_a_job_stopped_by_the_user_is_not_restarted_and_leaves_no_process(tmp_path: Path) -> None:
+    """Stop mining mid-training: the cancelled process is neither a crash nor a stall (no restart)."""
+    alerts: list[tuple[str, str]] = []
+    job = driver(tmp_path, alerts, stall_s=60.0, restarts=3)
+    seen: list[object] = []
+    stopped: list[JobStopped] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def press_stop() -> None:
+                while job.handle is None:
+                    await trio.sleep(0.05)
+                seen.append(job.handle.proc)
+                await trio.sleep(0.5)  # mid-run: the child has spoken and is "training"
+                await trio.to_thread.run_sync(job.stop, 1.0)  # the GUI calls it from another thread
+
+            nursery.start_soon(press_stop)
+            with trio.fail_after(30):
+                try:
+                    await job.run(lambda: spec(tmp_path, "stall"))
+                except JobStopped as exc:
+                    stopped.append(exc)
+
+    trio.run(main)
+    assert stopped, "the run did not end with JobStopped"
+    assert job.restarts == 0 and not alerts, alerts
+    assert seen[0].poll() is not None  # type: ignore[attr-defined]
+    with pytest.raises(JobStopped):  # a stopped driver does not start another process
+        trio.run(job.run, lambda: spec(tmp_path, "ok"))
