@@ -12,7 +12,6 @@ watchdog (peers lost, newer protocol versions) and blob-store garbage collection
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -37,6 +36,7 @@ from node.events import Event
 from node.logs import short_hash
 from node.service import CoreContext, TaskStatus
 from p2p.reqresp import RequestRefused
+from protocol import strict_json
 from protocol.encoding import decode
 from protocol.messages import PROTOCOL_VERSION, Assignment, Identity, ReceiptProof, TaskAnnouncement
 from protocol.messages import TaskStatus as TaskStatusMsg
@@ -465,7 +465,7 @@ class MinerService:
             payload = bytes.fromhex(self.address[2:]) + int(r["epoch"]).to_bytes(8, "big")
             try:
                 reply = await self.request(task.validator_peer, PROOF_PICKUP, payload)
-                for item in json.loads(reply):
+                for item in strict_json.loads(reply, "proof pickup reply"):
                     self._take_proof(item.encode())
             except Exception as exc:
                 log.debug("proof pickup epoch %d: %s", r["epoch"], exc)

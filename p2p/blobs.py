@@ -37,6 +37,7 @@ from p2p.events import BlobCompleted, BlobFailed, BlobReceivedByPush
 from p2p.reputation import PeerSlots, Reputation
 from p2p.reqresp import RequestFailed, RequestRefused, RequestResponse
 from p2p.wire import StreamReader, WireError, header_int, header_str, json_frame
+from protocol import strict_json
 
 log = logging.getLogger("magnet.p2p.blobs")
 
@@ -280,8 +281,8 @@ class BlobService:
     async def serve_have(self, _peer: str, payload: bytes) -> bytes:
         """``have`` request: which of the asked blob ids (JSON list, at most 64) we serve publicly."""
         try:
-            wanted = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+            wanted = strict_json.loads(payload, "have query")
+        except ValueError:
             raise RequestRefused("payload must be a JSON list of blob ids") from None
         if not isinstance(wanted, list) or len(wanted) > MAX_HAVE_QUERY:
             raise RequestRefused(f"ask about at most {MAX_HAVE_QUERY} blob ids at once")
@@ -303,7 +304,7 @@ class BlobService:
         async def ask(peer: ID) -> None:
             try:
                 reply = await requests.request(peer, HAVE_REQUEST, payload, dial=False, timeout=timeout)
-                if blob_hash in json.loads(reply.decode("utf-8")):
+                if blob_hash in strict_json.loads(reply, "have reply"):
                     found.append(peer)
             except (RequestFailed, RequestRefused, UnicodeDecodeError, ValueError, TypeError) as exc:
                 log.debug("have query to %s failed: %s", peer, exc)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol
 
+from protocol import strict_json
+
 MAX_VARINT_BYTES = 9
 MAX_HEADER_BYTES = 4096
 
@@ -79,8 +81,8 @@ class StreamReader:
     async def read_json(self, max_bytes: int = MAX_HEADER_BYTES) -> dict[str, Any]:
         raw = await self.read_frame(max_bytes)
         try:
-            value = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+            value = strict_json.loads(raw, "frame header", floats=True)
+        except ValueError as exc:
             raise WireError(f"header is not UTF-8 JSON: {exc}") from exc
         if not isinstance(value, dict):
             raise WireError("header is not a JSON object")

@@ -39,13 +39,24 @@ def nesting_within(text: str, max_depth: int) -> bool:
 
 
 def loads(
-    data: bytes, what: str, error: type[ProtocolError] = DecodeError, max_depth: int = MAX_DEPTH
+    data: bytes | str,
+    what: str,
+    error: type[ProtocolError] = DecodeError,
+    max_depth: int = MAX_DEPTH,
+    floats: bool = False,
 ) -> Any:
-    """Parse UTF-8 JSON strictly; any problem raises ``error`` with a message naming ``what``."""
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise error(f"{what} is not valid UTF-8") from None
+    """Parse UTF-8 JSON strictly; any problem raises ``error`` with a message naming ``what``.
+
+    ``floats=True`` admits finite floats (documents that are not signed messages: losses in worker
+    events, adapter configs, JSON-RPC bodies); NaN and Infinity are refused either way.
+    """
+    if isinstance(data, str):
+        text = data
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise error(f"{what} is not valid UTF-8") from None
     if not nesting_within(text, max_depth):
         raise error(f"{what} is not valid JSON or nests deeper than {max_depth} levels")
 
@@ -60,7 +71,10 @@ def loads(
 
     try:
         return json.loads(
-            text, object_pairs_hook=no_duplicates, parse_float=no_float, parse_constant=no_float
+            text,
+            object_pairs_hook=no_duplicates,
+            parse_float=float if floats else no_float,
+            parse_constant=no_float,
         )
     except ProtocolError:
         raise

@@ -9,13 +9,13 @@ with shapes [r, in_features] / [out_features, r], and r does not exceed the rank
 
 from __future__ import annotations
 
-import json
 import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from protocol import strict_json
 from trainer.recipes.base import ArtifactRejected
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -36,8 +36,8 @@ def safetensors_header(path: Path) -> dict[str, Any]:
         if n > MAX_HEADER_BYTES:
             raise ArtifactRejected(f"{path.name} has a {n}-byte header, over the {MAX_HEADER_BYTES} cap")
         try:
-            header = json.loads(fh.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            header = strict_json.loads(fh.read(n), "safetensors header", floats=True)
+        except ValueError as exc:
             raise ArtifactRejected(f"{path.name} has a malformed safetensors header ({exc})") from None
     if not isinstance(header, dict):
         raise ArtifactRejected(f"{path.name} has a malformed safetensors header")
@@ -126,8 +126,8 @@ def read_adapter_config(artifact_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ArtifactRejected(f"{ADAPTER_CONFIG} is missing from the artifact")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = strict_json.loads(path.read_bytes(), ADAPTER_CONFIG, floats=True)
+    except ValueError as exc:
         raise ArtifactRejected(f"{ADAPTER_CONFIG} is not valid JSON ({exc})") from None
     if not isinstance(data, dict):
         raise ArtifactRejected(f"{ADAPTER_CONFIG} must be a JSON object")

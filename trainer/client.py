@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from protocol import strict_json
 from trainer.config import TrainerConfig
 from trainer.recipes.base import EvalJob, TrainJob
 
@@ -78,8 +79,8 @@ class WorkerHandle:
         if not line:
             return None
         try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
+            event = strict_json.loads(line, "worker event", floats=True)
+        except ValueError:
             return {"event": "log", "message": line[:1000]}
         if isinstance(event, dict) and "event" in event:
             return event

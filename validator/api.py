@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from protocol import strict_json
 from validator.db import ValidatorDB
 from validator.lifecycle import TaskEngine
 from validator.report import full_report, task_summaries
@@ -158,7 +159,7 @@ def _read_json(request: BaseHTTPRequestHandler) -> dict[str, Any]:
     if not 0 < length <= MAX_BODY:
         raise ValueError(f"send a JSON body of at most {MAX_BODY} bytes")
     try:
-        body = json.loads(request.rfile.read(length))
+        body = strict_json.loads(request.rfile.read(length), "request body", floats=True)
     except ValueError:
         raise ValueError("the body is not JSON") from None
     if not isinstance(body, dict):

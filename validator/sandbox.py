@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol import strict_json
 from validator.config import ValidatorConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -118,7 +119,7 @@ def parse_events(text: str, returncode: int) -> SandboxOutcome:
     outcome = SandboxOutcome()
     for line in text.splitlines():
         try:
-            event = json.loads(line)
+            event = strict_json.loads(line, "sandbox event", floats=True)
         except ValueError:
             continue
         if isinstance(event, dict):

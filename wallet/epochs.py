@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from protocol import strict_json
 from protocol.encoding import canonical_json, decode, encode
 from protocol.errors import FieldError, ProtocolError
 from protocol.messages import EpochRecord, Receipt, ReceiptProof, receipt_hash
@@ -141,8 +142,8 @@ def load_epoch_file(data: bytes, domain: Domain) -> EpochFile:
     if len(data) > MAX_EPOCH_FILE_BYTES:
         raise EpochFileError(f"epoch file of {len(data)} bytes exceeds the cap of {MAX_EPOCH_FILE_BYTES}")
     try:
-        doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        doc = strict_json.loads(data, "epoch file", floats=True)
+    except ValueError as exc:
         raise EpochFileError(f"epoch file is not JSON: {exc}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
         raise EpochFileError(f"not a {FORMAT} version {VERSION} file")

@@ -14,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from node.logs import component_logger
+from protocol import strict_json
 from wallet.devchain import EmbeddedChain
 
 log = component_logger("wallet.rpc")
@@ -95,8 +96,8 @@ def _handler_for(chain: EmbeddedChain) -> type[BaseHTTPRequestHandler]:
 def answer(chain: EmbeddedChain, body: bytes) -> Any:
     """The JSON-RPC answer to a request body (single request or batch)."""
     try:
-        request = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        request = strict_json.loads(body, "JSON-RPC request", floats=True)
+    except ValueError:
         return _rpc_error(-32700, "parse error: the body is not JSON")
     if isinstance(request, list):
         if not request or len(request) > MAX_BATCH:
