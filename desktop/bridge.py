@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
+from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 
 if TYPE_CHECKING:
     from node.core import NodeCore
@@ -84,7 +84,11 @@ class CoreBridge(QObject):
         self._listeners: list[object] = []
         self._unsubscribe: Callable[[], None] | None = None
         self.event_arrived.connect(self._dispatch)
-        self.finished.connect(self._deliver)
+        # Always queued: a call that completes before run_in_core() returns (its done-callback then
+        # fires on this thread) must not run `done` re-entrantly, before the caller has even seen the
+        # return value (the Wallet screen's snapshot flag was set back to "pending" after its result
+        # had arrived, and no snapshot ran again: receipts never showed).
+        self.finished.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
 
     # --- listeners -------------------------------------------------------------------------
 

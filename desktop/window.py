@@ -171,9 +171,11 @@ class MainWindow(QMainWindow):
     def request_snapshot(self) -> None:
         if self._snapshot_pending or self.bridge.core is None:
             return
-        self._snapshot_pending = self.bridge.run_in_core(
+        self._snapshot_pending = True  # before the call: its result may be delivered at any time after
+        if not self.bridge.run_in_core(
             take_snapshot, self.bridge.core, done=self.show_snapshot, failed=self._snapshot_failed
-        )
+        ):
+            self._snapshot_pending = False
 
     def show_snapshot(self, snap: Snapshot) -> None:
         self._snapshot_pending = False

@@ -96,12 +96,6 @@ def app_on_devnet(qtbot: Any, data_dir: Path, tmp_path: Path, train_s: int) -> I
         devnet.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    raises=Exception,
-    reason="known defect (2026-11-22): on a quiet machine the app mines, sees progress and gets a verified "
-    "receipt, but the Wallet screen's receipt table was still empty 10 s later (snapshot path)",
-)
 def test_start_mining_shows_states_progress_and_a_receipt(
     qtbot: Any, wallet_data_dir: Path, tmp_path: Path
 ) -> None:

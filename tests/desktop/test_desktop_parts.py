@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,3 +88,49 @@ def test_a_data_folder_chosen_in_settings_is_used_at_the_next_start(
     assert parse_options(["--data-dir", str(tmp_path / "given")]).data_dir == (tmp_path / "given").resolve()
     monkeypatch.setenv("MAGNET_HOME", str(tmp_path / "home"))
     assert parse_options([]).data_dir == (tmp_path / "home").resolve()
+
+
+class _InstantCore:
+    """A core whose calls are already finished when `submit` returns (the race a fast snapshot hits)."""
+
+    running = True
+
+    def submit(self, fn: Any, *args: Any) -> Any:
+        import asyncio
+        import concurrent.futures
+
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        future.set_result(asyncio.run(fn(*args)))
+        return future
+
+
+def test_a_call_finished_before_run_in_core_returns_is_delivered_later_and_never_lost(qtbot: Any) -> None:
+    """Regression: `done` ran inside run_in_core(), before the window marked its snapshot as pending,
+    so the flag stayed "pending" for ever and the Wallet screen never showed the receipts."""
+    from desktop.bridge import CoreBridge
+
+    bridge = CoreBridge()
+    bridge.core = _InstantCore()  # type: ignore[assignment]
+    got: list[int] = []
+
+    async def answer() -> int:
+        return 42
+
+    assert bridge.run_in_core(answer, done=got.append)
+    assert got == []  # not re-entrantly, inside the call
+    qtbot.waitUntil(lambda: got == [42], timeout=2_000)
+
+    pending = {"flag": False}
+    shown: list[int] = []
+
+    def request() -> None:  # the pattern desktop/window.py request_snapshot follows
+        if pending["flag"]:
+            return
+        pending["flag"] = True
+        if not bridge.run_in_core(answer, done=lambda v: (shown.append(v), pending.update(flag=False))):
+            pending["flag"] = False
+
+    for _ in range(3):
+        request()
+        qtbot.waitUntil(lambda: not pending["flag"], timeout=2_000)
+    assert shown == [42, 42, 42]
