@@ -47,7 +47,8 @@ def task_data(net: Devnet, index: int) -> Path:
     from validator.tasks import bundled_dataset, sample_rows
 
     out = net.root / f"task-{index + 1}-{net.settings.kind}.jsonl"
-    return sample_rows(bundled_dataset(), net.settings.kind, net.settings.rows, random.Random(index), out)
+    kind = net.settings.kind
+    return sample_rows(bundled_dataset(kind), kind, net.settings.rows, random.Random(index), out)
 
 
 def create_task(net: Devnet, index: int) -> str:

@@ -68,8 +68,14 @@ def run(spec: dict[str, Any], reporter: Any) -> int:
         raw["budget_s"] = max(
             3.0, (float(spec["deadline"]) - time.time()) * float(spec.get("budget_fraction", 1.0))
         )
+    recipe = get_recipe(raw["kind"])
+    if not plan:  # the miner's pinned settings are for every kind: keep those this recipe has
+        pinned = dict(raw.get("hparams") or {})
+        foreign = sorted(set(pinned) - set(recipe.default_hparams()))
+        if foreign:
+            reporter.log(f"pinned hyperparameters {foreign} do not apply to {raw['kind']} tasks: ignored")
+            raw["hparams"] = {k: v for k, v in pinned.items() if k not in foreign}
     job = TrainJob(**raw)
-    recipe = get_recipe(job.kind)
     if job.threads is not None:
         import torch
 

@@ -232,12 +232,17 @@ def draw_synthetic_source(cfg: ValidatorConfig, rng: random.Random) -> tuple[str
     if not kinds:
         raise TaskInputError("validator.synthetic_kinds gives no kind a positive weight")
     kind = rng.choices(kinds, weights=[cfg.synthetic_kinds[k] for k in kinds])[0]
-    pool = [Path(p).expanduser() for p in cfg.synthetic_datasets] or [bundled_dataset()]
+    pool = [Path(p).expanduser() for p in cfg.synthetic_datasets] or [bundled_dataset(kind)]
     return kind, rng.choice(sorted(pool))
 
 
-def bundled_dataset() -> Path:
-    return Path(__file__).resolve().parent.parent / "assets" / "datasets" / "gsm8k_subset.jsonl"
+BUNDLED_DATASETS = {"dpo": "hh_rlhf_subset.jsonl.gz"}  # every other text kind: the GSM8K subset
+
+
+def bundled_dataset(kind: str = "instruct") -> Path:
+    """The open data set shipped in assets/datasets for ``kind`` (see its README for the licences)."""
+    name = BUNDLED_DATASETS.get(kind, "gsm8k_subset.jsonl")
+    return Path(__file__).resolve().parent.parent / "assets" / "datasets" / name
 
 
 def sample_rows(data_file: Path, kind: str, count: int, rng: random.Random, out: Path) -> Path:
