@@ -175,11 +175,16 @@ def preference_example(row: dict[str, Any], where: str) -> PreferenceExample:
     rejected = _text(row, "rejected", where)
     if "prompt" in row:
         return PreferenceExample(_text(row, "prompt", where), chosen, rejected)
-    cut = chosen.rfind(HH_ASSISTANT_MARK)
-    if cut < 0 or chosen[: cut + len(HH_ASSISTANT_MARK)] != rejected[: cut + len(HH_ASSISTANT_MARK)]:
+    # The prompt is the dialogue both answers share, up to the end of its last assistant mark. Usually
+    # that is everything before the final answer; in 4 of the 2,312 public HH-RLHF test rows the two
+    # dialogues part earlier, and the answers then hold the remaining turns (as TRL's prompt extraction).
+    shortest = min(len(chosen), len(rejected))
+    same = next((i for i in range(shortest) if chosen[i] != rejected[i]), shortest)
+    cut = chosen[:same].rfind(HH_ASSISTANT_MARK)
+    if cut < 0:
         raise DataError(
             f"{where}: a dpo row without 'prompt' must be HH-RLHF style: chosen and rejected share "
-            f"the dialogue up to the last {HH_ASSISTANT_MARK.strip()!r}; add a 'prompt' column instead"
+            f"the dialogue up to an {HH_ASSISTANT_MARK.strip()!r} turn; add a 'prompt' column instead"
         )
     end = cut + len(HH_ASSISTANT_MARK)
     return PreferenceExample(chosen[:end], chosen[end:], rejected[end:])

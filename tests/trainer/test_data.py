@@ -34,10 +34,24 @@ def test_hh_style_preferences_split_at_the_last_assistant_turn(trainer_data_dir:
     )
 
 
+def test_hh_dialogues_that_part_before_the_last_turn_keep_their_shared_prefix_as_the_prompt(
+    tmp_path: Path,
+) -> None:
+    """4 of the 2,312 rows of the public HH-RLHF test split: the two dialogues differ in an earlier turn."""
+    chosen = "\n\nHuman: Hi.\n\nAssistant: Hello!\n\nHuman: Bye.\n\nAssistant: Goodbye."
+    rejected = "\n\nHuman: Hi.\n\nAssistant: Go away.\n\nHuman: Bye.\n\nAssistant: Whatever."
+    path = tmp_path / "hh.jsonl"
+    path.write_text(json.dumps({"chosen": chosen, "rejected": rejected}) + "\n", encoding="utf-8")
+    (pair,) = load_examples(path, "dpo")
+    assert pair.prompt == "\n\nHuman: Hi.\n\nAssistant:"
+    assert pair.chosen.startswith(" Hello!") and pair.chosen.endswith("Goodbye.")
+    assert pair.rejected.startswith(" Go away.") and pair.rejected.endswith("Whatever.")
+
+
 def test_real_shared_datasets_load(shared_datasets: Path) -> None:
     assert len(load_examples(shared_datasets / "gsm8k_train.jsonl", "instruct", max_rows=50)) == 50
     assert len(load_examples(shared_datasets / "code_alpaca_2k.json", "instruct", max_rows=50)) == 50
-    assert len(load_examples(shared_datasets / "hh_rlhf_harmless_test.jsonl.gz", "dpo", max_rows=50)) == 50
+    assert len(load_examples(shared_datasets / "hh_rlhf_harmless_test.jsonl.gz", "dpo")) == 2312  # every row
 
 
 @pytest.mark.parametrize(
