@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 RewardFn = Callable[[str, str | None], float]
 
@@ -123,6 +124,29 @@ def check_reward_spec(spec: Mapping[str, float]) -> dict[str, float]:
             raise UnknownReward(f"reward {name!r} has a non-finite weight {weight!r}")
         checked[name] = value
     return checked
+
+
+def parse_reward_spec(spec: str | Mapping[str, float]) -> dict[str, float]:
+    """'exact_answer:1.0,format:0.2' (or a mapping) -> checked {name: weight}; UnknownReward when bad."""
+    if isinstance(spec, Mapping):
+        return check_reward_spec(spec)
+    if not isinstance(spec, str):
+        raise UnknownReward(f"a rewards spec must be a string like 'exact_answer:1.0', got {spec!r}")
+    try:
+        pairs = [part.split(":") for part in spec.split(",") if part.strip()]
+        return check_reward_spec({p[0].strip(): float(p[1]) if len(p) > 1 else 1.0 for p in pairs})
+    except (IndexError, ValueError) as exc:
+        if isinstance(exc, UnknownReward):
+            raise
+        raise UnknownReward(f"bad rewards spec {spec!r} (write 'name:weight,...'): {exc}") from None
+
+
+def grpo_rewards(kind: str, hparams: Mapping[str, Any]) -> str | None:
+    """The reward spec a train job's hparams name, as EvalJob.rewards wants it (None unless grpo)."""
+    if kind != "grpo" or hparams.get("rewards") is None:
+        return None
+    spec = parse_reward_spec(hparams["rewards"])
+    return ",".join(f"{name}:{weight!r}" for name, weight in spec.items())
 
 
 def combined_reward(spec: Mapping[str, float]) -> RewardFn:

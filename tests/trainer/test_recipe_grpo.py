@@ -13,6 +13,7 @@ import torch
 from protocol.bundle import read_manifest
 from trainer.models import tiny_llama
 from trainer.recipes import EvalJob, JobSpecError, NullReporter, RecordingReporter, TrainJob, get_recipe
+from trainer.recipes.base import job_from_dict
 from trainer.recipes.grpo import GRPORecipe, completion_mask, group_advantages, grpo_loss, parse_reward_spec
 
 TOY_REWARD = "numeric_answer:1.0"  # reward for stating any number: dense enough to learn in seconds
@@ -73,11 +74,28 @@ def job(ws: dict[str, Path], name: str, steps: int, **hparams: object) -> TrainJ
     )
 
 
-def mean_reward(ws: dict[str, Path], artifact: Path | None) -> float:
+def mean_reward(ws: dict[str, Path], artifact: Path | None, rewards: str = TOY_REWARD) -> float:
     eval_job = EvalJob(
-        "grpo", str(ws["base"]), str(artifact) if artifact else None, str(ws["test"]), threads=1
+        "grpo", str(ws["base"]), str(artifact) if artifact else None, str(ws["test"]), threads=1,
+        rewards=rewards,
     )
-    return GRPORecipe().evaluate(eval_job, NullReporter(), rewards=TOY_REWARD)["mean_reward"]
+    return GRPORecipe().evaluate(eval_job, NullReporter())["mean_reward"]
+
+
+def test_eval_job_scores_with_the_rewards_it_names(workspace: dict[str, Path]) -> None:
+    """The task's named rewards reach evaluation: a spec and its doubled weights give double the mean."""
+    once = mean_reward(workspace, None, "no_repetition:1.0")
+    twice = mean_reward(workspace, None, "no_repetition:2.0")
+    assert once > 0.0
+    assert twice == pytest.approx(2 * once)
+    default = EvalJob("grpo", str(workspace["base"]), None, str(workspace["test"]), threads=1)
+    assert default.rewards is None  # evaluated with DEFAULT_REWARDS
+    back = job_from_dict(json.loads(EvalJob("grpo", "b", None, "t", rewards=TOY_REWARD).to_json()))
+    assert isinstance(back, EvalJob) and back.rewards == TOY_REWARD
+    with pytest.raises(JobSpecError, match="unknown reward 'run_my_code'"):
+        EvalJob("grpo", "b", None, "t", rewards="run_my_code:1.0")
+    with pytest.raises(JobSpecError, match="grpo field"):
+        EvalJob("instruct", "b", None, "t", rewards=TOY_REWARD)
 
 
 @pytest.mark.slow

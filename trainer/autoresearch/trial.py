@@ -21,6 +21,7 @@ from typing import Any
 from trainer.autoresearch.failures import Diverged, DivergenceGuard, TrialPruned, is_oom, release_memory
 from trainer.autoresearch.trace import Attempt
 from trainer.recipes.base import EvalJob, NullReporter, Recipe, Reporter, TrainJob, TrainResult
+from trainer.rewards import grpo_rewards
 
 # Pruning compares trials on the mean training loss over the last few steps: within the first epoch
 # every batch is unseen, so this is an unbiased estimate of held-out loss, at no evaluation cost.
@@ -196,5 +197,6 @@ def _validate(ctx: TrialContext, artifact_dir: str) -> float:
         seed=job.seed,
         device=job.device,
         threads=job.threads,
+        rewards=grpo_rewards(job.kind, job.hparams),
     )
     return float(ctx.recipe.evaluate(eval_job, NullReporter())["loss"])

@@ -80,11 +80,22 @@ class EvalJob:
     device: str = "auto"
     threads: int | None = None
     max_examples: int | None = None
+    # grpo only: the task's reward spec ('exact_answer:1.0,format:0.2'), names from trainer.rewards
+    rewards: str | None = None
 
     def __post_init__(self) -> None:
         _check_device(self.device)
         if self.max_examples is not None and self.max_examples < 1:
             raise JobSpecError(f"max_examples must be >= 1 or null, got {self.max_examples}")
+        if self.rewards is not None:
+            if self.kind != "grpo":
+                raise JobSpecError(f"rewards is a grpo field; a {self.kind} eval job takes none")
+            from trainer.rewards import UnknownReward, parse_reward_spec
+
+            try:
+                parse_reward_spec(self.rewards)
+            except UnknownReward as exc:
+                raise JobSpecError(f"bad eval job rewards: {exc}") from None
 
     def to_json(self) -> str:
         return json.dumps({"type": "eval", **dataclasses.asdict(self)}, sort_keys=True)

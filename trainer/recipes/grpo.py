@@ -40,7 +40,8 @@ from trainer.recipes.base import (
     register_recipe,
 )
 from trainer.recipes.dpo import loop_budget, lora_model, resume_fingerprint, stop_signal
-from trainer.rewards import RewardFn, UnknownReward, check_reward_spec, combined_reward
+from trainer.rewards import RewardFn, UnknownReward, combined_reward
+from trainer.rewards import parse_reward_spec as rewards_spec
 
 DEFAULT_REWARDS = "exact_answer:1.0,format:0.2"
 ADVANTAGE_EPS = 1e-4
@@ -49,11 +50,8 @@ ADVANTAGE_EPS = 1e-4
 def parse_reward_spec(spec: str | dict[str, float]) -> dict[str, float]:
     """'exact_answer:1.0,format:0.2' (or a dict) -> checked {name: weight}; JobSpecError when unknown."""
     try:
-        if isinstance(spec, dict):
-            return check_reward_spec(spec)
-        pairs = [part.split(":") for part in spec.split(",") if part.strip()]
-        return check_reward_spec({p[0].strip(): float(p[1]) if len(p) > 1 else 1.0 for p in pairs})
-    except (UnknownReward, ValueError, IndexError) as exc:
+        return rewards_spec(spec)
+    except UnknownReward as exc:
         raise JobSpecError(f"bad rewards spec {spec!r}: {exc}") from exc
 
 
@@ -421,13 +419,13 @@ class GRPORecipe(Recipe):
             str(out), metrics, loop.state.step, loop.state.tokens, time.monotonic() - started, reason
         )
 
-    def evaluate(self, job: EvalJob, reporter: Reporter, rewards: str | None = None) -> dict[str, float]:
-        """Mean reward under the task's reward spec (`rewards`; EvalJob carries none, see DEFAULT_REWARDS)."""
+    def evaluate(self, job: EvalJob, reporter: Reporter) -> dict[str, float]:
+        """Mean reward under the task's reward spec (`job.rewards`; DEFAULT_REWARDS when it names none)."""
         if job.threads:
             torch.set_num_threads(job.threads)
         device = pick_device(job.device)
         reporter.phase("prepare")
-        spec = parse_reward_spec(rewards or DEFAULT_REWARDS)
+        spec = parse_reward_spec(job.rewards or DEFAULT_REWARDS)
         if job.artifact_dir is not None:
             check_lora_artifact_dir(job.artifact_dir, job.base_model_dir)
         examples = load_examples(job.eval_file, self.kind, max_rows=job.max_examples)
