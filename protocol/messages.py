@@ -369,6 +369,80 @@ class ReceiptProof(Message):
     issued_at: int = _issued_at()
 
 
+DILOCO_COMPRESSIONS = ("none", "topk", "int8")
+
+
+@register
+@dataclass(frozen=True)
+class DilocoRound(Message):
+    """A validator opens one round of a diloco task: the global model to start from and the rules."""
+
+    TYPE = "DilocoRound"
+    VERSION = 1
+    SIGNER_FIELD = "validator"
+
+    task_id: bytes = _task_id()
+    validator: str = wire("address", "EVM address of the validator (signer).")
+    round: int = wire("uint32", "Round number, 0 for the first; one DilocoRound per round.")
+    model_sha256: bytes = wire("bytes32", "sha256 of the global model blob (public) miners start from.")
+    model_size: int = wire("uint64", "Size of the global model blob, bytes.")
+    prev_model_sha256: bytes = wire(
+        "bytes32", "sha256 of the previous round's global model; zero in round 0."
+    )
+    shard_seed: bytes = wire(
+        "bytes32", "Seed of the shard rule: a miner's shard is derived from (seed, round, miner address)."
+    )
+    shard_count: int = wire("uint32", "Number of data shards the training data is split into.")
+    inner_steps: int = wire("uint32", "H: inner optimizer steps each miner runs this round.")
+    compression: str = wire(
+        "string", "How the pseudo-gradient is compressed (with error feedback).", choices=DILOCO_COMPRESSIONS
+    )
+    topk_bps: int = wire("uint16", "For 'topk': share of each tensor's entries sent, basis points; else 0.")
+    deadline: int = wire("uint64", "Contributions pushed after this time are late and not merged, unix ms.")
+    issued_at: int = _issued_at()
+
+    def check(self) -> None:
+        rule(self.shard_count >= 1, "DilocoRound: shard_count must be at least 1")
+        rule(self.inner_steps >= 1, "DilocoRound: inner_steps must be at least 1")
+        rule(
+            (self.round == 0) == (self.prev_model_sha256 == ZERO32),
+            "DilocoRound: prev_model_sha256 must be zero exactly in round 0",
+        )
+        rule(
+            self.compression == "topk" or self.topk_bps == 0,
+            "DilocoRound: topk_bps must be 0 unless compression is 'topk'",
+        )
+        rule(
+            self.compression != "topk" or 0 < self.topk_bps <= BPS,
+            "DilocoRound: 'topk' needs 0 < topk_bps <= 10000",
+        )
+
+
+@register
+@dataclass(frozen=True)
+class DilocoContribution(Message):
+    """A miner's notice for one round: the hash of the compressed pseudo-gradient blob it pushes."""
+
+    TYPE = "DilocoContribution"
+    VERSION = 1
+    SIGNER_FIELD = "miner"
+
+    task_id: bytes = _task_id()
+    miner: str = wire("address", "EVM address of the miner (signer).")
+    round: int = wire("uint32", "The round this contribution is for.")
+    model_sha256: bytes = wire("bytes32", "sha256 of the global model it trained from (the round's model).")
+    shard: int = wire("uint32", "The shard it trained on (must equal the round's rule for this miner).")
+    delta_sha256: bytes = wire(
+        "bytes32", "sha256 of the compressed pseudo-gradient (global minus local) blob."
+    )
+    delta_size: int = wire("uint64", "Size of the compressed pseudo-gradient blob, bytes.")
+    tokens: int = wire("uint64", "Training tokens processed in the inner steps.")
+    issued_at: int = _issued_at()
+
+    def check(self) -> None:
+        rule(self.delta_size > 0, "DilocoContribution: delta_size must be positive")
+
+
 def commitment_hash(task_id: bytes, miner: str, artifact_hash: bytes, salt: bytes) -> bytes:
     """keccak256(abi.encode(bytes32 task_id, address miner, bytes32 artifact_hash, bytes32 salt)).
 

@@ -1,5 +1,8 @@
 """Write tests/protocol/vectors/v<N>.json: one signed, encoded message per type of protocol version N.
 
+Types added later to a released version get their own file: ``--types A,B --suffix NAME`` writes
+v<N>_NAME.json with only those types (v1_diloco.json: DilocoRound, DilocoContribution).
+
 Run once when a protocol version is released (``.venv/bin/python tests/protocol/make_vectors.py``) and
 commit the file; never regenerate an old one: it is the proof that released messages stay decodable.
 """
@@ -25,7 +28,10 @@ def main() -> None:
     signer, other = KeySigner(b"\x01" * 32), KeySigner(b"\x02" * 32)
     net = domain()
     vectors = []
+    only = _only_types()
     for msg in samples(signer.address, other.address).values():
+        if only and msg.TYPE not in only:
+            continue
         data = encode(sign(msg, net, signer))
         vectors.append({
             "type": msg.TYPE,
@@ -41,11 +47,29 @@ def main() -> None:
         "domain": {**net.to_json(), "salt": "0x" + net.salt.hex()},
         "vectors": vectors,
     }
-    out = HERE / "vectors" / f"v{PROTOCOL_VERSION}.json"
+    suffix = _suffix()
+    out = HERE / "vectors" / (f"v{PROTOCOL_VERSION}_{suffix}.json" if suffix else f"v{PROTOCOL_VERSION}.json")
     if out.exists() and "--force" not in sys.argv:
         raise SystemExit(f"{out} exists: released vectors are never regenerated (pass --force if unreleased)")
     out.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     print(f"wrote {len(vectors)} vectors to {out}")
+
+
+def _arg(name: str) -> str:
+    for i, arg in enumerate(sys.argv[:-1]):
+        if arg == name:
+            return sys.argv[i + 1]
+    return ""
+
+
+def _only_types() -> set[str]:
+    """``--types A,B``: vectors for these types only (types added to a released protocol version)."""
+    return {t for t in _arg("--types").split(",") if t}
+
+
+def _suffix() -> str:
+    """``--suffix NAME``: write v<N>_NAME.json (types added later; v<N>.json stays)."""
+    return _arg("--suffix")
 
 
 if __name__ == "__main__":

@@ -175,6 +175,32 @@ def samples(signer: str, other: str) -> dict[str, Message]:
             root=h("root"),
             issued_at=T0,
         ),
+        "DilocoRound": m.DilocoRound(
+            task_id=task,
+            validator=signer,
+            round=2,
+            model_sha256=h("global-2"),
+            model_size=1_234_567,
+            prev_model_sha256=h("global-1"),
+            shard_seed=h("shard-seed"),
+            shard_count=64,
+            inner_steps=50,
+            compression="topk",
+            topk_bps=1_000,
+            deadline=T0 + 600_000,
+            issued_at=T0,
+        ),
+        "DilocoContribution": m.DilocoContribution(
+            task_id=task,
+            miner=signer,
+            round=2,
+            model_sha256=h("global-2"),
+            shard=17,
+            delta_sha256=h("delta"),
+            delta_size=140_000,
+            tokens=51_200,
+            issued_at=T0,
+        ),
     }
 
 
@@ -229,4 +255,14 @@ def make_consistent(type_name: str, values: dict[str, Any]) -> dict[str, Any]:
         v["next_deadline"] = max(1, v["next_deadline"])
     elif type_name == "Receipt":
         v["rank"] = v["rank"] % (v["pool_size"] + 1)
+    elif type_name == "DilocoRound":
+        v["shard_count"] = max(1, v["shard_count"])
+        v["inner_steps"] = max(1, v["inner_steps"])
+        if v["round"] == 0:
+            v["prev_model_sha256"] = m.ZERO32
+        elif v["prev_model_sha256"] == m.ZERO32:
+            v["prev_model_sha256"] = b"\x01" * 32
+        v["topk_bps"] = 1 + v["topk_bps"] % m.BPS if v["compression"] == "topk" else 0
+    elif type_name == "DilocoContribution":
+        v["delta_size"] = max(1, v["delta_size"])
     return v
