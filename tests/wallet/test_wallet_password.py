@@ -134,3 +134,43 @@ def test_the_source_of_a_password_is_reported(tmp_path: Path, restore_keyring) -
     cache_password("0xdef", "k")
     assert password_and_source("x", env={}, keyring_account="0xdef") == ("k", "keyring")
     assert password_and_source("x", env={}, interactive=True, prompt=lambda _: "p") == ("p", "prompt")
+
+
+def test_the_backend_keyring_discovers_here_is_used_safely(restore_keyring, caplog) -> None:  # type: ignore[no-untyped-def]
+    """Through keyring's own backend discovery (no backend set by the test): a headless machine
+    without Secret Service gets keyring's fail/chainer backend, which must be refused with a reason,
+    and the password is then asked for; where a secure OS keyring exists, it caches and returns it."""
+    import keyring.core
+
+    keyring.core.init_backend()
+    status = keyring_status()
+    assert status.reason
+    account = "0x" + "ab" * 20
+    if not status.secure:
+        insecure = ("keyring.backends.fail", "keyring.backends.chainer", "keyring.backends.null")
+        insecure += ("keyrings.alt",)
+        assert type(status.backend).__module__.startswith(insecure)
+        with caplog.at_level(logging.INFO):
+            assert not cache_password(account, "typed-secret-1")
+        assert "not cached" in caplog.text and status.reason in caplog.text
+        assert "typed-secret-1" not in caplog.text
+        assert cached_password(account) is None
+        # No secure keyring: ask on the terminal instead.
+        asked: list[str] = []
+        got = password_and_source(
+            "unlock", env={}, keyring_account=account, interactive=True,
+            prompt=lambda text: asked.append(text) or "typed-secret-2",
+        )
+        assert got == ("typed-secret-2", "prompt") and asked == ["Password to unlock: "]
+        # ... or, headless, say what to pass.
+        with pytest.raises(NoPassword, match="--password-file"):
+            get_password("unlock", env={}, keyring_account=account, interactive=False)
+    else:  # pragma: no cover - only on a desktop with a real OS keyring
+        try:
+            assert cache_password(account, "typed-secret-3")
+            got = password_and_source("unlock", env={}, keyring_account=account)
+            assert got == ("typed-secret-3", "keyring")
+        finally:
+            from wallet.password import forget_password
+
+            forget_password(account)
