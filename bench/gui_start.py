@@ -124,6 +124,8 @@ class Heartbeat:
         from PySide6.QtCore import QTimer
 
         self.lags_ms: list[float] = []
+        self.phase = ""  # what was going on (the miner's state), named with each stall over 100 ms
+        self.long_stalls: list[tuple[float, str]] = []
         self.last = time.perf_counter()
         self.timer = QTimer()
         self.timer.timeout.connect(self.tick)
@@ -131,7 +133,10 @@ class Heartbeat:
 
     def tick(self) -> None:
         now = time.perf_counter()
-        self.lags_ms.append(max(0.0, (now - self.last) * 1000 - HEARTBEAT_MS))
+        lag = max(0.0, (now - self.last) * 1000 - HEARTBEAT_MS)
+        self.lags_ms.append(lag)
+        if lag > 100:
+            self.long_stalls.append((round(lag, 1), self.phase))
         self.last = now
 
     def summary(self) -> dict[str, Any]:
@@ -141,6 +146,7 @@ class Heartbeat:
             "max_ms": round(lags[-1], 1),
             "p99_ms": round(lags[int(len(lags) * 0.99)], 1),
             "over_100ms": sum(lag > 100 for lag in lags),
+            "stalls_over_100ms": [{"ms": ms, "miner_state": phase} for ms, phase in self.long_stalls],
         }
 
 
@@ -198,10 +204,13 @@ def _mine_and_measure(app: Any, root: Path, seconds: float, idle: Heartbeat) -> 
     run_for(app, 120, lambda: profile.exists() and toml.exists())
     data = prepared_data_dir(root, profile, toml)
     states: list[str] = []
+    beat: Heartbeat | None = None
 
     class Listen:
         def on_event_miner_state_changed(self, event: Any) -> None:
             states.append(event.state)
+            if beat is not None:
+                beat.phase = event.state
 
     desktop = DesktopApp(parse_options(["--data-dir", str(data), "--password-file", str(root / "password")]))
     desktop.bridge.register(Listen())
@@ -209,6 +218,7 @@ def _mine_and_measure(app: Any, root: Path, seconds: float, idle: Heartbeat) -> 
     run_for(app, 90, lambda: desktop.bridge.state == "running")
     assert desktop.window is not None
     beat = Heartbeat()  # from here on: the window is up, the core runs, the task is about to come
+    beat.phase = "starting to mine"
     desktop.window.start_mining()
     run_for(app, seconds + 30, lambda: "waiting for results" in states)
     beat.timer.stop()
