@@ -8,10 +8,12 @@ the data in that thread and stores the task, which the service's loop then annou
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import json
 import logging
 import os
+import re
 import secrets
 import threading
 from http import HTTPStatus
@@ -28,6 +30,7 @@ from validator.tasks import TaskInputError
 log = logging.getLogger("magnet.validator.api")
 API_FILE = "api.json"
 MAX_BODY = 64 * 1024
+EPOCH_FILE_NAME = re.compile(r"epoch-[0-9]{1,20}-0x[0-9a-fA-F]{40}\.json")
 
 
 def api_file(root: Path) -> Path:
@@ -107,6 +110,10 @@ class ValidatorApi:
                 and parts[3] == "artifact"
             ):
                 self.send_artifact(request, parts[2])
+            elif method == "GET" and parts == ["v1", "epochs"]:
+                _json(request, HTTPStatus.OK, self.epochs())
+            elif method == "GET" and len(parts) == 3 and parts[:2] == ["v1", "epochs"]:
+                self.send_epoch_file(request, parts[2])
             else:
                 _json(request, HTTPStatus.NOT_FOUND, {"error": "unknown endpoint: see docs/VALIDATOR_API.md"})
         except (TaskInputError, ValueError) as exc:
@@ -152,6 +159,28 @@ class ValidatorApi:
         with path.open("rb") as f:
             while chunk := f.read(1 << 20):
                 request.wfile.write(chunk)
+
+    def epochs(self) -> list[dict[str, Any]]:
+        """The published epoch files (``<root>/epochs``): name, size and sha256 of each."""
+        found = []
+        for path in sorted((self.root / "epochs").glob("epoch-*.json")):
+            if EPOCH_FILE_NAME.fullmatch(path.name):
+                data = path.read_bytes()
+                found.append(
+                    {"name": path.name, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+                )
+        return found
+
+    def send_epoch_file(self, request: BaseHTTPRequestHandler, name: str) -> None:
+        path = self.root / "epochs" / name
+        if not EPOCH_FILE_NAME.fullmatch(name) or not path.is_file():
+            raise LookupError(f"no epoch file {name!r} on this validator: GET /v1/epochs lists them")
+        data = path.read_bytes()
+        request.send_response(HTTPStatus.OK)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(data)))
+        request.end_headers()
+        request.wfile.write(data)
 
 
 def _read_json(request: BaseHTTPRequestHandler) -> dict[str, Any]:

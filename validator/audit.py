@@ -137,3 +137,45 @@ def _audit_validator(receipts: list[Receipt], cfg: ValidatorConfig, report: Audi
                     f"task 0x{task.hex()[:12]} miner {r.miner}: receipt amount {r.amount}, "
                     f"recomputed {expected[r.miner]}"
                 )
+
+
+MAX_EPOCH_FILE = 64 * 1024 * 1024
+
+
+def fetch_epoch_files(api_json: dict[str, Any], timeout: float = 30.0) -> list[bytes]:
+    """Every epoch file a running validator publishes, through its local API (``GET /v1/epochs``).
+
+    ``api_json`` is the validator's ``api.json`` (its ``url`` and ``token``). The files are not
+    trusted because of where they came from: ``audit_files`` re-verifies each one (signatures, root,
+    total) and compares it with the chain. Each file's sha256 is checked against the listing.
+    """
+    import hashlib
+    import urllib.parse
+    import urllib.request
+
+    from protocol import strict_json
+
+    url, token = api_json.get("url"), api_json.get("token")
+    if not isinstance(url, str) or not isinstance(token, str):
+        raise ValueError("the API file has no url and token: give the validator's api.json")
+
+    def get(path: str) -> bytes:
+        request = urllib.request.Request(url.rstrip("/") + path, headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            data: bytes = response.read(MAX_EPOCH_FILE + 1)
+        if len(data) > MAX_EPOCH_FILE:
+            raise ValueError(f"{path} is larger than {MAX_EPOCH_FILE} bytes: refused")
+        return data
+
+    listing = strict_json.loads(get("/v1/epochs"), "epoch listing")
+    if not isinstance(listing, list):
+        raise ValueError("the validator's epoch listing is not a list")
+    files = []
+    for entry in listing:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"bad entry in the validator's epoch listing: {entry!r:.200}")
+        data = get("/v1/epochs/" + urllib.parse.quote(entry["name"]))
+        if hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+            raise ValueError(f"epoch file {entry['name']} does not match the sha256 in the listing")
+        files.append(data)
+    return files

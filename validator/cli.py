@@ -29,7 +29,12 @@ def register(subparsers: Subparsers) -> None:
         _register_task(subparsers)
     if "audit" not in subparsers.choices:
         sub = subparsers.add_parser("audit", help="recompute weights and amounts from epoch files alone")
-        sub.add_argument("epoch_files", nargs="+", type=Path, metavar="EPOCH_FILE")
+        sub.add_argument("epoch_files", nargs="*", type=Path, metavar="EPOCH_FILE")
+        sub.add_argument(
+            "--api-file",
+            type=Path,
+            help="fetch every epoch file from a running validator's API (its <data dir>/validator/api.json)",
+        )
         sub.add_argument(
             "--no-chain", action="store_true", help="do not compare with the roots posted on chain"
         )
@@ -199,8 +204,19 @@ def run_audit(args: argparse.Namespace) -> int:
             files.append(path.read_bytes())
         except OSError as exc:
             raise CliError(ExitCode.USAGE, f"cannot read epoch file {path}: {exc}") from None
+    if args.api_file is not None:
+        files.extend(_fetch_epoch_files(args.api_file))
+    if not files:
+        raise CliError(ExitCode.USAGE, "give epoch files, or --api-file to fetch them from a validator")
     chain_post = None if args.no_chain else _chain_post(profile)
-    report = audit_files(files, profile.domain(), config.validator, chain_post)
+    from wallet.epochs import EpochFileError
+
+    try:
+        report = audit_files(files, profile.domain(), config.validator, chain_post)
+    except EpochFileError as exc:
+        raise CliError(
+            ExitCode.ERROR, f"an epoch file is refused: {exc}; audit only files this network published"
+        ) from None
     if args.json:
         print(json.dumps(report.to_json(), indent=2), flush=True)
     else:
@@ -212,6 +228,27 @@ def run_audit(args: argparse.Namespace) -> int:
             out(f"MISMATCH {line}")
         out("agrees with what was posted" if report.agrees else "DOES NOT AGREE")
     return int(ExitCode.OK) if report.agrees else int(ExitCode.ERROR)
+
+
+def _fetch_epoch_files(api_file: Path) -> list[bytes]:
+    from protocol import strict_json
+    from validator.audit import fetch_epoch_files
+
+    try:
+        api_json = strict_json.loads(api_file.read_bytes(), "API file")
+        if not isinstance(api_json, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise CliError(ExitCode.USAGE, f"cannot read the validator's API file {api_file}: {exc}") from None
+    try:
+        return fetch_epoch_files(api_json)
+    except OSError as exc:
+        raise CliError(
+            ExitCode.NETWORK,
+            f"cannot fetch epoch files from {api_json.get('url')}: {exc}; is the validator running?",
+        ) from None
+    except ValueError as exc:
+        raise CliError(ExitCode.ERROR, f"the validator's epoch files were refused: {exc}") from None
 
 
 def _chain_post(profile: Any) -> Any:

@@ -335,6 +335,20 @@ def test_audit_and_status_commands(parts: Any, tmp_path: Path, capsys: pytest.Ca
     code = main(["audit", *files, "--network", str(tmp_path / "profile.json"), "--no-chain", "--json"])
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["agrees"] and report["receipts"] == 2
+    from validator.api import ValidatorApi, api_file
+
+    api = ValidatorApi(parts.engine, parts.db, tmp_path).start()  # serves <tmp_path>/epochs
+    try:
+        network = ["--network", str(tmp_path / "profile.json"), "--no-chain", "--json"]
+        code = main(["audit", "--api-file", str(api_file(tmp_path)), *network])
+        fetched = json.loads(capsys.readouterr().out)
+        assert code == 0 and fetched["agrees"] and fetched["receipts"] == 2 and fetched["epochs"] == 1
+        (tmp_path / "epochs" / ("epoch-9-0x" + "00" * 20 + ".json")).write_bytes(b"{}")  # not a valid file
+        code = main(["audit", "--api-file", str(api_file(tmp_path)), *network])
+        assert code == 1 and "an epoch file is refused" in capsys.readouterr().err
+    finally:
+        api.stop()
+    capsys.readouterr()
     code = main(["status", "--json", "--data-dir", str(tmp_path)])
     status = json.loads(capsys.readouterr().out)
     assert code == 0 and status["validator"]["tasks"][0]["phase"] == "receipts"
