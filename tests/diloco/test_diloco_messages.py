@@ -1,4 +1,4 @@
-"""The DiLoCo round message types: their cross-field rules refuse inconsistent messages."""
+"""The DiLoCo round message types: their cross-field rules, and the validator's fast filter on notices."""
 
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from protocol.messages import ZERO32, DilocoContribution, DilocoRound
 from protocol.signing import sign
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "protocol"))
-from protocol_samples import KeySigner, domain, samples
+from protocol_samples import T0, KeySigner, domain, h, samples
+
+from validator.diloco.notices import notice_problem
 
 
 def _round() -> DilocoRound:
@@ -59,3 +61,36 @@ def test_contribution_needs_a_delta() -> None:
     assert isinstance(msg, DilocoContribution)
     with pytest.raises(ProtocolError, match="delta_size must be positive"):
         replace(msg, delta_size=0)
+
+
+def _notice() -> DilocoContribution:
+    msg = samples(KeySigner(b"\x01" * 32).address, KeySigner(b"\x02" * 32).address)["DilocoContribution"]
+    assert isinstance(msg, DilocoContribution)
+    return msg
+
+
+@pytest.mark.parametrize(
+    ("changes", "received", "reason"),
+    [
+        ({}, 0, ""),
+        ({"round": 1}, 0, "wrong_round"),
+        ({"task_id": b"\x07" * 32}, 0, "wrong_round"),
+        ({"model_sha256": h("global-1")}, 0, "stale"),
+        ({"model_sha256": h("other")}, 0, "stale"),
+        ({}, 600_001, "late"),
+        ({"shard": 3}, 0, "wrong_shard"),
+        ({"delta_size": 10**9}, 0, "oversize"),
+    ],
+)
+def test_notice_fast_filter(changes: dict[str, object], received: int, reason: str) -> None:
+    round_msg = _round()
+    notice = replace(_notice(), **changes)
+    got, detail = notice_problem(
+        round_msg,
+        notice,
+        received_ms=T0 + received,
+        expected_shard=17,
+        max_delta_bytes=1_000_000,
+    )
+    assert got == reason
+    assert (detail == "") == (reason == "")
