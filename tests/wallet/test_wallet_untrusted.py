@@ -98,3 +98,25 @@ def test_a_mutated_epoch_file_raises_only_epoch_file_errors(path: list, value: o
         load_epoch_file(data, make_domain())
     except EpochFileError:
         pass
+
+
+def test_a_nesting_bomb_gets_a_clear_error_not_a_crash() -> None:
+    """100,000 nested brackets (plain json.loads segfaults on these once eth_account has raised the
+    recursion limit) are refused with an error that names the document, by the epoch-file loader
+    and by the embedded chain's JSON-RPC server."""
+    from typing import cast
+
+    import eth_account  # noqa: F401  (the import that raises the recursion limit)
+
+    from wallet.devchain import EmbeddedChain
+    from wallet.rpcserver import answer
+
+    bomb = b"[" * 100_000 + b"]" * 100_000
+    try:
+        load_epoch_file(bomb, make_domain())
+    except EpochFileError as exc:
+        assert "epoch file" in str(exc)
+    else:
+        raise AssertionError("a nesting bomb was accepted as an epoch file")
+    reply = answer(cast(EmbeddedChain, None), bomb)  # refused before the chain is touched
+    assert reply["error"]["code"] == -32700 and "not JSON" in reply["error"]["message"]
