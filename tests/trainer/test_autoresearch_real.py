@@ -140,7 +140,7 @@ def test_genuine_cuda_out_of_memory_is_recovered(tiny_task: dict[str, Path]) -> 
 
 # Runs in a child process: an address-space cap on the test process itself would starve pytest.
 _CAPPED_SEARCH = """
-import json, resource, sys
+import dataclasses, json, resource, sys
 from pathlib import Path
 from trainer.autoresearch import SearchSettings, autoresearch, load_trace, trace_path
 from trainer.models import tiny_llama
@@ -153,26 +153,32 @@ def job(name, micro, budget):
     hp = {"micro_batch_size": micro, "max_length": 96, "packing": False}
     return TrainJob("instruct", str(model), str(root / "train.jsonl"), str(root / name), hparams=hp,
                     budget_s=budget, device="cpu", threads=1)
-get_recipe("instruct").train(job("warm", 2, 60), NullReporter())  # imports, allocator at steady state
-peak = int(next(l for l in open("/proc/self/status") if l.startswith("VmPeak")).split()[1]) * 1024
-# 250 MiB above what a micro-batch of 2 needed: a micro-batch of 64 (~450 MiB more) cannot fit.
-resource.setrlimit(resource.RLIMIT_AS, (peak + 250 * 2**20, resource.RLIM_INFINITY))
+def vm(field):
+    return int(next(l for l in open("/proc/self/status") if l.startswith(field)).split()[1]) * 1024
+# Baseline: a whole small search at micro-batch 2 (imports, optuna, evaluation, the final run), so
+# every code path the capped search takes has already set its address-space high-water mark.
+autoresearch(job("warm", 2, 6), NullReporter(), settings=SearchSettings(min_search_s=0, max_trials=2))
+baseline = vm("VmPeak")
+# What one micro-batch of 64 needs on top, measured in this process (no cap yet).
+get_recipe("instruct").train(dataclasses.replace(job("probe", 64, 60), max_steps=2), NullReporter())
+need = vm("VmPeak") - baseline
+now = vm("VmSize")  # large blocks are mmap'ed (fixed MALLOC_MMAP_THRESHOLD_), so freed memory is gone
+assert need > 64 * 2**20, f"micro-batch 64 needs only {need >> 20} MiB over the baseline: no room for a cap"
+assert now < baseline + need // 4, f"VmSize {now >> 20} MiB stayed near the micro-64 peak"
+# 3/8 of that over the baseline (activations grow about linearly with the micro-batch): halfway between
+# what micro-batches 16 and 32 need, so 64 (and likely 32) must fail and 16 fits with a margin of ~need/8.
+resource.setrlimit(resource.RLIMIT_AS, (baseline + need * 3 // 8, resource.RLIM_INFINITY))
 result = autoresearch(job("capped", 64, 12), NullReporter(), settings=SearchSettings(min_search_s=0))
 trace = load_trace(trace_path(result.artifact_dir))
 attempts = [[a.outcome, a.params["micro_batch_size"], a.reason] for t in trace.trials for a in t.attempts]
 final = [trace.final.outcome, trace.final.params["micro_batch_size"]]
-print(json.dumps({"attempts": attempts, "final": final}))
+print(json.dumps({"attempts": attempts, "final": final,
+                  "baseline_mib": baseline >> 20, "need_mib": need >> 20}))
 """
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads VmPeak from /proc (Linux)")
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect: the cap (VmPeak + 250 MiB) leaves the search too little address space on a quiet "
-    "2-core machine, so even the smallest micro-batch or the final run fails with MemoryError; the OOM retry "
-    "path itself is covered by the recipe-level OOM test above. Fix: size the cap from a measured run.",
-)
 def test_genuine_cpu_out_of_memory_under_an_address_space_cap_is_recovered(tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -184,10 +190,14 @@ def test_genuine_cpu_out_of_memory_under_an_address_space_cap_is_recovered(tmp_p
         capture_output=True,
         text=True,
         timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1"},
+        env={**__import__("os").environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1",
+             # one malloc arena and a fixed mmap threshold: the address space a run needs is repeatable,
+             # and freed activations are unmapped, so the cap measures what a micro-batch needs
+             "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
+    print(report)
     first = report["attempts"][0]
     assert first[0] == "oom" and first[1] == 64 and "can't allocate memory" in first[2]
     recovered = next(a for a in report["attempts"] if a[0] != "oom")
