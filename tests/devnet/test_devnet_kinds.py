@@ -1,0 +1,43 @@
+"""`magnet devnet --kind K` end to end for the kinds other than instruct (tests/devnet covers instruct).
+
+Each run is the real thing on 127.0.0.1: embedded chain, validator, one miner, the bundled base model
+and the kind's bundled open data (HH-RLHF for dpo), through training, commit,
+reveal, sandboxed evaluation, receipts, the epoch root, proofs and a claim. The devnet itself exits
+non-zero when a receipt does not verify, a balance differs from the epoch amounts or a miner earned
+nothing, so its exit code and summary are the assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
+
+# bitnet is left out: it passed on a quiet machine (77 s) but failed twice under load ~7 (2026-11-22):
+# once no commitment before a 40 s deadline, once "not fine-tuned" after 60 s. grpo and image do not
+# earn yet (docs/DEVNET.md says why).
+@pytest.mark.parametrize("kind", ["dpo"])
+def test_devnet_runs_a_task_of_this_kind_to_a_claimed_reward(kind: str, tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MAGNET_HOME": str(tmp_path / "home")}
+    done = subprocess.run(
+        [sys.executable, "-m", "node.cli", "devnet", "--kind", kind, "--miners", "1",
+         "--train-seconds", "45", "--json"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=420,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    last_json = [line for line in done.stdout.splitlines() if line.startswith('{"ok"')]
+    assert last_json, out[-4000:]
+    summary = json.loads(last_json[-1])
+    assert summary.get("ok") is True and summary.get("problems") == [], out[-4000:]
+    assert f"{kind} on the bundled base model" in out
+    assert "verified, signed by 0x" in out and "MAG (ok)" in out
