@@ -57,6 +57,10 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from devnet.network import DevnetSettings
 
+    if args.kind == "diloco":  # DiLoCo rounds, in one process for now (devnet/diloco.py, docs/DILOCO.md)
+        from devnet.diloco import main as diloco_main
+
+        return diloco_main([])
     if not 1 <= args.miners <= 32:
         raise CliError(ExitCode.USAGE, "--miners must be 1..32")
     if args.tasks < 1 or args.train_seconds < 10 or args.rows < 20:
