@@ -123,7 +123,7 @@ def outcome(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 await miner.start(nursery, service.p2p)
             mesh = service.p2p.gossip.router.mesh
             await wait_until(
-                lambda: len(mesh.get("/magnet/1/tasks", ())) >= len(miners), 30, "the gossip mesh"
+                lambda: len(mesh.get("/magnet/1/tasks", ())) >= len(miners), 90, "the gossip mesh"
             )
             assert service.engine is not None and service.db is not None
             db = service.db
