@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,3 +37,16 @@ def shared_datasets() -> Path:
     if not SHARED_DATASETS.is_dir():
         pytest.skip(f"{SHARED_DATASETS} is absent: the shared datasets sit beside the clone in CI")
     return SHARED_DATASETS
+
+
+@pytest.fixture
+def thread_leak_check() -> Callable[[], Callable[[], list[str]]]:
+    """``leaked = thread_leak_check()`` before, ``assert leaked() == []`` after: names of threads
+    started in between that are still alive. Compares thread sets, not counts, because a thread left
+    over from an earlier test may end meanwhile (a count then drops and hides a leak, or fails)."""
+
+    def take() -> Callable[[], list[str]]:
+        before = set(threading.enumerate())
+        return lambda: sorted(t.name for t in set(threading.enumerate()) - before)
+
+    return take

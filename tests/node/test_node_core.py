@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,8 @@ from node.events import Event, NodeStarted, NodeStopped, ServiceFailed
 from node.paths import DataDirInUse, is_locked
 from node.service import CoreContext, TaskStatus
 from wallet.signer import LocalSigner
+
+LeakCheck = Callable[[], Callable[[], list[str]]]  # tests/conftest.py thread_leak_check
 
 
 def open_fds() -> set[str]:
@@ -129,16 +132,18 @@ def test_service_failing_to_start_while_running_is_not_kept(node_config: Config)
         core.stop()
 
 
-def test_service_failing_at_start_releases_everything(node_config: Config) -> None:
+def test_service_failing_at_start_releases_everything(
+    node_config: Config, thread_leak_check: LeakCheck
+) -> None:
     journal: list[str] = []
-    threads = threading.active_count()
+    leaked = thread_leak_check()
     core = NodeCore(node_config)
     core.add_service(RecordingService("p2p", journal))
     core.add_service(RecordingService("miner", journal, fail_at_start=True))
     with pytest.raises(ServiceError, match="miner failed to start: miner cannot bind its port"):
         core.start()
     assert journal == ["start p2p", "stop p2p", "cancelled p2p"]
-    assert is_locked(core.data_dir.root) is None and threading.active_count() == threads
+    assert is_locked(core.data_dir.root) is None and leaked() == []
 
 
 class NeverReady:
@@ -159,8 +164,10 @@ class NeverReady:
         pass
 
 
-def test_a_service_that_never_starts_hits_the_start_timeout(node_config: Config) -> None:
-    threads = threading.active_count()
+def test_a_service_that_never_starts_hits_the_start_timeout(
+    node_config: Config, thread_leak_check: LeakCheck
+) -> None:
+    leaked = thread_leak_check()
     node_config.node.start_timeout = 0.5
     core = NodeCore(node_config)
     hung = NeverReady()
@@ -169,7 +176,7 @@ def test_a_service_that_never_starts_hits_the_start_timeout(node_config: Config)
     with pytest.raises(ServiceError, match=r"did not start within 0\.5 s"):
         core.start()
     assert time.monotonic() - t0 < 3
-    assert hung.cancelled and threading.active_count() == threads
+    assert hung.cancelled and leaked() == []
     assert is_locked(core.data_dir.root) is None
 
 
@@ -243,19 +250,21 @@ class SocketService:
         pass
 
 
-def test_stop_leaks_no_threads_or_fds(node_config: Config, tmp_path: Path) -> None:
+def test_stop_leaks_no_threads_or_fds(
+    node_config: Config, tmp_path: Path, thread_leak_check: LeakCheck
+) -> None:
     # Warm-up run: first use loads modules and caches that keep fds (e.g. the wordlist) for good.
     warm = NodeCore(node_config)
     warm.start()
     warm.stop()
-    threads, fds = threading.active_count(), open_fds()
+    leaked, fds = thread_leak_check(), open_fds()
     for _ in range(3):
         core = NodeCore(node_config, LocalSigner.create())
         core.add_service(SocketService(tmp_path / "held.txt"))
         core.start()
         assert len(open_fds()) > len(fds)
         core.stop()
-    assert threading.active_count() == threads
+    assert leaked() == []
     assert open_fds() == fds
 
 
@@ -290,7 +299,10 @@ def test_process_stops_on_signal_within_the_timeout(tmp_path: Path, signame: str
 
     proc = subprocess.Popen(
         [sys.executable, "-c", SIGTERM_NODE.format(home=str(tmp_path / "home"))],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
     )
     assert proc.stdout is not None
     try:

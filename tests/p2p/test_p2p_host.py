@@ -4,7 +4,7 @@ persistent identity, and a clean stop that leaves no socket or thread behind."""
 from __future__ import annotations
 
 import gc
-import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import multiaddr
@@ -23,6 +23,8 @@ from p2p_netutil import connect, make_service, start, wait_for
 
 from p2p.events import ConnectionRefused
 
+LeakCheck = Callable[[], Callable[[], list[str]]]  # tests/conftest.py thread_leak_check
+
 pytestmark = pytest.mark.network
 
 
@@ -34,10 +36,16 @@ def test_peer_without_noise_is_refused_and_counted(tmp_path: Path, offered: str)
             refused: list[ConnectionRefused] = []
             node.bus.subscribe(refused.append, [ConnectionRefused])  # type: ignore[arg-type]
             keys = create_new_key_pair()
-            security = ({TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(keys)} if offered == "plaintext"
-                        else {TProtocol(SECIO_ID): SecioTransport(keys)})
-            intruder = new_host(key_pair=keys, sec_opt=security,
-                                connection_config=ConnectionConfig(max_connections_per_peer=1))
+            security = (
+                {TProtocol(PLAINTEXT_PROTOCOL_ID): InsecureTransport(keys)}
+                if offered == "plaintext"
+                else {TProtocol(SECIO_ID): SecioTransport(keys)}
+            )
+            intruder = new_host(
+                key_pair=keys,
+                sec_opt=security,
+                connection_config=ConnectionConfig(max_connections_per_peer=1),
+            )
             async with intruder.run([multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")]):
                 try:
                     with pytest.raises(Exception):  # noqa: B017  the dial fails whatever the error type
@@ -77,9 +85,11 @@ def open_inet_sockets() -> int:
 
 
 @pytest.mark.slow
-def test_starting_and_stopping_ten_nodes_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_starting_and_stopping_ten_nodes_leaves_nothing_behind(
+    tmp_path: Path, thread_leak_check: LeakCheck
+) -> None:
     gc.collect()
-    sockets_before, threads_before = open_inet_sockets(), threading.active_count()
+    sockets_before, leaked = open_inet_sockets(), thread_leak_check()
 
     async def main() -> int:
         async with trio.open_nursery() as nursery:
@@ -95,21 +105,24 @@ def test_starting_and_stopping_ten_nodes_leaves_nothing_behind(tmp_path: Path) -
     gc.collect()  # an unclosed socket would raise ResourceWarning here (an error in this suite)
     assert during >= 10 + 2 * 9  # 10 listeners and both ends of 9 connections were open
     assert open_inet_sockets() == sockets_before
-    assert threading.active_count() == threads_before
+    assert leaked() == []
 
 
 @pytest.mark.slow
-def test_mdns_finds_and_connects_a_lan_peer_and_stops_cleanly(tmp_path: Path) -> None:
-    threads_before = threading.active_count()
+def test_mdns_finds_and_connects_a_lan_peer_and_stops_cleanly(
+    tmp_path: Path, thread_leak_check: LeakCheck
+) -> None:
+    leaked = thread_leak_check()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
             a = await start(nursery, make_service(tmp_path, "a", enable_mdns=True))
             b = await start(nursery, make_service(tmp_path, "b", enable_mdns=True))
-            await wait_for(lambda: bool(a.host.get_network().get_connections(b.peer_id)), 15,
-                           "an mDNS-found connection")
+            await wait_for(
+                lambda: bool(a.host.get_network().get_connections(b.peer_id)), 15, "an mDNS-found connection"
+            )
             nursery.cancel_scope.cancel()
 
     trio.run(main)
     gc.collect()
-    assert threading.active_count() == threads_before  # zeroconf's threads are gone
+    assert leaked() == []  # zeroconf's threads are gone
