@@ -32,6 +32,23 @@ class LoopState:
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
 
+    def progress(self, budget_s: float | None = None, pace: float | None = None) -> tuple[float, float]:
+        """Percent done and seconds left, for progress events.
+
+        Steps say how far the run is, unless the wall-clock budget ends it sooner: a plan of 10**6
+        steps (the pace not measured yet) or a pace that would overrun shows the budget's view, not
+        "0% eta 19 days". `pace` is seconds per step (default: the run's average so far)."""
+        if pace is None:
+            pace = self.seconds / max(1, self.step)
+        percent = 100.0 * self.step / max(1, self.total_steps)
+        eta = pace * max(0, self.total_steps - self.step)
+        if budget_s and budget_s > 0:
+            time_left = max(0.0, budget_s - self.seconds)
+            if time_left < eta:
+                eta = time_left
+                percent = max(percent, 100.0 * self.seconds / budget_s)
+        return min(100.0, percent), eta
+
 
 def job_fingerprint(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]

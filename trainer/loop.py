@@ -207,15 +207,14 @@ class TrainingLoop:
         return reason
 
     def _report(self, run_seconds: float, steps_run: int, loss: float) -> None:
-        pace = run_seconds / steps_run
-        left = self.state.total_steps - self.state.step
+        percent, eta = self.state.progress(self.s.budget_s, pace=run_seconds / steps_run)
         self.reporter.progress(
             self.state.step,
             self.state.total_steps,
             loss=loss,
             tokens_per_s=self.state.tokens / max(1e-9, self.state.seconds),
-            percent=100.0 * self.state.step / self.state.total_steps,
-            eta_s=left * pace,
+            percent=percent,
+            eta_s=eta,
         )
 
     def checkpoint(self) -> None:

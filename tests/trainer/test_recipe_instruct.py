@@ -203,3 +203,29 @@ def test_qlora_trains_where_bitsandbytes_exists(tiny_llama_dir: Path, sft_file: 
     losses = reporter.losses()
     assert sum(losses[-3:]) < sum(losses[:3])
     assert (Path(result.artifact_dir) / ADAPTER_WEIGHTS).is_file()
+
+
+def test_progress_under_an_unmeasured_plan_follows_the_budget(
+    tiny_llama_dir: Path, sft_file: Path, tmp_path: Path
+) -> None:
+    # Autoresearch plans 10**6 steps when it never measured the pace; the loop then stops on the
+    # budget. Progress must say so, not "0.0% eta 1653224s" (seen in a bitnet devnet run).
+    _, reporter = train(
+        tiny_llama_dir, sft_file, tmp_path / "a", max_steps=10**6, budget_s=4.0, hparams={"epochs": 1e5}
+    )
+    events = [e for e in reporter.events if e["event"] == "progress"]
+    assert len(events) >= 2 and all(e["eta_s"] <= 4.0 for e in events)
+    assert events[-1]["percent"] > 50.0  # the run spent its budget: most of the way through
+    percents = [e["percent"] for e in events]
+    assert percents == sorted(percents)
+
+
+def test_loop_state_progress() -> None:
+    from trainer.checkpoint import LoopState
+
+    state = LoopState(step=10, total_steps=100, seconds=5.0)
+    assert state.progress() == (10.0, 45.0)  # steps decide while the budget is not binding
+    assert state.progress(budget_s=60.0) == (10.0, 45.0)
+    assert state.progress(budget_s=20.0) == (25.0, 15.0)  # the budget ends the run first
+    assert state.progress(budget_s=4.0) == (100.0, 0.0)
+    assert LoopState().progress(budget_s=10.0) == (0.0, 0.0)

@@ -121,12 +121,13 @@ class BitnetLoop:
 
     def _report(self, reporter: Reporter) -> None:
         s = self.state
+        percent, eta = s.progress(self.budget_s)
         reporter.progress(
             s.step,
             s.total_steps,
             loss=s.losses[-1],
             tokens_per_s=s.tokens / max(s.seconds, 1e-9),
-            percent=100.0 * s.step / s.total_steps,
-            eta_s=s.seconds / s.step * (s.total_steps - s.step),
+            percent=percent,
+            eta_s=eta,
             quant_lambda=self.quant_lambda,
         )

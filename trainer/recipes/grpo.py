@@ -301,14 +301,14 @@ class GRPOLoop:
 
     def _report(self, reporter: Reporter, kl: float) -> None:
         s = self.state
-        pace = s.seconds / max(1, s.step)
+        percent, eta = s.progress(self.budget_s)
         reporter.progress(
             s.step,
             s.total_steps,
             loss=s.losses[-1],
             tokens_per_s=s.tokens / max(1e-9, s.seconds),
-            percent=100.0 * s.step / s.total_steps,
-            eta_s=pace * (s.total_steps - s.step),
+            percent=percent,
+            eta_s=eta,
             mean_reward=self.mean_rewards[-1],
             kl=kl,
         )

@@ -316,12 +316,13 @@ class ImageLoop:
             now = before + time.monotonic() - started
             self.last_step_s, s.seconds = now - s.seconds, now
             s.losses.append(loss)
+            percent, eta = s.progress(self.budget_s)
             reporter.progress(
                 s.step,
                 s.total_steps,
                 loss=loss,
-                percent=100.0 * s.step / s.total_steps,
-                eta_s=s.seconds / s.step * (s.total_steps - s.step),
+                percent=percent,
+                eta_s=eta,
             )
             if ckpt is not None and time.monotonic() - last_ckpt >= self.job.checkpoint_interval_s:
                 save_checkpoint(ckpt, self.fingerprint, self.state, self.trainable, self.optimizer)
