@@ -116,7 +116,8 @@ def _dim(value: Any) -> int:
 def _check_header(h: ContributionHeader, exp: Expected) -> None:
     if h.base_model_sha256 != exp.base_model_sha256:
         raise ContributionRejected(
-            "stale", f"made against model {h.base_model_sha256[:12]}, round {exp.round} uses "
+            "stale",
+            f"made against model {h.base_model_sha256[:12]}, round {exp.round} uses "
             f"{exp.base_model_sha256[:12]}",
         )
     if h.round != exp.round:
@@ -129,7 +130,10 @@ def _check_header(h: ContributionHeader, exp: Expected) -> None:
 
 def _payload_dtypes(exp: Expected) -> dict[str, str]:
     """{payload tensor name: safetensors dtype} a valid payload has, from the model's names."""
-    parts = {"idx": "I32", "val": "F16"} if exp.scheme == "topk" else {"q": "I8", "scale": "F32"}
+    parts = {
+        "topk": {"idx": "I32", "val": "F16"}, "int8": {"q": "I8", "scale": "F32"},
+        "int4": {"q4": "U8", "scale": "F32"},
+    }.get(exp.scheme, {})  # fmt: skip
     return {f"{name}:{key}": dtype for name in exp.shapes for key, dtype in parts.items()}
 
 
@@ -137,6 +141,11 @@ def _check_part_shapes(name: str, numel: int, shapes: dict[str, tuple[int, ...]]
     if scheme == "topk":
         idx, val = shapes[f"{name}:idx"], shapes[f"{name}:val"]
         ok = len(idx) == 1 and idx == val and 1 <= idx[0] <= numel
+    elif scheme == "int4":
+        q4, scale = shapes[f"{name}:q4"], shapes[f"{name}:scale"]
+        # q4 [blocks, block / 2]: two entries per byte, just enough blocks to hold numel entries
+        per = 2 * q4[1] if len(q4) == 2 else 0
+        ok = len(q4) == 2 and per >= 2 and scale == (q4[0],) and (q4[0] - 1) * per < numel <= q4[0] * per
     else:
         q, scale = shapes[f"{name}:q"], shapes[f"{name}:scale"]
         # q [blocks, block]: just enough blocks to hold numel entries

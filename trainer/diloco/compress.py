@@ -6,7 +6,9 @@ lives across rounds; `ErrorFeedback.save` / `load` keep it across restarts as sa
 
 Payload tensors per parameter ``name`` (what goes on the wire):
   * topk: ``name:idx`` int32 [k] (flat positions) and ``name:val`` float16 [k];
-  * int8: ``name:q`` int8 [blocks, block] and ``name:scale`` float32 [blocks] (absmax / 127 per block).
+  * int8: ``name:q`` int8 [blocks, block] and ``name:scale`` float32 [blocks] (absmax / 127 per block);
+  * int4: ``name:q4`` uint8 [blocks, block / 2], two values per byte (low nibble first, each stored
+    as q + 8 with q in [-7, 7]) and ``name:scale`` float32 [blocks] (absmax / 7 per block).
 """
 
 from __future__ import annotations
@@ -28,7 +30,12 @@ def compress(delta: Params, cfg: CompressionConfig) -> Payload:
     """The wire payload of ``delta`` (see the module docstring for names and shapes)."""
     out: Payload = {}
     for name, tensor in delta.items():
-        part = _topk(tensor, cfg.topk_fraction) if cfg.scheme == "topk" else _int8(tensor, cfg.block)
+        if cfg.scheme == "topk":
+            part = _topk(tensor, cfg.topk_fraction)
+        elif cfg.scheme == "int4":
+            part = _int4(tensor, cfg.block)
+        else:
+            part = _int8(tensor, cfg.block)
         out.update({f"{name}:{key}": value for key, value in part.items()})
     return out
 
@@ -43,6 +50,10 @@ def decompress(payload: Payload, shapes: dict[str, tuple[int, ...]], scheme: str
         if scheme == "topk":
             flat = torch.zeros(numel, dtype=torch.float32)
             flat[payload[f"{name}:idx"].long()] = payload[f"{name}:val"].float()
+        elif scheme == "int4":
+            packed, scale = payload[f"{name}:q4"], payload[f"{name}:scale"]
+            q = torch.stack([packed & 0x0F, packed >> 4], dim=2).reshape(packed.shape[0], -1)
+            flat = ((q.float() - 8.0) * scale.float().unsqueeze(1)).reshape(-1)[:numel]
         else:
             # q [blocks, block] x scale [blocks, 1] -> flat [blocks * block], padding cut off
             q, scale = payload[f"{name}:q"], payload[f"{name}:scale"]
@@ -71,6 +82,21 @@ def _int8(tensor: torch.Tensor, block: int) -> Payload:
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     q = torch.round(rows / safe.unsqueeze(1)).clamp(-127, 127).to(torch.int8)
     return {"q": q, "scale": scale}
+
+
+def _int4(tensor: torch.Tensor, block: int) -> Payload:
+    import torch
+
+    flat = tensor.reshape(-1).float()
+    blocks = math.ceil(flat.numel() / block)
+    padded = torch.zeros(blocks * block, dtype=torch.float32)
+    padded[: flat.numel()] = flat
+    rows = padded.view(blocks, block)
+    scale = rows.abs().amax(dim=1) / 7.0
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = (torch.round(rows / safe.unsqueeze(1)).clamp(-7, 7) + 8).to(torch.uint8)  # 1..15
+    pairs = q.view(blocks, block // 2, 2)
+    return {"q4": pairs[:, :, 0] | (pairs[:, :, 1] << 4), "scale": scale}
 
 
 def dtypes() -> dict[str, torch.dtype]:

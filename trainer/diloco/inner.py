@@ -17,11 +17,17 @@ if TYPE_CHECKING:
 
 
 def inner_train(
-    model: torch.nn.Module, global_params: Params, shard: torch.Tensor, cfg: InnerConfig, seed: int,
+    model: torch.nn.Module,
+    global_params: Params,
+    shard: torch.Tensor,
+    cfg: InnerConfig,
+    seed: int,
     adam_state: dict[str, Any] | None = None,
+    first_step: int = 0,
 ) -> Params:
     """H AdamW steps on batches drawn from ``shard`` [n, seq_len]; returns the local parameters.
-    ``adam_state`` (a dict, updated in place) carries the optimizer state between rounds."""
+    ``adam_state`` (a dict, updated in place) carries the optimizer state between rounds;
+    ``first_step`` is the global inner step of this round's first step (``cfg.lr_at``)."""
     import torch
 
     # sorted names: AdamW state is matched to parameters by position, and the global model may
@@ -32,7 +38,9 @@ def inner_train(
         opt.load_state_dict(adam_state["opt"])
     gen = torch.Generator().manual_seed(seed)
     model.train()
-    for _ in range(cfg.inner_steps):
+    for i in range(cfg.inner_steps):
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr_at(first_step + i)
         rows = torch.randint(0, shard.shape[0], (cfg.batch_size,), generator=gen)
         loss = batch_loss(model, local, shard[rows])
         opt.zero_grad(set_to_none=True)

@@ -35,7 +35,8 @@ class DilocoMiner:
         shard = self.shards.shards[self.shard_for(spec)]
         seed = miner_seed(self.address, spec.round, spec.shard_seed)
         adam = self._adam if spec.inner.keep_adam_state else None
-        local = inner_train(self.model, global_params, shard, spec.inner, seed, adam)
+        first = (spec.round - 1) * spec.inner.inner_steps  # rounds are numbered from 1
+        local = inner_train(self.model, global_params, shard, spec.inner, seed, adam, first)
         return pseudo_gradient(global_params, local)
 
     def contribute(self, spec: RoundSpec, global_params: Params) -> bytes:
