@@ -18,7 +18,7 @@ from trainer.diloco.codec import (
     encode_contribution,
 )
 from trainer.diloco.compress import ErrorFeedback, compress
-from trainer.diloco.config import CompressionConfig
+from trainer.diloco.config import CompressionConfig, InnerConfig
 from trainer.diloco.params import params_hash
 from trainer.diloco.shards import assign_shards, miner_seed
 from validator.diloco.copies import find_copies
@@ -58,7 +58,7 @@ def test_assignment_is_deterministic_and_unique_within_a_round() -> None:
         assign_shards([miners[0], miners[0].upper()], 1, 0, 4)
 
 
-@pytest.mark.parametrize("scheme", ["int8", "topk"])
+@pytest.mark.parametrize("scheme", ["int8", "int4", "topk"])
 def test_round_trip_and_error_feedback(scheme: str) -> None:
     cfg = CompressionConfig(scheme=scheme, topk_fraction=0.25, block=8)
     fb = ErrorFeedback(cfg)
@@ -80,6 +80,31 @@ def test_round_trip_and_error_feedback(scheme: str) -> None:
             total_sent[n] += s[n]
     for n in d:
         assert (total_sent[n] - d[n]).abs().max() < 0.02
+
+
+def test_int4_packs_two_values_a_byte_within_half_a_step() -> None:
+    d = delta(4)
+    payload, sent = ErrorFeedback(CompressionConfig(scheme="int4", block=8)).step(d)
+    assert payload["a.weight:q4"].dtype == torch.uint8
+    assert tuple(payload["a.weight:q4"].shape) == (4, 4)  # 30 entries -> 4 blocks of 8 -> 4 bytes each
+    for n in d:
+        assert (sent[n] - d[n]).abs().max() <= d[n].abs().max() / 7 * 0.51 + 1e-7
+    bad = dict(payload)
+    bad["a.weight:q4"] = torch.zeros(4, 3, dtype=torch.uint8)  # too few entries for 30
+    header = ContributionHeader(3, BASE, "int4", dict(SHAPES))
+    with pytest.raises(ContributionRejected, match="wrong_shape"):
+        decode_contribution(encode_contribution(bad, header), expected("int4"))
+    with pytest.raises(ValueError, match="even"):
+        CompressionConfig(scheme="int4", block=7)
+
+
+def test_inner_lr_schedule_warms_up_then_decays() -> None:
+    cfg = InnerConfig(inner_lr=1.0, warmup_steps=4, total_steps=14, min_lr_ratio=0.1)
+    assert [cfg.lr_at(i) for i in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert cfg.lr_at(4) == 1.0
+    assert cfg.lr_at(9) == pytest.approx(0.55)  # half-way through the decay
+    assert cfg.lr_at(14) == pytest.approx(0.1) == cfg.lr_at(100)
+    assert InnerConfig(inner_lr=0.5).lr_at(1000) == 0.5  # no schedule: constant
 
 
 def test_int8_error_is_small_and_topk_keeps_the_largest() -> None:
