@@ -1,5 +1,16 @@
 """Charts with pyqtgraph, which takes ~1-2 s to import: it is imported on a pool thread after the
-window is up, and each screen gets its plot once that is done (a placeholder shows meanwhile)."""
+window is up, and each screen gets its plot once that is done (a placeholder shows meanwhile).
+
+A repaint is GUI-thread time, so charts are drawn cheaply and not too often:
+
+- no grid and no antialiasing: a loss-chart repaint took ~18 ms of the GUI thread with pyqtgraph's
+  translucent grid (its lines, replayed by each AxisItem, were ~15 ms of it) and ~3 ms without, on
+  these cores when idle; with the training processes on the same two cores, 3-5 times that. Those
+  repaints were the GUI stalls over 100 ms seen while a devnet task trained (bench/gui_start.py);
+- at most one redraw per ``REDRAW_MS`` (``Throttled``): the trainer reports every step, many a
+  second on a small model, and the Wallet screen sets its series with every snapshot (unchanged
+  data is not redrawn at all).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +19,15 @@ from typing import Any
 
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
+from desktop.throttle import Throttled
+
+REDRAW_MS = 500
+
 
 def _import_pyqtgraph() -> Any:
     import pyqtgraph
 
-    pyqtgraph.setConfigOptions(antialias=True, background="w", foreground="k")
+    pyqtgraph.setConfigOptions(antialias=False, background="w", foreground="k")
     return pyqtgraph
 
 
@@ -26,6 +41,7 @@ class LazyChart(QWidget):
         self.curve: Any = None
         self.xs: list[float] = []
         self.ys: list[float] = []
+        self.redraw = Throttled(self._draw, REDRAW_MS, self)
         self.setMinimumHeight(160)
         self._layout = QVBoxLayout(self)
         self._layout.setContentsMargins(0, 0, 0, 0)
@@ -36,21 +52,28 @@ class LazyChart(QWidget):
         self.plot = pg.PlotWidget(title=self.title)
         self.plot.setLabel("left", self.y_label)
         self.plot.setLabel("bottom", self.x_label)
-        self.plot.showGrid(x=True, y=True, alpha=0.3)
         self.curve = self.plot.plot(self.xs, self.ys, pen=pg.mkPen("#1f6feb", width=2))
         self._layout.removeWidget(self._placeholder)
         self._placeholder.deleteLater()
         self._layout.addWidget(self.plot)
 
     def set_data(self, xs: list[float], ys: list[float]) -> None:
+        if list(xs) == self.xs and list(ys) == self.ys:
+            return  # the Wallet screen sets its whole series with every snapshot
         self.xs, self.ys = list(xs), list(ys)
-        if self.curve is not None:
-            self.curve.setData(self.xs, self.ys)
+        self._schedule()
 
     def append(self, x: float, y: float, keep: int = 2000) -> None:
         self.xs.append(x)
         self.ys.append(y)
         del self.xs[:-keep], self.ys[:-keep]
+        self._schedule()
+
+    def _schedule(self) -> None:
+        if self.curve is not None:
+            self.redraw()
+
+    def _draw(self) -> None:
         if self.curve is not None:
             self.curve.setData(self.xs, self.ys)
 

@@ -2,7 +2,8 @@
 
 It owns the timers: a snapshot of the core once a second (read inside the core's loop, delivered
 by the bridge), the hardware card every two seconds (read on the pool), the chain balance every
-fifteen seconds (a JSON-RPC call, on the pool). Nothing here waits on the core.
+fifteen seconds (a plain JSON-RPC call on the pool, without web3: desktop/chainread.py). Nothing here waits
+on the core.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from PySide6.QtWidgets import QHBoxLayout, QListWidget, QMainWindow, QMessageBox
 
 from desktop import actions
 from desktop.bridge import CORE_FAILED, CORE_RUNNING, CoreBridge
+from desktop.chainread import token_balance
 from desktop.charts import load_charts
 from desktop.errors import in_words
 from desktop.hardware import read_hardware
@@ -224,10 +226,3 @@ class MainWindow(QMainWindow):
 async def apply_limits(core: Any, settings: DesktopSettings) -> None:
     """Settings saved while the node runs: the miner reads its config object at each decision."""
     settings.apply_to(core.config)
-
-
-def token_balance(rpc_url: str, registry: str, address: str) -> int:
-    from wallet.chain import ChainClient
-    from wallet.registry import Registry
-
-    return int(Registry(ChainClient.connect(rpc_url, rpc_timeout=5.0), registry).token_balance(address))

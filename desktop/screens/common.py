@@ -42,18 +42,40 @@ class Card(QFrame):
         self.body.addWidget(heading)
 
 
-def fill_table(table: QTableWidget, rows: list[list[str]]) -> None:
+class Table(QTableWidget):
+    """A read-only table that remembers the rows it shows (fill_table touches only what changed)."""
+
+    def __init__(self, rows: int, columns: int) -> None:
+        super().__init__(rows, columns)
+        self.shown_rows: list[list[str]] | None = None
+
+
+def fill_table(table: Table, rows: list[list[str]]) -> None:
+    """Show ``rows``: called with every snapshot (once a second), so an unchanged table costs nothing,
+    only the cells whose text changed are set, and the columns are re-fitted (every cell measured)
+    only when rows come or go. Rebuilding every item and re-fitting each second took the GUI thread
+    tens of ms per table once the tasks, receipts and peers numbered a few hundred."""
+    if rows == table.shown_rows:
+        return
+    count_changed = table.rowCount() != len(rows) or table.shown_rows is None
     table.setRowCount(len(rows))
     for r, row in enumerate(rows):
         for c, text in enumerate(row):
-            item = QTableWidgetItem(text)
-            item.setToolTip(text)
-            table.setItem(r, c, item)
-    table.resizeColumnsToContents()
+            item = table.item(r, c)
+            if item is None:
+                item = QTableWidgetItem(text)
+                item.setToolTip(text)
+                table.setItem(r, c, item)
+            elif item.text() != text:
+                item.setText(text)
+                item.setToolTip(text)
+    if count_changed:
+        table.resizeColumnsToContents()
+    table.shown_rows = [list(row) for row in rows]
 
 
-def make_table(headers: list[str]) -> QTableWidget:
-    table = QTableWidget(0, len(headers))
+def make_table(headers: list[str]) -> Table:
+    table = Table(0, len(headers))
     table.setHorizontalHeaderLabels(headers)
     table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
     table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)

@@ -20,8 +20,10 @@ from desktop.charts import LazyChart
 from desktop.hardware import HardwareReading
 from desktop.screens.common import Card, clock, duration, short, tokens
 from desktop.snapshot import Snapshot, start_of_today
+from desktop.throttle import Throttled
 
 WORKING = ("joining", "downloading", "searching hyperparameters", "training", "submitting")
+PROGRESS_MS = 250  # step events come every few ms: the bar and its ETA are redrawn at most this often
 
 
 class MineScreen(QWidget):
@@ -48,6 +50,8 @@ class MineScreen(QWidget):
         self.earnings = QLabel("")
         self.last_submission = QLabel("")
         self._loss_task = ""
+        self._latest_progress: tuple[float, float] | None = None
+        self._progress_redraw = Throttled(self._show_latest_progress, PROGRESS_MS, self)
         self._build()
 
     def _build(self) -> None:
@@ -117,10 +121,13 @@ class MineScreen(QWidget):
 
     # --- core events ---------------------------------------------------------------------------
     def on_event_miner_state_changed(self, event: Any) -> None:
+        self._latest_progress = None  # the new state's progress comes with it or with the next snapshot
         self.show_state(event.state, event.detail)
 
     def on_event_miner_progress(self, event: Any) -> None:
-        self.show_progress(event.percent, event.eta_s, True)
+        """Every step's loss goes into the chart's data; the widgets are redrawn on timers."""
+        self._latest_progress = (event.percent, event.eta_s)
+        self._progress_redraw()
         if event.loss is None:
             return
         if event.task_id != self._loss_task:  # a new task: a new curve
@@ -128,6 +135,11 @@ class MineScreen(QWidget):
             self.loss_chart.set_data([], [])
         x = float(event.step) if event.step else float(len(self.loss_chart.xs))
         self.loss_chart.append(x, float(event.loss))
+
+    def _show_latest_progress(self) -> None:
+        if self._latest_progress is not None:
+            self.show_progress(*self._latest_progress, True)
+            self._latest_progress = None
 
     def on_event_miner_committed(self, event: Any) -> None:
         self.state.setText(f"<b>Committed</b> — {event.seconds_before_deadline:.0f} s before the deadline")

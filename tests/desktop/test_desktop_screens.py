@@ -126,6 +126,9 @@ def test_every_screen_renders_with_data(qtbot: Any, data_dir: Path, screens_dir:
     bridge.event_arrived.emit(ev.WatchdogAlert(task_id=task, problem="lost network", action="reconnecting"))
     window.mine.show_hardware(read_hardware())
     qtbot.waitUntil(lambda: window.mine.loss_points() == 5, timeout=5_000)
+    # the bar and the chart are redrawn at most every PROGRESS_MS / REDRAW_MS, with the latest data
+    qtbot.waitUntil(lambda: "about 1 min 30 s left" in window.mine.eta.text(), timeout=5_000)
+    qtbot.waitUntil(lambda: len(window.mine.loss_chart.curve.getData()[0]) == 5, timeout=5_000)
 
     assert "Training" in window.mine.state.text() and "final run" in window.mine.state.text()
     assert window.mine.button.text() == "Stop mining"
