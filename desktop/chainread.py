@@ -9,8 +9,6 @@ balance request came 15 s into mining. Two fixed selectors and ``urllib`` need n
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from typing import Any
 
 SELECTOR_TOKEN = "fc0c546a"  # token()
@@ -33,6 +31,8 @@ def _address_word(address: str) -> str:
 
 def eth_call(rpc_url: str, to: str, data: str, timeout: float = TIMEOUT_S) -> str:
     """``eth_call`` at the latest block; the hex result (``0x...``)."""
+    import urllib.request  # ~50 ms (http, email, ssl): here, off the app's start path
+
     body = json.dumps(
         {
             "jsonrpc": "2.0",

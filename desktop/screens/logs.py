@@ -29,20 +29,38 @@ class LogsScreen(QWidget):
         layout.addLayout(row)
         layout.addWidget(self.text)
         self._size = -1
+        self._partial = b""  # the last line, until its newline is written
 
     def refresh(self) -> None:
-        """Re-read the tail when the file changed (cheap: a stat, a bounded read)."""
+        """Show what the file gained since the last look (once a second while this screen is shown).
+
+        Only the new complete lines are appended: setting the whole 200 kB tail again each second
+        re-laid out thousands of lines on the GUI thread while a miner logged. A file that shrank
+        (rotated) is read again from its tail."""
         try:
             size = self.log_file.stat().st_size
         except OSError:
             self.text.setPlainText("No log yet: it starts when the node starts.")
+            self._size, self._partial = -1, b""
             return
         if size == self._size:
             return
-        self._size = size
+        fresh = size < self._size or self._size < 0 or size - self._size > TAIL_BYTES
+        start = max(0, size - TAIL_BYTES) if fresh else self._size
         with self.log_file.open("rb") as f:
-            f.seek(max(0, size - TAIL_BYTES))
-            self.text.setPlainText(f.read().decode("utf-8", "replace"))
+            f.seek(start)
+            data = f.read(size - start)
+        self._size = start + len(data)
+        if fresh:
+            self._partial = b""
+            if start > 0:  # begin at a whole line
+                data = data[data.find(b"\n") + 1 :]
+        data = self._partial + data
+        complete, _, self._partial = data.rpartition(b"\n")
+        if fresh:
+            self.text.setPlainText(complete.decode("utf-8", "replace"))
+        elif complete:
+            self.text.appendPlainText(complete.decode("utf-8", "replace"))
         bar = self.text.verticalScrollBar()
         bar.setValue(bar.maximum())
 
