@@ -182,8 +182,8 @@ def test_merge_uses_exactly_the_accepted_contributions(world: World) -> None:
     exp = Expected(1, spec.base_model_sha256, "int8", shapes, 1 << 26)
     deltas = [decode_contribution(blobs[m], exp)[1] for m in (A, B)]
     scores = [result.verdicts[m].gains.score for m in (A, B)]  # type: ignore[union-attr]
-    want = OuterNesterov(0.7, 0.9).step(world.params, average(deltas, scores))
-    uniform = OuterNesterov(0.7, 0.9).step(world.params, average(deltas))
+    want = OuterNesterov(cfg.outer_lr, cfg.outer_momentum).step(world.params, average(deltas, scores))
+    uniform = OuterNesterov(cfg.outer_lr, cfg.outer_momentum).step(world.params, average(deltas))
     for n in want:
         assert torch.allclose(v.params[n], want[n], atol=1e-6)
     assert any(not torch.allclose(v.params[n], uniform[n], atol=1e-7) for n in want)

@@ -26,7 +26,7 @@ def average(deltas: Sequence[Params], weights: Sequence[float] | None = None) ->
 class OuterNesterov:
     """Outer optimizer state (the momentum buffer), kept across rounds."""
 
-    def __init__(self, lr: float = 0.7, momentum: float = 0.9) -> None:
+    def __init__(self, lr: float = 0.7, momentum: float = 0.5) -> None:
         if not lr > 0 or not 0 <= momentum < 1:
             raise ValueError("OuterNesterov: lr must be positive and momentum in [0, 1)")
         self.lr, self.momentum = lr, momentum
