@@ -1,4 +1,5 @@
-"""`make test-installer`: the built bundle answers `--version` and opens its window offscreen."""
+"""`make test-installer`: the built bundle answers `--version` (the installed version: the spec copies
+the package metadata) and opens its window offscreen. ``check_bundle.py [BINARY]`` checks another build."""
 
 from __future__ import annotations
 
@@ -22,11 +23,16 @@ def run(*args: str, env: dict[str, str] | None = None) -> str:
 
 
 def main() -> int:
+    global BINARY
+    if len(sys.argv) > 1:
+        BINARY = Path(sys.argv[1]).resolve()
     if not BINARY.exists():
         print(f"no bundle at {BINARY}: run `make installer` first", file=sys.stderr)
         return 1
+    from importlib.metadata import version as dist_version
+
     version = run("--version").strip()
-    assert version.startswith("magnet "), version
+    assert version == f"magnet {dist_version('magnet')}", f"{version} (without its metadata: 0+unknown)"
     print(f"ok: {version}")
     with tempfile.TemporaryDirectory() as home:
         out = run(env={"QT_QPA_PLATFORM": "offscreen", "MAGNET_HOME": home, "MAGNET_DESKTOP_SMOKE": "1"})
