@@ -1,6 +1,11 @@
 """Wallet benchmark: receipt signing and verification rates, epoch post and claim gas, and
 transaction latency on the embedded chain. Prints one JSON object.
 
+Claim gas (10,000-leaf epoch, 14-node proofs unless noted): (a) the first claim in a bitmap word
+paying a fresh payout, (b) a later claim in the same word paying a fresh payout, (c) a payout that
+already holds tokens (in a word with a bit set, and first in its word), and the mean over the 256
+claims of one whole word, every payout fresh (its first claim pays the new word slot).
+
 Baselines measured in the same run: signing and verification through eth-account's
 ``encode_typed_data`` path (``protocol.signing.sign`` / ``recover_signer``) against the wallet's
 hand-encoded digest + libsecp256k1 path; post gas with
@@ -68,7 +73,13 @@ def bench_receipts(n: int = 1000) -> dict[str, float]:
     }
 
 
+Leaf = tuple[int, bytes, str, int]  # index, receipt hash, payout, amount
+
+
 def bench_gas() -> dict[str, object]:
+    """Post gas (10 vs 10,000 leaves) and claim gas in a 10,000-leaf epoch, always with the longest
+    proofs (14 nodes). Claimed leaves are bits of one storage word per 256 indexes: the first claim
+    in a word creates that slot (zero -> non-zero), later ones in the word rewrite it."""
     validator, relayer = LocalSigner.create(), LocalSigner.create()
     devnet = start_embedded_chain([validator], serve=False, params=RegistryParams(epoch_length=3600))
     devnet.fund(relayer.address)
@@ -76,8 +87,13 @@ def bench_gas() -> dict[str, object]:
     small = MerkleTree(os.urandom(32) for _ in range(10))
     payout = LocalSigner.create().address
     others = [to_checksum_address(os.urandom(20)) for _ in range(10_000)]
-    # 200 leaves pay one address (a miner claiming again); the rest pay fresh addresses.
-    leaves = [(os.urandom(32), payout if i < 200 else others[i], ETHER) for i in range(10_000)]
+
+    # Leaves 0..199 (bitmap word 0) and 768 (first of word 3) pay one address (a miner claiming
+    # again); the rest pay fresh ones.
+    def payee(i: int) -> str:
+        return payout if i < 200 or i == 768 else others[i]
+
+    leaves: list[Leaf] = [(i, os.urandom(32), payee(i), ETHER) for i in range(10_000)]
     started = time.perf_counter()
     large = MerkleTree(leaf_hash(*leaf) for leaf in leaves)
     tree_seconds = time.perf_counter() - started
@@ -88,22 +104,39 @@ def bench_gas() -> dict[str, object]:
     devnet.advance_to_epoch(3)
     relay = devnet.registry(relayer)
 
-    def longest(candidates: list[tuple[bytes, str, int]]) -> list[tuple[bytes, str, int]]:
-        return sorted(candidates, key=lambda leaf: -len(large.proof(leaf_hash(*leaf))))
+    def depth(leaf: Leaf) -> int:
+        return len(large.proof(leaf_hash(*leaf)))
 
-    same, fresh = longest(leaves[:200]), longest(leaves[200:])
-    claims = []
-    for leaf in (same[0], same[1], fresh[0]):  # first mint ever, same payout again, a fresh payout
-        proof = large.proof(leaf_hash(*leaf))
-        claims.append(relay.claim(1, validator.address, leaf[0], leaf[1], leaf[2], proof).gas_used)
+    def claim(leaf: Leaf) -> int:
+        return relay.claim(1, validator.address, *leaf, large.proof(leaf_hash(*leaf))).gas_used
+
+    def deepest(word: int, n: int) -> list[Leaf]:
+        return sorted(leaves[word * 256 : word * 256 + 256], key=lambda leaf: -depth(leaf))[:n]
+
+    same = sorted(leaves[:200], key=lambda leaf: -depth(leaf))[:2]
+    first_mint = claim(same[0])  # first mint on the registry, first claim in word 0
+    holding = claim(same[1])  # payout already holds tokens; word 0 already has a bit
+    fresh_first, fresh_later = deepest(1, 2)
+    gas_fresh_first = claim(fresh_first)  # word 1's first claim, the payout's first tokens
+    gas_fresh_later = claim(fresh_later)  # word 1 again, another payout's first tokens
+    holding_first_in_word = claim(leaves[768])  # payout holds tokens, word 3's first claim
+    run = [claim(leaf) for leaf in leaves[512:768]]  # all of word 2, in index order, every payout fresh
+    depths = [depth(leaf) for leaf in leaves[512:768]]
     return {
         "post_gas_10_miners": gas_10,
         "post_gas_10000_miners": gas_10k,
         "post_gas_ratio_10000_vs_10": round(gas_10k / gas_10, 4),
-        "claim_gas_first_mint_on_registry": claims[0],
-        "claim_gas_payout_already_holding_tokens": claims[1],
-        "claim_gas_new_payout": claims[2],
-        "claim_proof_nodes_10000_miners": len(large.proof(leaf_hash(*fresh[0]))),
+        "claim_gas_first_mint_on_registry": first_mint,
+        "claim_gas_a_first_in_word_fresh_payout": gas_fresh_first,
+        "claim_gas_b_later_in_word_fresh_payout": gas_fresh_later,
+        "claim_gas_c_payout_already_holding_tokens": holding,
+        "claim_gas_c_payout_holding_tokens_first_in_word": holding_first_in_word,
+        "claim_proof_nodes_c_first_in_word": depth(leaves[768]),
+        "claim_gas_mean_256_consecutive_fresh_payout": round(statistics.mean(run), 1),
+        "claim_gas_256_run_first_min_max": [run[0], min(run), max(run)],
+        "claim_gas_256_run_under_100k": sum(g < 100_000 for g in run),
+        "claim_proof_nodes_10000_miners": depth(fresh_first),
+        "claim_proof_nodes_256_run_min_max": [min(depths), max(depths)],
         "merkle_tree_10000_leaves_s": round(tree_seconds, 3),
     }
 

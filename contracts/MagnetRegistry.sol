@@ -12,9 +12,11 @@ import {MagnetToken} from "./MagnetToken.sol";
 ///   no longer post and its whole stake becomes withdrawable after the delay.
 /// * Time is cut into epochs of `epochLength` seconds from `genesis` (the deploy time). During
 ///   epoch e + 1 each registered validator may post ONE record for epoch e: a Merkle root over leaves
-///   keccak256(bytes.concat(keccak256(abi.encode(receiptHash, payout, amount)))) (OpenZeppelin
-///   sorted-pair tree), the hash of its published epoch file, and the sum of the leaf amounts. The
-///   cost of a post does not depend on the number of leaves.
+///   keccak256(bytes.concat(keccak256(abi.encode(index, receiptHash, payout, amount)))) (OpenZeppelin
+///   sorted-pair tree; `index` numbers the leaves 0..n-1), the hash of its published epoch file, and
+///   the sum of the leaf amounts. The cost of a post does not depend on the number of leaves.
+/// * Claimed leaves are bits in a bitmap per (epoch, validator), 256 leaves to a storage word (as
+///   Uniswap's MerkleDistributor): only the first claim in a word pays for a new storage slot.
 /// * Each epoch's emission is split between the validators that posted for it, pro rata to the stake
 ///   each held when it posted (counted in whole gwei). Claims open once the posting window has closed (epoch e + 2), when
 ///   the split is final. A leaf of amount `a` in a post of total `T` pays a * share / T tokens,
@@ -52,7 +54,8 @@ contract MagnetRegistry is Ownable {
     mapping(uint256 => mapping(address => EpochPost)) public posts;
     /// @notice Sum of the stakes (in gwei) of the validators that posted for an epoch.
     mapping(uint256 => uint256) public postedStakeGwei;
-    mapping(uint256 => mapping(address => mapping(bytes32 => bool))) public claimed;
+    /// @dev epoch => validator => word (index / 256) => claimed bits (bit index % 256).
+    mapping(uint256 => mapping(address => mapping(uint256 => uint256))) private claimedBitmap;
 
     event ValidatorRegistered(address indexed validator, uint256 stake);
     event StakeAdded(address indexed validator, uint256 amount, uint256 stake);
@@ -105,8 +108,8 @@ contract MagnetRegistry is Ownable {
     error NoPost(uint256 epoch, address validator);
     /// Claims for `epoch` open when epoch `opensAt` starts (after the posting window).
     error ClaimNotOpen(uint256 epoch, uint256 opensAt);
-    /// This leaf was already claimed.
-    error AlreadyClaimed(uint256 epoch, address validator, bytes32 receiptHash);
+    /// The leaf at `index` was already claimed.
+    error AlreadyClaimed(uint256 epoch, address validator, uint256 index);
     /// The Merkle proof does not lead to the posted root.
     error InvalidProof();
     /// Claims would exceed the total the validator posted (its leaves do not sum to the total).
@@ -229,10 +232,17 @@ contract MagnetRegistry is Ownable {
         emit EpochPosted(epoch, msg.sender, root, epochFileHash, total, v.stake);
     }
 
-    /// @notice Claim a leaf of `validator`'s root for `epoch`; anyone may call, tokens go to `payout`.
+    /// @notice Whether the leaf at `index` of `validator`'s root for `epoch` was claimed.
+    function isClaimed(uint256 epoch, address validator, uint256 index) external view returns (bool) {
+        return (claimedBitmap[epoch][validator][index >> 8] >> (index & 0xff)) & 1 == 1;
+    }
+
+    /// @notice Claim the leaf at `index` of `validator`'s root for `epoch`; anyone may call, tokens
+    ///         go to `payout`. The index is inside the leaf, so a leaf cannot be claimed under another.
     function claim(
         uint256 epoch,
         address validator,
+        uint256 index,
         bytes32 receiptHash,
         address payout,
         uint256 amount,
@@ -240,20 +250,30 @@ contract MagnetRegistry is Ownable {
     ) external returns (uint256 tokens) {
         if (payout == address(0)) revert ZeroPayout();
         EpochPost storage p = posts[epoch][validator];
-        bytes32 root = p.root;
-        if (root == bytes32(0)) revert NoPost(epoch, validator);
-        if (currentEpoch() < epoch + 2) revert ClaimNotOpen(epoch, epoch + 2);
-        if (claimed[epoch][validator][receiptHash]) revert AlreadyClaimed(epoch, validator, receiptHash);
-        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(receiptHash, payout, amount))));
-        if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidProof();
+        {
+            bytes32 root = p.root;
+            if (root == bytes32(0)) revert NoPost(epoch, validator);
+            if (currentEpoch() < epoch + 2) revert ClaimNotOpen(epoch, epoch + 2);
+            _markClaimed(epoch, validator, index); // a revert below undoes it
+            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, receiptHash, payout, amount))));
+            if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidProof();
+        }
         uint256 total = p.total;
         uint256 claimedSoFar = p.claimed + amount;
         if (claimedSoFar > total) revert ExceedsTotal(claimedSoFar, total);
-        claimed[epoch][validator][receiptHash] = true;
         p.claimed = uint96(claimedSoFar); // <= total, which is a uint96
         tokens = (amount * emissionPerEpoch * p.stakeGwei) / (postedStakeGwei[epoch] * total);
         token.mint(payout, tokens);
         emit Claimed(epoch, validator, payout, receiptHash, tokens);
+    }
+
+    /// @dev Set the leaf's bit: one read and one write of its word; reverts if it was set.
+    function _markClaimed(uint256 epoch, address validator, uint256 index) private {
+        mapping(uint256 => uint256) storage bitmap = claimedBitmap[epoch][validator];
+        uint256 word = bitmap[index >> 8];
+        uint256 bit = 1 << (index & 0xff);
+        if (word & bit != 0) revert AlreadyClaimed(epoch, validator, index);
+        bitmap[index >> 8] = word | bit;
     }
 
     function _activeValidator(address account) private view returns (Validator storage v) {

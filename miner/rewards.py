@@ -15,8 +15,9 @@ from typing import Any
 from miner.db import MinerDB
 from protocol.encoding import decode
 from protocol.messages import Receipt, ReceiptProof, receipt_hash
+from protocol.retired import RETIRED_PROOF_HINT, ReceiptProofV1
 from protocol.signing import Domain, recover_signer
-from wallet.epochs import check_proof, check_proof_matches_receipt
+from wallet.epochs import check_proof, check_proof_matches_receipt, require_current_proof
 from wallet.receipts import verify_receipt
 
 log = logging.getLogger("magnet.miner")
@@ -71,6 +72,8 @@ def accept_proof(db: MinerDB, payload: bytes, domain: Domain) -> tuple[ReceiptPr
     except Exception as exc:
         raise RewardRejected(f"proof does not verify: {exc}") from None
     proof = signed.message
+    if isinstance(proof, ReceiptProofV1):
+        raise RewardRejected(f"epoch {proof.epoch}, validator {proof.validator}: {RETIRED_PROOF_HINT}")
     if not isinstance(proof, ReceiptProof) or signer != proof.validator:
         raise RewardRejected("not a ReceiptProof signed by its validator")
     held = db.receipt_by_hash(proof.receipt_hash.hex())
@@ -85,13 +88,20 @@ def accept_proof(db: MinerDB, payload: bytes, domain: Domain) -> tuple[ReceiptPr
     return proof, db.add_proof(proof.receipt_hash.hex(), proof.epoch, proof.validator, proof.amount, payload)
 
 
-def claim_one(registry: Any, proof: ReceiptProof) -> str:
+def claim_one(registry: Any, proof: ReceiptProof | ReceiptProofV1) -> str:
     """Verify ``proof`` against the root on chain and claim it; the tx hash ('' when already claimed)."""
+    proof = require_current_proof(proof)  # a v1 proof: "ask the validator for a new proof"
     post = registry.post(proof.epoch, proof.validator)
     check_proof(proof, post.root if post is not None else None)
-    if registry.is_claimed(proof.epoch, proof.validator, proof.receipt_hash):
+    if registry.is_claimed(proof.epoch, proof.validator, proof.index):
         return ""
     result = registry.claim(
-        proof.epoch, proof.validator, proof.receipt_hash, proof.payout, proof.amount, list(proof.proof)
+        proof.epoch,
+        proof.validator,
+        proof.index,
+        proof.receipt_hash,
+        proof.payout,
+        proof.amount,
+        list(proof.proof),
     )
     return str(getattr(result, "tx_hash", ""))

@@ -40,6 +40,7 @@ from protocol import strict_json
 from protocol.encoding import decode
 from protocol.messages import PROTOCOL_VERSION, Assignment, Identity, ReceiptProof, TaskAnnouncement
 from protocol.messages import TaskStatus as TaskStatusMsg
+from protocol.retired import ReceiptProofV1
 from protocol.routes import ASSIGNMENT, PROOF, PROOF_PICKUP, RECEIPT, RECEIPT_PICKUP
 from protocol.signing import Domain, SignerLike
 
@@ -474,7 +475,8 @@ class MinerService:
         assert self.db is not None and self.registry_factory is not None
         for row in self.db.proofs(claimed=False):
             proof = decode(bytes(row["signed"])).message
-            assert isinstance(proof, ReceiptProof)
+            # A v1 proof (stored before the upgrade) fails in claim_one: "ask the validator for a new proof".
+            assert isinstance(proof, (ReceiptProof, ReceiptProofV1))
             try:
                 if self._registry is None:
                     factory: Callable[[], Any] = self.registry_factory

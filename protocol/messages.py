@@ -9,6 +9,7 @@ Times are unix milliseconds (uint64); sizes are bytes; hashes are sha256 unless 
 Rules for changing this file: a registered (TYPE, VERSION) is released forever. To change a type, add a
 new class with the same TYPE, VERSION + 1 and a different field list, keep the old class registered
 (rename it ``<Name>V1`` and move it to ``protocol/retired.py``), and add a vector file for the new one.
+Retired versions: ReceiptProof v1 (``protocol.retired.ReceiptProofV1``).
 """
 
 from __future__ import annotations
@@ -351,14 +352,17 @@ class EpochRecord(Message):
 @register
 @dataclass(frozen=True)
 class ReceiptProof(Message):
-    """Sent by the validator to a miner: proves a receipt's leaf is under the epoch's posted root."""
+    """Sent by the validator to a miner: proves a receipt's leaf (at its index) is under the epoch's root."""
 
     TYPE = "ReceiptProof"
-    VERSION = 1
+    VERSION = 2
     SIGNER_FIELD = "validator"
 
     epoch: int = wire("uint64", "Reward epoch number.")
     validator: str = wire("address", "EVM address of the validator (signer) that posted the root.")
+    index: int = wire(
+        "uint64", "The leaf's index in the epoch (its receipt's position in the epoch file, from 0)."
+    )
     receipt_hash: bytes = wire("bytes32", "receipt_hash(receipt): EIP-712 hashStruct of the Receipt.")
     payout: str = wire("address", "Payout address in the leaf.")
     amount: int = wire("uint256", "Amount in the leaf, token base units.")
@@ -467,3 +471,7 @@ def _is_json_object(text: str) -> bool:
         return isinstance(json.loads(text), dict)
     except (ValueError, RecursionError):
         return False
+
+
+# Released versions that newer ones replaced stay registered (decodable); imported last, for the registry.
+from protocol import retired as _retired  # noqa: E402, F401

@@ -19,6 +19,7 @@ from wallet.cli_common import add_options, load, password
 
 if TYPE_CHECKING:
     from protocol.messages import ReceiptProof
+    from protocol.retired import ReceiptProofV1
     from wallet.registry import Registry
 
 Handler = Callable[[argparse.Namespace], int]
@@ -229,6 +230,7 @@ def cmd_receipts(args: argparse.Namespace) -> int:
             doc = export_receipt(entry.receipt, profile.domain())
             proof = entry.proof_body
             doc["proof"] = None if proof is None else ["0x" + p.hex() for p in proof.proof]
+            doc["leafIndex"] = getattr(proof, "index", None)  # None: no proof, or a v1 proof (no index)
             docs.append(doc)
         print(json.dumps(docs, indent=2))
         return int(ExitCode.OK)
@@ -237,6 +239,8 @@ def cmd_receipts(args: argparse.Namespace) -> int:
     for entry in entries:
         r = entry.body
         status = "proof" if entry.proof is not None else "awaiting proof"
+        if entry.proof is not None and entry.proof.message.VERSION < 2:
+            status = "v1 proof: ask the validator for a new one"
         out(
             f"epoch {r.epoch}  rank {r.rank}/{r.pool_size}  {format_units(r.amount)} MAG  "
             f"{r.validator}  {status}"
@@ -269,8 +273,8 @@ def cmd_claim(args: argparse.Namespace) -> int:
     return int(ExitCode.OK if counts["refused"] == 0 else ExitCode.ERROR)
 
 
-def _claim_one(registry: Registry, proof: ReceiptProof, dry_run: bool) -> tuple[str, str]:
-    """(status, message) of one proof: claimed, refused (bad proof), skipped (claimed) or checked."""
+def _claim_one(registry: Registry, proof: ReceiptProof | ReceiptProofV1, dry_run: bool) -> tuple[str, str]:
+    """(status, message) of one proof: claimed, refused (bad or v1 proof), skipped (claimed) or checked."""
     from wallet.cli_common import format_units
     from wallet.epochs import EpochFileError, check_proof
     from wallet.rewards import claim_with_proof

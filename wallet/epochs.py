@@ -2,10 +2,11 @@
 
 The validator gathers the epoch's signed receipts into an ``EpochFile`` (canonical JSON: every
 receipt with its signature, sorted by receipt hash), builds the Merkle tree over leaves
-(receipt hash, payout, amount), posts the root and the file's sha256 on chain, and sends each
-miner a signed ``ReceiptProof``. The miner checks the proof against the root read from the
-chain before it claims. Anyone can re-verify a published file: every receipt's signature, the
-root and the total are recomputed from the receipts alone.
+(index, receipt hash, payout, amount), ``index`` being the receipt's position in the file (from
+0), posts the root and the file's sha256 on chain, and sends each miner a signed ``ReceiptProof``.
+The miner checks the proof against the root read from the chain before it claims. Anyone can
+re-verify a published file: every receipt's signature, the root and the total are recomputed from
+the receipts alone.
 """
 
 from __future__ import annotations
@@ -21,12 +22,14 @@ from protocol import strict_json
 from protocol.encoding import canonical_json, decode, encode
 from protocol.errors import FieldError, ProtocolError
 from protocol.messages import EpochRecord, Receipt, ReceiptProof, receipt_hash
+from protocol.retired import RETIRED_PROOF_HINT, ReceiptProofV1
 from protocol.signing import Domain, SignedMessage
 from wallet.merkle import MerkleTree, leaf_hash, verify_proof
 from wallet.receipts import verify_receipt
 
 FORMAT = "magnet-epoch"
-VERSION = 1
+# 2: leaves carry their index (the receipt's position in "receipts"); version 1 roots hashed no index.
+VERSION = 2
 MAX_EPOCH_FILE_BYTES = 256 * 1024 * 1024  # ~100k receipts
 MAX_RECEIPTS = 200_000
 
@@ -71,7 +74,22 @@ class EpochFile:
 
     @cached_property
     def leaves(self) -> list[bytes]:
-        return [leaf_hash(receipt_hash(r), r.payout, r.amount) for r in (_receipt(s) for s in self.receipts)]
+        """Leaf ``i`` is receipt ``i``'s (receipts sorted by receipt hash): its index is its position."""
+        return [
+            leaf_hash(i, receipt_hash(r), r.payout, r.amount)
+            for i, r in enumerate(_receipt(s) for s in self.receipts)
+        ]
+
+    @cached_property
+    def _index_of(self) -> dict[bytes, int]:
+        return {receipt_hash(_receipt(s)): i for i, s in enumerate(self.receipts)}
+
+    def index_of(self, receipt: Receipt) -> int:
+        """The leaf index of ``receipt`` (its position in the file); EpochFileError if absent."""
+        index = self._index_of.get(receipt_hash(receipt))
+        if index is None:
+            raise EpochFileError("this receipt is not in the epoch file")
+        return index
 
     @cached_property
     def tree(self) -> MerkleTree:
@@ -118,13 +136,14 @@ class EpochFile:
 
     def proof_for(self, receipt: Receipt, issued_at: int) -> ReceiptProof:
         """The unsigned ``ReceiptProof`` of one receipt (the validator signs it before sending)."""
-        digest = receipt_hash(receipt)
-        leaf = leaf_hash(digest, receipt.payout, receipt.amount)
-        if leaf not in self.tree:
+        digest, index = receipt_hash(receipt), self.index_of(receipt)
+        leaf = leaf_hash(index, digest, receipt.payout, receipt.amount)
+        if leaf not in self.tree:  # same hash, other payout or amount: cannot happen for a hashed receipt
             raise EpochFileError("this receipt is not in the epoch file")
         return ReceiptProof(
             epoch=self.epoch,
             validator=self.validator,
+            index=index,
             receipt_hash=digest,
             payout=receipt.payout,
             amount=receipt.amount,
@@ -162,19 +181,34 @@ def load_epoch_file(data: bytes, domain: Domain) -> EpochFile:
     return built
 
 
-def check_proof(proof: ReceiptProof, onchain_root: bytes | None) -> None:
+class RetiredProofError(EpochFileError):
+    """A ReceiptProof v1 (no leaf index): the registry cannot take it; a new proof is needed."""
+
+
+def require_current_proof(proof: object) -> ReceiptProof:
+    """``proof`` as a claimable ReceiptProof (v2); ``RetiredProofError`` for a v1 proof."""
+    if isinstance(proof, ReceiptProof):
+        return proof
+    if isinstance(proof, ReceiptProofV1):
+        raise RetiredProofError(f"epoch {proof.epoch}, validator {proof.validator}: {RETIRED_PROOF_HINT}")
+    raise EpochFileError(f"expected a ReceiptProof, got {type(proof).__name__}")
+
+
+def check_proof(proof: ReceiptProof | ReceiptProofV1, onchain_root: bytes | None) -> None:
     """Raise ``EpochFileError`` unless ``proof`` leads to the root posted on chain."""
+    proof = require_current_proof(proof)
     if onchain_root is None:
         raise EpochFileError(f"validator {proof.validator} posted no root for epoch {proof.epoch} on chain")
     if proof.root != onchain_root:
         raise EpochFileError("the proof's root differs from the root posted on chain: do not claim with it")
-    leaf = leaf_hash(proof.receipt_hash, proof.payout, proof.amount)
+    leaf = leaf_hash(proof.index, proof.receipt_hash, proof.payout, proof.amount)
     if not verify_proof(proof.proof, onchain_root, leaf):
         raise EpochFileError("the Merkle proof does not lead to the posted root (bad or tampered proof)")
 
 
-def check_proof_matches_receipt(proof: ReceiptProof, receipt: Receipt) -> None:
+def check_proof_matches_receipt(proof: ReceiptProof | ReceiptProofV1, receipt: Receipt) -> None:
     """The proof is about this receipt: same hash, payout, amount, epoch and validator."""
+    proof = require_current_proof(proof)
     expected = (receipt_hash(receipt), receipt.payout, receipt.amount, receipt.epoch, receipt.validator)
     actual = (proof.receipt_hash, proof.payout, proof.amount, proof.epoch, proof.validator)
     if expected != actual:

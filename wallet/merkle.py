@@ -1,9 +1,10 @@
 """Merkle trees that OpenZeppelin's ``MerkleProof`` verifies (sorted-pair keccak256).
 
-A leaf is ``keccak256(bytes.concat(keccak256(abi.encode(receiptHash, payout, amount))))``: the
-double hash (OpenZeppelin's recommendation) keeps a 64-byte inner node from ever passing as a
-leaf. Leaves are sorted before building, so the root does not depend on the order receipts came
-in; a lone node at the end of a level moves up unchanged.
+A leaf is ``keccak256(bytes.concat(keccak256(abi.encode(index, receiptHash, payout, amount))))``,
+``index`` the leaf's number in its epoch (0..n-1: the registry keeps claimed leaves as bits of a
+bitmap by index). The double hash (OpenZeppelin's recommendation) keeps a 64-byte inner node from
+ever passing as a leaf. Leaves are sorted before building, so the root does not depend on the
+order they came in; a lone node at the end of a level moves up unchanged.
 """
 
 from __future__ import annotations
@@ -13,15 +14,23 @@ from collections.abc import Iterable, Sequence
 from eth_utils.crypto import keccak
 
 
-def leaf_hash(receipt_hash: bytes, payout: str, amount: int) -> bytes:
+def leaf_hash(index: int, receipt_hash: bytes, payout: str, amount: int) -> bytes:
     """The leaf the registry's ``claim`` recomputes from its arguments."""
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 2**64:
+        raise ValueError(f"leaf index must be an integer in [0, 2**64), got {index!r}")
     if len(receipt_hash) != 32:
         raise ValueError(f"receipt hash must be 32 bytes, got {len(receipt_hash)}")
     if not 0 <= amount < 2**256:
         raise ValueError("amount must fit in uint256")
-    # abi.encode(bytes32, address, uint256): three 32-byte words, the address left-padded. Written
-    # out by hand because eth_abi's generic encoder is ~20x slower (10,000 leaves per epoch).
-    encoded = receipt_hash + bytes(12) + _address_bytes(payout) + amount.to_bytes(32, "big")
+    # abi.encode(uint256, bytes32, address, uint256): four 32-byte words, the address left-padded.
+    # Written out by hand because eth_abi's generic encoder is ~20x slower (10,000 leaves per epoch).
+    encoded = (
+        index.to_bytes(32, "big")
+        + receipt_hash
+        + bytes(12)
+        + _address_bytes(payout)
+        + amount.to_bytes(32, "big")
+    )
     return bytes(keccak(keccak(encoded)))
 
 

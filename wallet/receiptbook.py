@@ -14,19 +14,18 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from node.logs import component_logger
 from protocol.encoding import canonical_json, decode, encode
 from protocol.errors import ProtocolError
 from protocol.messages import Receipt, ReceiptProof, receipt_hash
+from protocol.retired import RETIRED_PROOF_HINT, ReceiptProofV1
 from protocol.signing import Domain, SignedMessage, recover_signer
-from wallet.epochs import check_proof_matches_receipt
+from wallet.epochs import check_proof_matches_receipt, require_current_proof
 from wallet.keystore import read_json, write_json
 from wallet.receipts import verify_receipt
 
 log = component_logger("wallet")
-M = TypeVar("M", Receipt, ReceiptProof)
 
 
 @dataclass(frozen=True)
@@ -40,10 +39,11 @@ class BookEntry:
         return self.receipt.message
 
     @property
-    def proof_body(self) -> ReceiptProof | None:
+    def proof_body(self) -> ReceiptProof | ReceiptProofV1 | None:
+        """The proof; a v1 one (stored before the upgrade) is shown, but claiming it is refused."""
         if self.proof is None:
             return None
-        assert isinstance(self.proof.message, ReceiptProof)
+        assert isinstance(self.proof.message, (ReceiptProof, ReceiptProofV1))
         return self.proof.message
 
 
@@ -66,9 +66,7 @@ class ReceiptBook:
 
     def add_proof(self, signed_proof: SignedMessage) -> Path:
         """Attach a validator's signed proof to the receipt it proves."""
-        proof = signed_proof.message
-        if not isinstance(proof, ReceiptProof):
-            raise ProtocolError(f"expected a ReceiptProof, got {type(proof).__name__}")
+        proof = require_current_proof(signed_proof.message)  # v1: "ask the validator for a new proof"
         recover_signer(signed_proof, self.domain)
         path = self.root / str(proof.epoch) / f"{proof.receipt_hash.hex()}.json"
         if not path.exists():
@@ -128,16 +126,20 @@ def miner_store_entries(store_path: Path, domain: Domain) -> list[BookEntry]:
             entry = BookEntry(signed, None)
             by_hash[receipt_hash(entry.body)] = entry
     for blob in proofs:
-        signed_proof = _verified(blob, lambda s: recover_signer(s, domain), ReceiptProof)
+        signed_proof = _verified(blob, lambda s: recover_signer(s, domain), (ReceiptProof, ReceiptProofV1))
         if signed_proof is None:
             continue
-        proven = _message_as(signed_proof, ReceiptProof)
+        proven = signed_proof.message
+        assert isinstance(proven, (ReceiptProof, ReceiptProofV1))
         held = by_hash.get(proven.receipt_hash)
         if held is None:
             log.warning("left out a stored proof for a receipt that is not stored")
             continue
         try:
-            check_proof_matches_receipt(proven, held.body)
+            if isinstance(proven, ReceiptProofV1):  # kept, so that `claim` says what to do with it
+                log.warning("a stored proof for epoch %d: %s", proven.epoch, RETIRED_PROOF_HINT)
+            else:
+                check_proof_matches_receipt(proven, held.body)
         except ProtocolError as exc:
             log.warning("left out a stored proof: %s", exc)
             continue
@@ -155,19 +157,16 @@ def all_entries(book: ReceiptBook, store_path: Path) -> list[BookEntry]:
     return sorted(merged.values(), key=lambda e: (e.body.epoch, receipt_hash(e.body)))
 
 
-def _verified(blob: bytes, check: Callable[[SignedMessage], object], kind: type) -> SignedMessage | None:
+def _verified(
+    blob: bytes, check: Callable[[SignedMessage], object], kind: type | tuple[type, ...]
+) -> SignedMessage | None:
+    name = (kind if isinstance(kind, type) else kind[0]).__name__
     try:
         signed = decode(blob)
         if not isinstance(signed.message, kind):
-            raise ProtocolError(f"expected a {kind.__name__}, got {type(signed.message).__name__}")
+            raise ProtocolError(f"expected a {name}, got {type(signed.message).__name__}")
         check(signed)
     except ProtocolError as exc:
-        log.warning("left out a stored %s that does not verify: %s", kind.__name__, exc)
+        log.warning("left out a stored %s that does not verify: %s", name, exc)
         return None
     return signed
-
-
-def _message_as(signed: SignedMessage, kind: type[M]) -> M:
-    if not isinstance(signed.message, kind):
-        raise ProtocolError(f"expected a {kind.__name__}, got {type(signed.message).__name__}")
-    return signed.message

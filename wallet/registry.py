@@ -120,8 +120,9 @@ class Registry:
         """The validators that posted for ``epoch``, in order (from the ``EpochPosted`` events)."""
         return [e["validator"] for e in self.epoch_posts(from_block) if e["epoch"] == epoch]
 
-    def is_claimed(self, epoch: int, validator: str, receipt_hash: bytes) -> bool:
-        fn = self.contract.functions.claimed(epoch, Web3.to_checksum_address(validator), receipt_hash)
+    def is_claimed(self, epoch: int, validator: str, index: int) -> bool:
+        """Whether the leaf at ``index`` of ``validator``'s root for ``epoch`` was claimed."""
+        fn = self.contract.functions.isClaimed(epoch, Web3.to_checksum_address(validator), index)
         return bool(self.client.call(fn))
 
     def validator_share(self, epoch: int, validator: str) -> int:
@@ -161,6 +162,7 @@ class Registry:
         self,
         epoch: int,
         validator: str,
+        index: int,
         receipt_hash: bytes,
         payout: str,
         amount: int,
@@ -169,6 +171,7 @@ class Registry:
         fn = self.contract.functions.claim(
             epoch,
             Web3.to_checksum_address(validator),
+            index,
             receipt_hash,
             Web3.to_checksum_address(payout),
             amount,

@@ -8,8 +8,9 @@ root read from chain, then claims; tokens go to the proof's payout address.
 from __future__ import annotations
 
 from protocol.messages import ReceiptProof
+from protocol.retired import ReceiptProofV1
 from wallet.chain import TxResult
-from wallet.epochs import EpochFile, EpochFileError, check_proof
+from wallet.epochs import EpochFile, EpochFileError, check_proof, require_current_proof
 from wallet.registry import Registry
 
 
@@ -24,12 +25,16 @@ def post_epoch(registry: Registry, epoch_file: EpochFile) -> TxResult:
     return registry.post_epoch(epoch_file.epoch, epoch_file.root, epoch_file.file_hash, epoch_file.total)
 
 
-def claim_with_proof(registry: Registry, proof: ReceiptProof) -> TxResult | None:
-    """Claim ``proof`` after checking it against the root on chain; None if already claimed."""
-    if registry.is_claimed(proof.epoch, proof.validator, proof.receipt_hash):
+def claim_with_proof(registry: Registry, proof: ReceiptProof | ReceiptProofV1) -> TxResult | None:
+    """Claim ``proof`` after checking it against the root on chain; None if already claimed.
+
+    A v1 proof (no leaf index) raises ``RetiredProofError``: ask the validator for a new proof.
+    """
+    proof = require_current_proof(proof)
+    if registry.is_claimed(proof.epoch, proof.validator, proof.index):
         return None
     post = registry.post(proof.epoch, proof.validator)
     check_proof(proof, None if post is None else post.root)
     return registry.claim(
-        proof.epoch, proof.validator, proof.receipt_hash, proof.payout, proof.amount, proof.proof
+        proof.epoch, proof.validator, proof.index, proof.receipt_hash, proof.payout, proof.amount, proof.proof
     )

@@ -15,6 +15,7 @@ from miner.rewards import RewardRejected, accept_proof, accept_receipt, claim_on
 from node.store import Store
 from protocol.encoding import encode
 from protocol.messages import Receipt
+from protocol.retired import ReceiptProofV1
 from protocol.signing import Domain, sign
 from wallet.epochs import EpochFile, EpochFileError
 from wallet.signer import LocalSigner
@@ -97,8 +98,8 @@ class FakeRegistry:
     def post(self, epoch: int, validator: str) -> FakePost | None:
         return FakePost(self.root) if self.root else None
 
-    def is_claimed(self, epoch: int, validator: str, receipt_hash: bytes) -> bool:
-        return bool(self.claims)
+    def is_claimed(self, epoch: int, validator: str, index: int) -> bool:
+        return any(c[2] == index for c in self.claims)
 
     def claim(self, *args: Any) -> Any:
         self.claims.append(args)
@@ -123,7 +124,25 @@ def test_a_proof_is_checked_against_the_receipt_and_the_root_on_chain_then_claim
     registry = FakeRegistry(epoch.root)
     assert claim_one(registry, checked) == "0xabc"
     assert claim_one(registry, checked) == ""  # already claimed: nothing sent twice
-    assert len(registry.claims) == 1 and registry.claims[0][3] == MINER.address
+    # claim(epoch, validator, index, receipt_hash, payout, amount, proof)
+    assert len(registry.claims) == 1 and registry.claims[0][4] == MINER.address
+    assert registry.claims[0][2] == proof.index == epoch.index_of(mine)
+
+
+def test_a_v1_proof_is_refused_with_ask_for_a_new_proof(db: MinerDB) -> None:
+    mine = receipt()
+    accept_receipt(db, encode(sign(mine, DOMAIN, VALIDATOR)), DOMAIN, MINER.address)
+    epoch = epoch_with([mine])
+    proof = epoch.proof_for(mine, 1)
+    fields = ("epoch", "validator", "receipt_hash", "payout", "amount", "proof", "root", "issued_at")
+    old = ReceiptProofV1(**{f: getattr(proof, f) for f in fields})
+    with pytest.raises(RewardRejected, match="ask the validator for a new proof"):
+        accept_proof(db, encode(sign(old, DOMAIN, VALIDATOR)), DOMAIN)
+    assert db.proofs() == []
+    registry = FakeRegistry(epoch.root)
+    with pytest.raises(EpochFileError, match="ask the validator for a new proof"):
+        claim_one(registry, old)  # one stored before the upgrade
+    assert registry.claims == []
 
 
 def test_a_proof_for_another_receipt_or_signer_is_refused(db: MinerDB) -> None:

@@ -1,7 +1,9 @@
 """Write tests/protocol/vectors/v<N>.json: one signed, encoded message per type of protocol version N.
 
 Types added later to a released version get their own file: ``--types A,B --suffix NAME`` writes
-v<N>_NAME.json with only those types (v1_diloco.json: DilocoRound, DilocoContribution).
+v<N>_NAME.json with only those types (v1_diloco.json: DilocoRound, DilocoContribution). A new
+version of a type is named ``TYPE:VERSION`` (v1_receiptproof_v2.json: ``--types ReceiptProof:2
+--suffix receiptproof_v2``).
 
 Run once when a protocol version is released (``.venv/bin/python tests/protocol/make_vectors.py``) and
 commit the file; never regenerate an old one: it is the proof that released messages stay decodable.
@@ -30,7 +32,7 @@ def main() -> None:
     vectors = []
     only = _only_types()
     for msg in samples(signer.address, other.address).values():
-        if only and msg.TYPE not in only:
+        if only and msg.TYPE not in only and f"{msg.TYPE}:{msg.VERSION}" not in only:
             continue
         data = encode(sign(msg, net, signer))
         vectors.append({
@@ -63,7 +65,7 @@ def _arg(name: str) -> str:
 
 
 def _only_types() -> set[str]:
-    """``--types A,B``: vectors for these types only (types added to a released protocol version)."""
+    """``--types A,B:2``: vectors for these types (or ``TYPE:VERSION``s) only."""
     return {t for t in _arg("--types").split(",") if t}
 
 

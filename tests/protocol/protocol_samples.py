@@ -11,6 +11,7 @@ from eth_account.messages import encode_typed_data
 from hypothesis import strategies as st
 
 from protocol import messages as m
+from protocol import retired
 from protocol.base import Message
 from protocol.schema import FieldSpec, int_bounds
 from protocol.signing import Domain
@@ -166,6 +167,18 @@ def samples(signer: str, other: str) -> dict[str, Message]:
             issued_at=T0,
         ),
         "ReceiptProof": m.ReceiptProof(
+            epoch=3,
+            validator=signer,
+            index=41,
+            receipt_hash=h("leaf"),
+            payout=other,
+            amount=12 * 10**18,
+            proof=(h("p1"), h("p2"), h("p3")),
+            root=h("root"),
+            issued_at=T0,
+        ),
+        # Retired versions, keyed "<TYPE>V<version>" (still decodable; protocol/retired.py).
+        "ReceiptProofV1": retired.ReceiptProofV1(
             epoch=3,
             validator=signer,
             receipt_hash=h("leaf"),

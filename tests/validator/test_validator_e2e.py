@@ -204,7 +204,13 @@ def test_receipts_epoch_root_and_claims_follow_the_ranking(outcome: dict[str, An
         proof = miners[name].proofs[0]
         check_proof(proof, post.root)  # the delivered proof leads to the root posted on chain
         registry.claim(
-            proof.epoch, proof.validator, proof.receipt_hash, proof.payout, proof.amount, proof.proof
+            proof.epoch,
+            proof.validator,
+            proof.index,
+            proof.receipt_hash,
+            proof.payout,
+            proof.amount,
+            proof.proof,
         )
         balances[name] = registry.token_balance(miners[name].address)
     assert balances["best"] > balances["middle"] > balances["worst"] > 0

@@ -96,10 +96,14 @@ def test_deploy_register_post_and_claim_on_anvil(anvil_url: str) -> None:
     assert post is not None
     for proof in built.proofs(issued_at=1):
         check_proof(proof, post.root)
-        relayed.claim(0, owner.address, proof.receipt_hash, proof.payout, proof.amount, proof.proof)
+        relayed.claim(
+            0, owner.address, proof.index, proof.receipt_hash, proof.payout, proof.amount, proof.proof
+        )
         # Alone in the epoch, the validator's share is the whole emission, split pro rata to amounts.
         assert relayed.token_balance(proof.payout) == proof.amount * 1000 * ETHER // built.total
     with pytest.raises(RevertError) as double:
         proof = built.proofs(issued_at=1)[0]
-        relayed.claim(0, owner.address, proof.receipt_hash, proof.payout, proof.amount, proof.proof)
+        relayed.claim(
+            0, owner.address, proof.index, proof.receipt_hash, proof.payout, proof.amount, proof.proof
+        )
     assert double.value.name == "AlreadyClaimed"

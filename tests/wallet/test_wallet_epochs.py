@@ -7,8 +7,18 @@ import pytest
 from wallet_fixtures import ETHER, ChainEnv, make_domain, make_receipt
 
 from protocol.messages import receipt_hash
+from protocol.retired import ReceiptProofV1
 from protocol.signing import SignedMessage, recover_signer, sign
-from wallet.epochs import EpochFile, EpochFileError, check_proof, check_proof_matches_receipt, load_epoch_file
+from wallet.epochs import (
+    EpochFile,
+    EpochFileError,
+    RetiredProofError,
+    check_proof,
+    check_proof_matches_receipt,
+    load_epoch_file,
+    require_current_proof,
+)
+from wallet.merkle import leaf_hash
 from wallet.receipts import sign_receipt
 from wallet.signer import LocalSigner
 
@@ -40,7 +50,9 @@ def test_validator_posts_miner_verifies_against_chain_and_claims(chain_env: Chai
         assert recover_signer(signed_proof, built.domain) == chain_env.v1.address
         check_proof_matches_receipt(proof, signed.message)  # type: ignore[arg-type]
         check_proof(proof, post.root)
-        miner_view.claim(0, proof.validator, proof.receipt_hash, proof.payout, proof.amount, proof.proof)
+        miner_view.claim(
+            0, proof.validator, proof.index, proof.receipt_hash, proof.payout, proof.amount, proof.proof
+        )
         assert miner_view.token_balance(proof.payout) == 200 * ETHER
 
 
@@ -54,6 +66,9 @@ def test_bad_proof_is_caught_before_claiming(chain_env: ChainEnv) -> None:
     inflated = dataclasses.replace(proof, amount=proof.amount + 1)
     with pytest.raises(EpochFileError, match="does not lead"):
         check_proof(inflated, built.root)
+    moved = dataclasses.replace(proof, index=(proof.index + 1) % len(built.receipts))
+    with pytest.raises(EpochFileError, match="does not lead"):
+        check_proof(moved, built.root)  # the index is part of the leaf
     other = built.receipts[1].message
     with pytest.raises(EpochFileError, match="does not match the receipt"):
         check_proof_matches_receipt(proof, other)  # type: ignore[arg-type]
@@ -92,3 +107,35 @@ def test_build_refuses_foreign_duplicate_or_forged_receipts(chain_env: ChainEnv)
     with pytest.raises(EpochFileError, match="no receipts"):
         EpochFile.build(0, chain_env.v1.address, built.domain, [])
     assert built.proofs(1)[0].receipt_hash == receipt_hash(signed.message)  # type: ignore[arg-type]
+
+
+def test_leaf_index_is_the_receipts_position_in_the_file(chain_env: ChainEnv) -> None:
+    built = epoch_file(chain_env, [LocalSigner.create().address for _ in range(6)], 3)
+    proofs = built.proofs(issued_at=1)
+    assert [p.index for p in proofs] == list(range(6))
+    for i, (proof, signed) in enumerate(zip(proofs, built.receipts, strict=True)):
+        assert proof.receipt_hash == receipt_hash(signed.message)  # type: ignore[arg-type]
+        assert built.index_of(signed.message) == i  # type: ignore[arg-type]
+        assert built.leaves[i] == leaf_hash(i, proof.receipt_hash, proof.payout, proof.amount)
+        check_proof(proof, built.root)
+    doc = json.loads(built.to_bytes())
+    assert doc["version"] == 2
+    assert [receipt_hash(built.receipts[i].message) for i in range(6)] == sorted(  # type: ignore[arg-type]
+        receipt_hash(s.message)  # type: ignore[arg-type]
+        for s in built.receipts
+    )
+    doc["version"] = 1  # an epoch file of the registry before leaf indexes
+    with pytest.raises(EpochFileError, match="version 2"):
+        load_epoch_file(json.dumps(doc).encode(), built.domain)
+
+
+def test_a_v1_proof_is_refused_with_what_to_do(chain_env: ChainEnv) -> None:
+    built = epoch_file(chain_env, [LocalSigner.create().address for _ in range(2)], 3)
+    proof = built.proofs(issued_at=1)[0]
+    fields = {f: getattr(proof, f) for f in ("epoch", "validator", "receipt_hash", "payout", "amount")}
+    old = ReceiptProofV1(**fields, proof=proof.proof, root=proof.root, issued_at=1)
+    for check in (lambda: check_proof(old, built.root), lambda: require_current_proof(old)):
+        with pytest.raises(RetiredProofError, match="ask the validator for a new proof"):
+            check()
+    with pytest.raises(RetiredProofError, match="ask the validator for a new proof"):
+        check_proof_matches_receipt(old, built.receipts[0].message)  # type: ignore[arg-type]
