@@ -7,11 +7,13 @@ A revert's data is matched against the custom errors of our contracts' ABIs, so 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
 from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
 from eth_utils.crypto import keccak
 
 from wallet.contracts import CONTRACT_NAMES, load_artifact
@@ -33,8 +35,11 @@ HINTS = {
     "EmptyPost": "a post needs a non-zero Merkle root and a positive total",
     "NoPost": "that validator posted no root for that epoch",
     "ClaimNotOpen": "claims open once the epoch's posting window has closed: try again later",
-    "AlreadyClaimed": "this receipt was already claimed",
-    "InvalidProof": "the Merkle proof does not lead to the posted root (wrong proof, amount or payout)",
+    "AlreadyClaimed": "the leaf at this index was already claimed (nothing more to claim for it)",
+    "InvalidProof": (
+        "the Merkle proof does not lead to the posted root (wrong proof, leaf index, amount or payout;"
+        " a v1 proof has no index: ask the validator for a new proof)"
+    ),
     "ExceedsTotal": "the validator's leaves sum to more than the total it posted",
     "ZeroPayout": "the payout address is zero",
     "OnlyMinter": "only the registry can mint tokens",
@@ -137,16 +142,84 @@ def _show(value: Any) -> str:
     return str(value)
 
 
+# How nodes report a revert when the data is not where web3 looks (error code 3, ``data`` a hex string):
+# code -32015 (Nethermind, OpenEthereum), or these words in the message or textual data.
+_REVERT_WORDS = ("revert", "vm exception")
+_HEX_DATA = re.compile(r"0x(?:[0-9a-fA-F]{2})+")
+_CUSTOM_ERROR = re.compile(r"custom error\s*:?\s*(0x[0-9a-fA-F]{8})", re.IGNORECASE)
+_REASON = re.compile(r"execution reverted:\s*(.+)", re.IGNORECASE | re.DOTALL)
+
+
 def revert_data_of(exc: BaseException) -> bytes | None:
-    """The revert data carried by a web3 exception, or None if it is not a revert."""
-    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError
+    """The revert data carried by an exception from web3 (or eth-tester), or None if it is no revert.
+
+    Nodes and test chains report a revert differently, so every place is looked at:
+    * web3's ``ContractCustomError`` / ``ContractPanicError`` / ``ContractLogicError`` (a JSON-RPC
+      error of code 3 as geth, anvil and the embedded chain send it): ``data``, a hex string, or a
+      dict holding one (``{"data": "0x..."}``, as Hardhat nests it);
+    * a plain ``Web3RPCError`` (code -32000 or -32015 "execution reverted" from other nodes): the
+      error's ``data`` as a hex string, a nested dict, or text with the hex in it ("Reverted 0x...");
+      failing that, the message: "custom error 0x<selector>" (anvil, the selector only) or
+      "execution reverted: <reason>" (an ``Error(string)``);
+    * eth-tester's ``TransactionFailed`` (used without the embedded chain's JSON-RPC front).
+    A revert whose data cannot be found is ``b""`` (reported as a revert without a reason).
+    """
+    from web3.exceptions import ContractCustomError, ContractLogicError, ContractPanicError, Web3RPCError
 
     if isinstance(exc, ContractCustomError | ContractPanicError | ContractLogicError):
-        data = exc.data
-        if isinstance(data, str) and data.startswith("0x"):
-            try:
-                return bytes.fromhex(data[2:])
-            except ValueError:
-                return b""
-        return b"" if data is None else None
+        found = _hex_in(exc.data)
+        if found is not None:
+            return found
+        return _from_message(str(exc.message or exc))
+    if type(exc).__name__ == "TransactionFailed" and type(exc).__module__.startswith("eth_tester"):
+        from wallet.devchain import revert_data  # eth-tester is only imported where it is in use
+
+        return revert_data(exc)
+    if isinstance(exc, Web3RPCError):
+        error = (exc.rpc_response or {}).get("error") if isinstance(exc.rpc_response, dict) else None
+        if not isinstance(error, dict):
+            return None
+        message = str(error.get("message", ""))
+        code = error.get("code")
+        data = error.get("data")
+        text = f"{message} {data if isinstance(data, str) else ''}".lower()
+        if code not in (3, -32015) and not any(word in text for word in _REVERT_WORDS):
+            return None  # a node error, not a revert
+        found = _hex_in(data)
+        return found if found is not None else _from_message(message)
     return None
+
+
+def _hex_in(value: Any, depth: int = 0) -> bytes | None:
+    """Revert bytes inside a JSON-RPC error's ``data``: "0x..", {"data": ..}, or "Reverted 0x.."."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("0x", ""):
+            return b"" if text == "0x" else None
+        match = _HEX_DATA.fullmatch(text) or _HEX_DATA.search(text)
+        return bytes.fromhex(match.group(0)[2:]) if match else None
+    if isinstance(value, dict) and depth < 4:
+        for key in ("data", "result", "originalError", "error"):
+            if key in value:
+                found = _hex_in(value[key], depth + 1)
+                if found is not None:
+                    return found
+    return None
+
+
+def _from_message(message: str) -> bytes:
+    """What a revert's message alone tells: a custom error's selector or an ``Error(string)`` reason."""
+    custom = _CUSTOM_ERROR.search(message)
+    if custom:
+        return bytes.fromhex(custom.group(1)[2:])
+    reason = _REASON.search(message)
+    if reason:
+        text = reason.group(1).strip()
+        if text and not text.startswith("0x"):
+            return _ERROR_STRING + abi_encode(["string"], [text])
+        found = _hex_in(text)
+        if found is not None:
+            return found
+    return b""

@@ -16,9 +16,13 @@ from wallet_fixtures import make_receipt
 from node.cli import main
 from node.cli.exitcodes import ExitCode
 from node.profile import NetworkProfile
+from protocol.encoding import encode
+from protocol.errors import ProtocolError
+from protocol.retired import ReceiptProofV1
 from protocol.signing import sign
 from wallet.devnet import DevnetChain, start_embedded_chain
 from wallet.epochs import EpochFile
+from wallet.keystore import write_json
 from wallet.receiptbook import ReceiptBook
 from wallet.receipts import sign_receipt
 from wallet.registry import RegistryParams
@@ -139,7 +143,21 @@ def test_validator_stake_then_miner_receipts_and_claim(
     built = EpochFile.build(start_epoch, validator.address, domain, [receipt])
     devnet.advance_to_epoch(start_epoch + 1)
     devnet.registry(validator).post_epoch(start_epoch, built.root, built.file_hash, built.total)
-    book.add_proof(sign(built.proof_for(receipt.message, issued_at=1), domain, validator))  # type: ignore[arg-type]
+    proof = built.proof_for(receipt.message, issued_at=1)  # type: ignore[arg-type]
+
+    # A v1 proof (no leaf index) kept from before the upgrade: listed, and claiming says what to do.
+    fields = ("epoch", "validator", "receipt_hash", "payout", "amount", "proof", "root", "issued_at")
+    old = sign(ReceiptProofV1(**{f: getattr(proof, f) for f in fields}), domain, validator)
+    with pytest.raises(ProtocolError, match="ask the validator for a new proof"):
+        book.add_proof(old)
+    stored = home / "receipts" / str(start_epoch) / f"{proof.receipt_hash.hex()}.json"
+    write_json(stored, {"receipt": json.loads(encode(receipt)), "proof": json.loads(encode(old))})
+    code, out, _ = run(capsys, "wallet", "receipts", *net)
+    assert code == 0 and "v1 proof: ask the validator for a new one" in out
+    code, out, err = run(capsys, "wallet", "claim", *net)
+    assert code == ExitCode.ERROR and "ask the validator for a new proof" in err and "1 refused" in out
+
+    book.add_proof(sign(proof, domain, validator))  # the new proof replaces it
 
     code, out, _ = run(capsys, "wallet", "receipts", "--json", *net)
     [doc] = json.loads(out)
