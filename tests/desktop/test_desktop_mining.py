@@ -120,23 +120,31 @@ def test_start_mining_shows_states_progress_and_a_receipt(
 def test_stop_works_mid_task(qtbot: Any, wallet_data_dir: Path, tmp_path: Path) -> None:
     with app_on_devnet(qtbot, wallet_data_dir, tmp_path, train_s=120) as (window, recorder):
         qtbot.waitUntil(lambda: "training" in recorder.states, timeout=120_000)
-        qtbot.waitUntil(lambda: bool(training_children()), timeout=120_000)  # the job's process is up
+        qtbot.waitUntil(lambda: bool(training_children(wallet_data_dir)), timeout=120_000)  # the app's job
         qtbot.mouseClick(window.mine.button, Qt.MouseButton.LeftButton)  # Stop, mid-task
         qtbot.waitUntil(lambda: window.mine.button.text() == "Start mining", timeout=30_000)
         qtbot.wait(15_000)  # time for a (wrongly) restarted training process to show up
         assert recorder.states[-1] == "stopped", f"still {recorder.states[-1]!r} after Stop"
-        assert not training_children(), "a training process runs after Stop"
+        assert not training_children(wallet_data_dir), "a training process runs after Stop"
 
 
-def training_children() -> list[str]:
-    """Training processes this test process started (through the app's miner), still alive."""
+def training_children(data_dir: Path) -> list[str]:
+    """Training processes of the app's miner (job files under ``data_dir``), still alive. The devnet
+    runs in a child of this process too: its own miner's jobs are descendants as well, and counting
+    them made the Stop test fail whenever the devnet's miner was training (seen on the original code
+    too, 1 run in 2)."""
     import psutil
 
     found = []
     for child in psutil.Process().children(recursive=True):
         try:
-            if "train_child" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child.cmdline()[-1])
+            cmdline = child.cmdline()
+            if (
+                "train_child" in " ".join(cmdline)
+                and cmdline[-1].startswith(str(data_dir))
+                and child.status() != psutil.STATUS_ZOMBIE
+            ):
+                found.append(cmdline[-1])
         except psutil.NoSuchProcess:
             continue
     return found
