@@ -35,6 +35,7 @@ from trainer.diloco.data import ShardSet
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params, batch_loss, eval_loss
 from trainer.diloco.world import SHARED_DATASETS, World, build_world
+from validator.diloco.gauntlet import GauntletConfig
 from validator.diloco.rounds import DilocoValidator, Participant, RoundConfig, run_rounds
 
 
@@ -80,8 +81,12 @@ def main() -> None:
     ap.add_argument("--inner-steps", type=int, default=15, help="H, inner steps per round")
     ap.add_argument("--rounds", type=int, default=12)
     ap.add_argument("--batch", type=int, default=4, help="windows per miner per inner step")
-    ap.add_argument("--scheme", choices=["int8", "int4", "topk"], default="int4")
-    ap.add_argument("--block", type=int, default=256, help="entries per int8 / int4 scale")
+    ap.add_argument("--scheme", choices=["int8", "int4", "int2", "topk"], default="int4")
+    ap.add_argument("--block", type=int, default=256, help="entries per int8 / int4 / int2 scale")
+    ap.add_argument(
+        "--eval-scale", type=float, default=GauntletConfig().eval_scale,
+        help="Gauntlet: share of a delta applied for scoring",
+    )  # fmt: skip
     ap.add_argument("--texts", type=int, default=300, help="texts per domain")
     ap.add_argument("--topk-fraction", type=float, default=0.1)
     ap.add_argument("--fresh-adam", action="store_true", help="miners restart AdamW every round")
@@ -119,6 +124,7 @@ def main() -> None:
             "keep_adam": not args.fresh_adam, "inner_lr": args.inner_lr,
             "adam_betas": [args.adam_beta1, 0.999], "warmup": args.warmup,
             "cosine": args.cosine, "outer_lr": args.outer_lr, "outer_momentum": args.outer_momentum,
+            "gauntlet_eval_scale": args.eval_scale,
             "sync_lrs": args.sync_lrs, "sync_beta1s": args.sync_beta1s, "seeds": args.seeds,
         },
         "initial_loss": eval_loss(world.model, world.params, world.val),
@@ -141,7 +147,7 @@ def main() -> None:
         t0 = time.time()
         cfg = RoundConfig(
             shard_seed=seed, inner=inner, compression=compression, outer_lr=args.outer_lr,
-            outer_momentum=args.outer_momentum,
+            outer_momentum=args.outer_momentum, gauntlet=GauntletConfig(eval_scale=args.eval_scale),
         )  # fmt: skip
         v = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"bench")
         miners = [CountingMiner(f"0x{i + 1:040x}", world.model, world.shards) for i in range(args.miners)]

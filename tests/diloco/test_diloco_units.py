@@ -17,7 +17,7 @@ from trainer.diloco.codec import (
     decode_contribution,
     encode_contribution,
 )
-from trainer.diloco.compress import ErrorFeedback, compress
+from trainer.diloco.compress import INT2_LEVELS, ErrorFeedback, compress
 from trainer.diloco.config import CompressionConfig, InnerConfig
 from trainer.diloco.params import params_hash
 from trainer.diloco.shards import assign_shards, miner_seed
@@ -58,7 +58,7 @@ def test_assignment_is_deterministic_and_unique_within_a_round() -> None:
         assign_shards([miners[0], miners[0].upper()], 1, 0, 4)
 
 
-@pytest.mark.parametrize("scheme", ["int8", "int4", "topk"])
+@pytest.mark.parametrize("scheme", ["int8", "int4", "int2", "topk"])
 def test_round_trip_and_error_feedback(scheme: str) -> None:
     cfg = CompressionConfig(scheme=scheme, topk_fraction=0.25, block=8)
     fb = ErrorFeedback(cfg)
@@ -96,6 +96,26 @@ def test_int4_packs_two_values_a_byte_within_half_a_step() -> None:
         decode_contribution(encode_contribution(bad, header), expected("int4"))
     with pytest.raises(ValueError, match="even"):
         CompressionConfig(scheme="int4", block=7)
+
+
+def test_int2_sends_four_levels_times_the_block_rms() -> None:
+    d = delta(5)
+    payload, sent = ErrorFeedback(CompressionConfig(scheme="int2", block=8)).step(d)
+    assert tuple(payload["a.weight:q2"].shape) == (4, 2)  # 30 entries -> 4 blocks of 8 -> 2 bytes each
+    for n in d:
+        rows = torch.nn.functional.pad(d[n].reshape(-1), (0, -d[n].numel() % 8)).view(-1, 8)
+        rms = rows.square().mean(dim=1).sqrt().repeat_interleave(8)[: d[n].numel()]
+        levels = torch.tensor(INT2_LEVELS)
+        got = sent[n].reshape(-1) / rms
+        nearest = levels[(got.unsqueeze(1) - levels).abs().argmin(dim=1)]
+        assert torch.allclose(got, nearest, atol=1e-5)  # every value is one of the four levels
+        want = levels[((d[n].reshape(-1) / rms).unsqueeze(1) - levels).abs().argmin(dim=1)]
+        assert torch.equal(nearest, want)  # ... the nearest one
+    bad = dict(payload)
+    bad["a.weight:q2"] = torch.zeros(4, 1, dtype=torch.uint8)  # too few entries for 30
+    header = ContributionHeader(3, BASE, "int2", dict(SHAPES))
+    with pytest.raises(ContributionRejected, match="wrong_shape"):
+        decode_contribution(encode_contribution(bad, header), expected("int2"))
 
 
 def test_inner_lr_schedule_warms_up_then_decays() -> None:

@@ -132,7 +132,7 @@ def _payload_dtypes(exp: Expected) -> dict[str, str]:
     """{payload tensor name: safetensors dtype} a valid payload has, from the model's names."""
     parts = {
         "topk": {"idx": "I32", "val": "F16"}, "int8": {"q": "I8", "scale": "F32"},
-        "int4": {"q4": "U8", "scale": "F32"},
+        "int4": {"q4": "U8", "scale": "F32"}, "int2": {"q2": "U8", "scale": "F32"},
     }.get(exp.scheme, {})  # fmt: skip
     return {f"{name}:{key}": dtype for name in exp.shapes for key, dtype in parts.items()}
 
@@ -141,11 +141,13 @@ def _check_part_shapes(name: str, numel: int, shapes: dict[str, tuple[int, ...]]
     if scheme == "topk":
         idx, val = shapes[f"{name}:idx"], shapes[f"{name}:val"]
         ok = len(idx) == 1 and idx == val and 1 <= idx[0] <= numel
-    elif scheme == "int4":
-        q4, scale = shapes[f"{name}:q4"], shapes[f"{name}:scale"]
-        # q4 [blocks, block / 2]: two entries per byte, just enough blocks to hold numel entries
-        per = 2 * q4[1] if len(q4) == 2 else 0
-        ok = len(q4) == 2 and per >= 2 and scale == (q4[0],) and (q4[0] - 1) * per < numel <= q4[0] * per
+    elif scheme in ("int4", "int2"):
+        # q4 [blocks, block / 2] or q2 [blocks, block / 4]: 2 or 4 entries per byte, just enough
+        # blocks to hold numel entries
+        key, n = ("q4", 2) if scheme == "int4" else ("q2", 4)
+        q, scale = shapes[f"{name}:{key}"], shapes[f"{name}:scale"]
+        per = n * q[1] if len(q) == 2 else 0
+        ok = len(q) == 2 and per >= n and scale == (q[0],) and (q[0] - 1) * per < numel <= q[0] * per
     else:
         q, scale = shapes[f"{name}:q"], shapes[f"{name}:scale"]
         # q [blocks, block]: just enough blocks to hold numel entries

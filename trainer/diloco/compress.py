@@ -8,7 +8,10 @@ Payload tensors per parameter ``name`` (what goes on the wire):
   * topk: ``name:idx`` int32 [k] (flat positions) and ``name:val`` float16 [k];
   * int8: ``name:q`` int8 [blocks, block] and ``name:scale`` float32 [blocks] (absmax / 127 per block);
   * int4: ``name:q4`` uint8 [blocks, block / 2], two values per byte (low nibble first, each stored
-    as q + 8 with q in [-7, 7]) and ``name:scale`` float32 [blocks] (absmax / 7 per block).
+    as q + 8 with q in [-7, 7]) and ``name:scale`` float32 [blocks] (absmax / 7 per block);
+  * int2: ``name:q2`` uint8 [blocks, block / 4], four 2-bit codes per byte (lowest bits first) for
+    the levels INT2_LEVELS x scale (the Lloyd-Max quantizer of a Gaussian) and ``name:scale`` float32
+    [blocks] (root mean square per block).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 Payload = dict[str, "torch.Tensor"]
+INT2_LEVELS = (-1.510, -0.4528, 0.4528, 1.510)  # x the block's RMS: Lloyd-Max for a Gaussian
 
 
 def compress(delta: Params, cfg: CompressionConfig) -> Payload:
@@ -34,6 +38,8 @@ def compress(delta: Params, cfg: CompressionConfig) -> Payload:
             part = _topk(tensor, cfg.topk_fraction)
         elif cfg.scheme == "int4":
             part = _int4(tensor, cfg.block)
+        elif cfg.scheme == "int2":
+            part = _int2(tensor, cfg.block)
         else:
             part = _int8(tensor, cfg.block)
         out.update({f"{name}:{key}": value for key, value in part.items()})
@@ -50,6 +56,11 @@ def decompress(payload: Payload, shapes: dict[str, tuple[int, ...]], scheme: str
         if scheme == "topk":
             flat = torch.zeros(numel, dtype=torch.float32)
             flat[payload[f"{name}:idx"].long()] = payload[f"{name}:val"].float()
+        elif scheme == "int2":
+            packed, scale = payload[f"{name}:q2"], payload[f"{name}:scale"]
+            q = torch.stack([(packed >> s) & 0x03 for s in (0, 2, 4, 6)], dim=2).reshape(packed.shape[0], -1)
+            levels = torch.tensor(INT2_LEVELS, dtype=torch.float32)
+            flat = (levels[q.long()] * scale.float().unsqueeze(1)).reshape(-1)[:numel]
         elif scheme == "int4":
             packed, scale = payload[f"{name}:q4"], payload[f"{name}:scale"]
             q = torch.stack([packed & 0x0F, packed >> 4], dim=2).reshape(packed.shape[0], -1)
@@ -97,6 +108,25 @@ def _int4(tensor: torch.Tensor, block: int) -> Payload:
     q = (torch.round(rows / safe.unsqueeze(1)).clamp(-7, 7) + 8).to(torch.uint8)  # 1..15
     pairs = q.view(blocks, block // 2, 2)
     return {"q4": pairs[:, :, 0] | (pairs[:, :, 1] << 4), "scale": scale}
+
+
+def _int2(tensor: torch.Tensor, block: int) -> Payload:
+    import torch
+
+    flat = tensor.reshape(-1).float()
+    blocks = math.ceil(flat.numel() / block)
+    padded = torch.zeros(blocks * block, dtype=torch.float32)
+    padded[: flat.numel()] = flat
+    rows = padded.view(blocks, block)
+    scale = rows.square().mean(dim=1).sqrt()
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    bounds = torch.tensor(
+        [-(INT2_LEVELS[3] + INT2_LEVELS[2]) / 2, 0.0, (INT2_LEVELS[3] + INT2_LEVELS[2]) / 2]
+    )
+    q = torch.bucketize(rows / safe.unsqueeze(1), bounds).to(torch.uint8)  # 0..3, nearest level
+    quads = q.view(blocks, block // 4, 4)
+    packed = quads[:, :, 0] | (quads[:, :, 1] << 2) | (quads[:, :, 2] << 4) | (quads[:, :, 3] << 6)
+    return {"q2": packed, "scale": scale}
 
 
 def dtypes() -> dict[str, torch.dtype]:

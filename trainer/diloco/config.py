@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-COMPRESSIONS = ("topk", "int8", "int4")
+COMPRESSIONS = ("topk", "int8", "int4", "int2")
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,8 @@ class InnerConfig:
 class CompressionConfig:
     """How a pseudo-gradient is compressed; the residual is kept (error feedback)."""
 
-    # "topk": largest |values| per tensor; "int8" / "int4": blockwise absmax quantisation
+    # "topk": largest |values| per tensor; "int8" / "int4": blockwise absmax quantisation;
+    # "int2": four levels x the block's RMS (2 bits an entry)
     scheme: str = "int8"
     topk_fraction: float = 0.1  # share of each tensor's entries sent by "topk"
     block: int = 256  # entries per int8 / int4 scale
@@ -59,5 +60,6 @@ class CompressionConfig:
             raise ValueError(f"CompressionConfig: scheme must be one of {COMPRESSIONS}, got {self.scheme!r}")
         if not 0 < self.topk_fraction <= 1:
             raise ValueError("CompressionConfig: topk_fraction must be in (0, 1]")
-        if self.block < 1 or (self.scheme == "int4" and self.block % 2):
-            raise ValueError("CompressionConfig: block must be at least 1 (and even for int4)")
+        packed = {"int4": 2, "int2": 4}.get(self.scheme, 1)  # entries per byte
+        if self.block < 1 or self.block % packed:
+            raise ValueError("CompressionConfig: block must be at least 1 (even for int4, x4 for int2)")
