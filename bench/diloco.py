@@ -1,6 +1,6 @@
 """DiLoCo against synchronous data-parallel training on the same tiny model and token budget.
 
-    python bench/diloco.py [--miners 4] [--inner-steps 15] [--rounds 12] [--scheme int4] [--help]
+    python bench/diloco.py [--miners 4] [--inner-steps 10] [--rounds 18] [--scheme int2] [--help]
 
 Prints JSON: final held-out loss of each, their ratio, and the bytes one miner sends (its encoded
 contributions) against a per-step all-reduce of full fp32 gradients (params x 4 bytes per step, the
@@ -78,10 +78,10 @@ class CountingMiner(DilocoMiner):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--miners", type=int, default=4)
-    ap.add_argument("--inner-steps", type=int, default=15, help="H, inner steps per round")
-    ap.add_argument("--rounds", type=int, default=12)
+    ap.add_argument("--inner-steps", type=int, default=10, help="H, inner steps per round")
+    ap.add_argument("--rounds", type=int, default=18)
     ap.add_argument("--batch", type=int, default=4, help="windows per miner per inner step")
-    ap.add_argument("--scheme", choices=["int8", "int4", "int2", "topk"], default="int4")
+    ap.add_argument("--scheme", choices=["int8", "int4", "int2", "topk"], default="int2")
     ap.add_argument("--block", type=int, default=256, help="entries per int8 / int4 / int2 scale")
     ap.add_argument(
         "--eval-scale", type=float, default=GauntletConfig().eval_scale,
