@@ -118,6 +118,10 @@ def validator_config(root: Path, profile_file: Path, settings: DevnetSettings) -
     v.api_enabled = False
     v.synthetic_interval_s = 0.0
     v.join_answer_wait_s = 8.0
+    # The bundled tiny model never solves a GSM8K problem (exact_answer stays 0 before and after a
+    # minute of GRPO, and every artifact would look untouched): a devnet grpo task rewards shaping
+    # that a tiny model can learn in seconds. Real tasks name their rewards (magnet task create --rewards).
+    v.grpo_rewards = "numeric_answer:1.0,format:0.2"
     return config
 
 
@@ -133,6 +137,8 @@ def miner_config(root: Path, profile_file: Path, settings: DevnetSettings) -> Co
     # Several miners share two cores here: keep slack for contention and a short search.
     m.budget_fraction = 0.6
     m.pinned_hparams = {"max_length": 256.0, "micro_batch_size": 4.0}  # ~4x cheaper steps than the defaults
+    if settings.kind == "grpo":  # short rollouts and a learning rate that moves a tiny model in 45 s
+        m.pinned_hparams = {"max_new_tokens": 24.0, "lr": 3e-3}
     m.search_max_trials = 4
     m.search_final_fraction = 0.6
     m.commit_margin_s = 3.0

@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from miner.config import MinerConfig
+from protocol import strict_json
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(?P<days>[a-z*,\-]+)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})\s*$")
@@ -49,12 +51,40 @@ class TaskOffer:
     est_gflop: int
     join_by: float
     commit_by: float
+    params_json: str = "{}"
+
+
+def task_hparams(kind: str, params_json: str) -> dict[str, Any]:
+    """Hyperparameters a task fixes through its announced parameters (docs/PROTOCOL.md,
+    TaskAnnouncement): grpo's reward names. ValueError, saying why, for parameters this miner does
+    not know: it cannot train what the validator will score."""
+    params = strict_json.loads(params_json, "task parameters")
+    if not isinstance(params, dict):
+        raise ValueError("task parameters are not a JSON object")
+    known = {"rewards"} if kind == "grpo" else set()
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ValueError(f"task parameters {unknown} are unknown to this version: upgrade MAGNET")
+    if kind != "grpo":
+        return {}
+    from trainer.rewards import DEFAULT_REWARDS, UnknownReward, parse_reward_spec
+
+    spec = params.get("rewards") or DEFAULT_REWARDS
+    try:
+        checked = parse_reward_spec(spec)
+    except UnknownReward as exc:
+        raise ValueError(f"{exc}: upgrade MAGNET") from None
+    return {"rewards": ",".join(f"{name}:{weight!r}" for name, weight in checked.items())}
 
 
 def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float) -> Verdict:
     """Whether this machine should join ``task``, and why (the first reason that refuses)."""
     if task.kind not in cfg.enabled_kinds:
         return Verdict(False, f"task kind {task.kind!r} is not enabled (miner.enabled_kinds)")
+    try:
+        task_hparams(task.kind, task.params_json)
+    except ValueError as exc:
+        return Verdict(False, f"cannot train this task: {exc}")
     if now > task.join_by:
         return Verdict(False, "the join window has closed")
     ram = min(machine.ram_mb, cfg.max_ram_mb) if cfg.max_ram_mb > 0 else machine.ram_mb

@@ -246,7 +246,13 @@ class MinerService:
 
     def judge(self, ann: TaskAnnouncement) -> Verdict:
         offer = TaskOffer(
-            ann.kind, ann.min_ram_mb, ann.min_gpu_mb, ann.est_gflop, ann.join_by / 1000, ann.commit_by / 1000
+            ann.kind,
+            ann.min_ram_mb,
+            ann.min_gpu_mb,
+            ann.est_gflop,
+            ann.join_by / 1000,
+            ann.commit_by / 1000,
+            ann.params_json,
         )
         return admit(offer, self.machine(), self.cfg, time.time())
 

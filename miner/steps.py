@@ -20,6 +20,7 @@ import trio
 from miner import events as ev
 from miner.db import MinerDB, TaskRow
 from miner.jobs import JobDriver, JobFailed, JobSpec
+from miner.policy import task_hparams
 from protocol.encoding import decode, encode
 from protocol.messages import Assignment, Commitment, JoinRequest, Reveal, TaskAnnouncement, commitment_hash
 from protocol.routes import JOIN, REVEAL
@@ -215,7 +216,11 @@ class TaskSteps:
                 "base_model_dir": str(out / "base"),
                 "train_file": str(out / "train.jsonl"),
                 "output_dir": str(output_dir),
-                "hparams": {k: int(v) if float(v).is_integer() else v for k, v in cfg.pinned_hparams.items()},
+                "hparams": {
+                    **{k: int(v) if float(v).is_integer() else v for k, v in cfg.pinned_hparams.items()},
+                    # what the task fixes (grpo's rewards) wins over the operator's pins
+                    **task_hparams(fresh.kind, self.announcement(fresh).params_json),
+                },
                 "budget_s": max(3.0, (left - STARTUP_RESERVE_S) * cfg.budget_fraction),
                 "seed": _seed(fresh.id, self.svc.address),  # our own: two miners never train the same run
                 "device": self.svc.device(),

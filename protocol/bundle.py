@@ -61,10 +61,13 @@ def write_bundle(
     kind: str,
     meta: dict[str, str] | None = None,
     caps: BundleCaps | None = None,
+    skip_other_extensions: bool = False,
 ) -> Manifest:
     """Pack every regular file under ``src_dir`` into the bundle ``out_path`` (written atomically).
 
     The same checks as extraction apply, so a bundle we write is one a peer can extract.
+    ``skip_other_extensions``: leave out files whose extension a bundle does not admit (a model
+    directory's README.md) instead of refusing the directory.
     """
     caps = caps or BundleCaps()
     src, out = Path(src_dir), Path(out_path)
@@ -74,7 +77,12 @@ def write_bundle(
         raise BundleError(f"bundle output {out} must not be inside the source directory {src}")
     check_kind(kind)
     check_meta(meta or {}, caps)
-    files = tuple(_describe_file(src, rel, caps) for rel in _list_files(src, caps))
+    listed = _list_files(src, caps)
+    if skip_other_extensions:
+        listed = [rel for rel in listed if Path(rel).suffix.lower() in caps.allowed_extensions]
+        if not listed:
+            raise BundleError(f"{src} holds no files a bundle admits")
+    files = tuple(_describe_file(src, rel, caps) for rel in listed)
     manifest = Manifest(kind=kind, meta=dict(meta or {}), files=files)
     manifest.check_caps(caps)
     _write_atomically(out, manifest, src)

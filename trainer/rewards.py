@@ -19,6 +19,8 @@ RewardFn = Callable[[str, str | None], float]
 _MARKED_ANSWER = re.compile(r"####\s*(-?[\d,]*\.?\d+)")
 _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*|-?\.\d+")
 MAX_COMPLETION_CHARS = 400  # beyond this the length penalty starts
+# The rewards of a grpo task that names none (an announcement whose params_json has no "rewards").
+DEFAULT_REWARDS = "exact_answer:1.0,format:0.2"
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,18 @@ def grpo_rewards(kind: str, hparams: Mapping[str, Any]) -> str | None:
         return None
     spec = parse_reward_spec(hparams["rewards"])
     return ",".join(f"{name}:{weight!r}" for name, weight in spec.items())
+
+
+def reward_ceiling(spec: Mapping[str, float]) -> float:
+    """The highest combined reward the spec allows (each reward at the end of its range that its
+    weight favours). `ceiling - mean reward` is a shortfall >= 0: what GRPO evaluation reports as its
+    loss, so that it ranks like every other kind's loss (lower is better) and fits the receipt's
+    unsigned fixed-point loss fields."""
+    total = 0.0
+    for name, weight in check_reward_spec(spec).items():
+        r = get_reward(name)
+        total += weight * (r.high if weight >= 0 else r.low)
+    return total
 
 
 def combined_reward(spec: Mapping[str, float]) -> RewardFn:

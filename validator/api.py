@@ -133,8 +133,11 @@ class ValidatorApi:
             )
         if hours is not None and not isinstance(hours, int | float):
             raise ValueError("hours must be a number")
+        params = body.get("params")
+        if params is not None and not isinstance(params, dict):
+            raise ValueError('params must be an object, e.g. {"rewards": "exact_answer:1.0,format:0.2"}')
         task_id = self.engine.create_task(
-            Path(data).expanduser(), kind, model, None if hours is None else float(hours)
+            Path(data).expanduser(), kind, model, None if hours is None else float(hours), params=params
         )
         return {"task_id": task_id}
 

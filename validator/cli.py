@@ -56,6 +56,12 @@ def _register_task(subparsers: Subparsers) -> None:
     create.add_argument("--data", required=True, type=Path, help="training data file (.jsonl, .json)")
     create.add_argument("--model", default="bundled", help="base model directory, or 'bundled'")
     create.add_argument("--hours", type=float, default=None, help="training hours (default: from data size)")
+    create.add_argument(
+        "--rewards",
+        default=None,
+        help="grpo only: built-in rewards and weights, e.g. 'exact_answer:1.0,format:0.2' "
+        "(default: validator.grpo_rewards)",
+    )
     create.set_defaults(handler=run_task_create)
     status = actions.add_parser(
         "status", help="state of the validator's tasks (or of one); its winning artifact"
@@ -124,6 +130,8 @@ def run_task_create(args: argparse.Namespace) -> int:
         "model": args.model,
         "hours": args.hours,
     }
+    if args.rewards is not None:
+        body["params"] = {"rewards": args.rewards}
     answer = json.loads(_call(args, "POST", "/v1/tasks", body))
     out(f"task {answer['task_id']} created; follow it with `magnet task status {answer['task_id']}`")
     return int(ExitCode.OK)

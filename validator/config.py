@@ -11,6 +11,8 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
+from trainer.rewards import DEFAULT_REWARDS
+
 
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
@@ -154,6 +156,10 @@ class ValidatorConfig:
     synthetic_kinds: dict[str, float] = field(
         default_factory=lambda: {"instruct": 1.0},
         metadata=_help("Mix of task kinds for synthetic tasks: kind -> relative frequency."))
+    grpo_rewards: str = field(
+        default=DEFAULT_REWARDS,
+        metadata=_help("Rewards of a grpo task that names none: 'name:weight,...' from the built-in "
+                       "registry (magnet task create --rewards sets them per task)."))
     synthetic_model: str = field(
         default="bundled", metadata=_help("Base model of synthetic tasks: a model directory or 'bundled'."))
     synthetic_rows: int = field(

@@ -13,6 +13,7 @@ child processes from worker threads, at most ``eval_workers`` at a time.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -35,7 +36,7 @@ from validator.sandbox import evaluation_job, run_sandboxed
 from validator.scoring import E9, rank_score, task_weight, to_e9
 from validator.selection import Candidate, ExplorationBudget, Outcome, after_join_window, select_pool
 from validator.settle import settle
-from validator.tasks import PreparedTask, prepare_task, resolve_model
+from validator.tasks import PreparedTask, prepare_task, read_task_params, resolve_model
 
 log = logging.getLogger("magnet.validator")
 
@@ -106,11 +107,20 @@ class TaskEngine:
 
     # --- creation (any thread) ------------------------------------------------------------------
     def create_task(
-        self, data_file: Path, kind: str, model_ref: str, hours: float | None = None, origin: str = "organic"
+        self,
+        data_file: Path,
+        kind: str,
+        model_ref: str,
+        hours: float | None = None,
+        origin: str = "organic",
+        params: dict[str, Any] | None = None,
     ) -> str:
-        """Check, split and store a new task (phase ``created``); returns its id (0x hex)."""
+        """Check, split and store a new task (phase ``created``); returns its id (0x hex).
+        ``params``: the kind's parameters (grpo: {"rewards": "name:weight,..."})."""
         task_id = os.urandom(32)
-        prepared = prepare_task(task_id, data_file, kind, model_ref, self.tasks_root, origin, self.cfg)
+        prepared = prepare_task(
+            task_id, data_file, kind, model_ref, self.tasks_root, origin, self.cfg, params
+        )
         d = task_deadlines(time.time(), prepared.train_rows, prepared.model_params, self.cfg, hours)
         weight_e9 = to_e9(task_weight(prepared.model_params, d.hours, self.cfg))
         self.db.insert_task(
@@ -189,7 +199,7 @@ class TaskEngine:
             reward_weight_e9=task.reward_weight_e9,
             test_split_hash=bytes.fromhex(task.test_split_hash),
             pool_size=task.pool_size,
-            params_json="{}",
+            params_json=json.dumps(read_task_params(directory), sort_keys=True),
             issued_at=now_ms(),
         )
 
@@ -381,7 +391,8 @@ class TaskEngine:
         bundle = Path(self.db.reveals(task.id)[miner]["path"]) if miner else None
         splits = {"test": directory / "test.jsonl", "synthetic": directory / "synthetic.jsonl"}
         job = evaluation_job(
-            task.kind, resolve_model(task.model_ref), bundle, splits, task.max_artifact_bytes, self.cfg
+            task.kind, resolve_model(task.model_ref), bundle, splits, task.max_artifact_bytes, self.cfg,
+            rewards=read_task_params(directory).get("rewards"),
         )
         outcome = run_sandboxed(job, directory / "eval" / (miner or "base"), self.cfg)
         test, syn = outcome.losses.get("test"), outcome.losses.get("synthetic")

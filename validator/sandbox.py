@@ -174,7 +174,9 @@ def evaluation_job(
     max_bytes: int,
     cfg: ValidatorConfig,
     seed: int = 0,
+    rewards: str | None = None,
 ) -> dict[str, Any]:
+    """The sandbox child's evaluate job; ``rewards`` (grpo) names the task's reward functions."""
     return {
         "mode": "evaluate",
         "kind": kind,
@@ -185,4 +187,5 @@ def evaluation_job(
         "threads": cfg.eval_threads,
         "max_examples": cfg.eval_max_examples,
         "seed": seed,
+        "rewards": rewards,
     }

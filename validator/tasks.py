@@ -7,7 +7,8 @@ A task's files live in ``<data dir>/validator/tasks/<task id hex>/``:
   synthetic task its sha256 is announced and the file is published once the task ends);
 * ``synthetic.jsonl``: fresh evaluation rows nobody trained on: new arithmetic word problems with
   computed answers when the rows are GSM8K-style, else a held-back private split;
-* ``base.bundle``: the base model directory packed as one bundle (published as a public blob).
+* ``base.bundle``: the base model directory packed as one bundle (published as a public blob);
+* ``params.json``: the kind's parameters, announced as ``params_json`` (grpo: the reward names).
 
 Splitting is a seeded permutation of the rows (the seed comes from the task id), so a task's
 splits can be rebuilt from its data and id alone.
@@ -26,6 +27,7 @@ from typing import Any
 from protocol.bundle import write_bundle
 from protocol.errors import BundleError
 from protocol.safetensors_header import read_tensor_table
+from trainer.rewards import UnknownReward, parse_reward_spec, reward_names
 from validator.config import ValidatorConfig
 from validator.synthetic import SyntheticRequest, make_generator, questions
 
@@ -64,6 +66,41 @@ class PreparedTask:
     @property
     def base_bundle(self) -> Path:
         return self.directory / "base.bundle"
+
+    @property
+    def params_file(self) -> Path:
+        return self.directory / PARAMS_FILE
+
+
+PARAMS_FILE = "params.json"  # the task's kind-specific parameters, announced as params_json
+
+
+def task_params(kind: str, given: dict[str, Any] | None, cfg: ValidatorConfig) -> dict[str, Any]:
+    """A task's kind-specific parameters, checked: names only (rewards by name), never code.
+    grpo: {"rewards": "name:weight,..."} (default `validator.grpo_rewards`); other kinds take none."""
+    given = dict(given or {})
+    if kind != "grpo":
+        if given:
+            raise TaskInputError(f"a {kind} task takes no parameters (got {sorted(given)}); remove them")
+        return {}
+    unknown = sorted(set(given) - {"rewards"})
+    if unknown:
+        raise TaskInputError(f"a grpo task takes only 'rewards' (got {unknown}); remove the others")
+    spec = given.get("rewards") or cfg.grpo_rewards
+    try:
+        checked = parse_reward_spec(spec)
+    except UnknownReward as exc:
+        raise TaskInputError(f"{exc}; built-in rewards: {', '.join(reward_names())}") from None
+    return {"rewards": ",".join(f"{name}:{weight!r}" for name, weight in checked.items())}
+
+
+def read_task_params(directory: Path) -> dict[str, Any]:
+    """The parameters prepare_task wrote ({} for a task made before they existed)."""
+    path = directory / PARAMS_FILE
+    if not path.exists():
+        return {}
+    params = json.loads(path.read_text(encoding="utf-8"))
+    return params if isinstance(params, dict) else {}
 
 
 def resolve_model(model_ref: str) -> Path:
@@ -194,12 +231,14 @@ def prepare_task(
     tasks_root: Path,
     origin: str,
     cfg: ValidatorConfig,
+    params: dict[str, Any] | None = None,
 ) -> PreparedTask:
     """Check, split and write a task's files (module docstring); nothing is announced yet."""
     if kind not in ("instruct", "bitnet", "dpo", "grpo"):
         raise TaskInputError(
             f"task kind {kind!r} cannot be validated here yet; use instruct, bitnet, dpo or grpo"
         )
+    checked_params = task_params(kind, params, cfg)
     model_dir = resolve_model(model_ref)
     rows = load_rows(data_file, kind)
     generator = pick_generator(rows, kind, cfg)
@@ -221,8 +260,15 @@ def prepare_task(
     write_jsonl(prepared.train_file, train)
     write_jsonl(prepared.test_file, test)
     write_jsonl(prepared.synthetic_file, synthetic)
+    prepared.params_file.write_text(json.dumps(checked_params, sort_keys=True), encoding="utf-8")
     if not prepared.base_bundle.exists():
-        write_bundle(model_dir, prepared.base_bundle, kind="model", meta={"model_ref": model_ref[:256]})
+        write_bundle(
+            model_dir,
+            prepared.base_bundle,
+            kind="model",
+            meta={"model_ref": model_ref[:256]},
+            skip_other_extensions=True,  # a model directory's README.md is not part of the model
+        )
     return prepared
 
 

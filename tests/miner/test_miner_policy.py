@@ -116,3 +116,25 @@ def test_mining_outside_the_schedule_is_paused_with_the_schedule_named() -> None
 def test_bad_schedule_entries_say_how_to_write_them(entry: str) -> None:
     with pytest.raises(ScheduleError, match="schedule entry"):
         parse_window(entry)
+
+
+def test_task_parameters_fix_grpo_rewards_and_unknown_ones_refuse_the_task() -> None:
+    from miner.policy import task_hparams
+    from trainer.rewards import DEFAULT_REWARDS
+
+    assert task_hparams("grpo", '{"rewards": "numeric_answer:1.0,format:0.5"}') == {
+        "rewards": "numeric_answer:1.0,format:0.5"
+    }
+    assert task_hparams("grpo", "{}") == {"rewards": DEFAULT_REWARDS}
+    assert task_hparams("instruct", "{}") == {}
+    grpo = replace(OFFER, kind="grpo", params_json='{"rewards": "numeric_answer:1.0"}')
+    assert admit(grpo, MACHINE, MinerConfig(enabled_kinds=["grpo"]), NOW).ok
+    for params, words in [
+        ('{"rewards": "run_my_code:1.0"}', "unknown reward 'run_my_code'"),
+        ('{"temperature": 2}', "unknown to this version: upgrade MAGNET"),
+        ("[1]", "not a JSON object"),
+    ]:
+        verdict = admit(replace(grpo, params_json=params), MACHINE, MinerConfig(enabled_kinds=["grpo"]), NOW)
+        assert not verdict.ok and words in verdict.reason, verdict.reason
+    refused = admit(replace(OFFER, params_json='{"rewards": "format:1"}'), MACHINE, MinerConfig(), NOW)
+    assert not refused.ok and "upgrade MAGNET" in refused.reason

@@ -145,6 +145,16 @@ def test_write_refuses_other_extensions_and_output_inside_source(tmp_path: Path)
     (src / "run.sh").write_text("rm -rf /")
     with pytest.raises(BundleError, match=r"extension '.sh' is not allowed"):
         write_bundle(src, tmp_path / "out.magnet", "lora")
+    # A model directory with docs beside it (the bundled base model's README.md) packs without them.
+    (src / "README.md").write_text("# a model")
+    manifest = write_bundle(src, tmp_path / "out.magnet", "model", skip_other_extensions=True)
+    names = {f.path for f in manifest.files}
+    assert "README.md" not in names and "run.sh" not in names and names
+    only_docs = tmp_path / "docs"
+    only_docs.mkdir()
+    (only_docs / "README.md").write_text("x")
+    with pytest.raises(BundleError, match="no files a bundle admits"):
+        write_bundle(only_docs, tmp_path / "docs.magnet", "model", skip_other_extensions=True)
 
 
 def test_write_refuses_bad_kind_meta_and_empty_dirs(tmp_path: Path) -> None:

@@ -87,3 +87,16 @@ def test_real_gsm8k_references_parse(shared_datasets: Path) -> None:
     for row in rows:
         final = row["answer"].rsplit("####", 1)[1].strip()
         assert get_reward("exact_answer").fn(f"#### {final}", row["answer"]) == 1.0
+
+
+def test_reward_ceiling_makes_the_grpo_loss_a_non_negative_shortfall() -> None:
+    from trainer.rewards import reward_ceiling
+
+    assert reward_ceiling({"exact_answer": 1.0, "format": 0.2}) == pytest.approx(1.2)
+    # A negative weight is best at the reward's low end; a penalty's best is 0.
+    assert reward_ceiling({"numeric_answer": 1.0, "no_repetition": -0.5}) == pytest.approx(1.0)
+    assert reward_ceiling({"format": 1.0, "length_penalty": 1.0}) == pytest.approx(1.0)
+    spec = {"exact_answer": 1.0, "format": 0.2, "length_penalty": 0.5}
+    total = combined_reward(spec)
+    for completion in ["#### 72", "x " * 900, "", "The answer is 7.\n#### 7"]:
+        assert 0.0 <= reward_ceiling(spec) - total(completion, GSM8K_ANSWER) <= reward_ceiling(spec) + 0.5

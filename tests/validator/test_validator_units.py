@@ -4,6 +4,7 @@ swarm of fresh identities, intake checks, settlement, the epoch post (never twic
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 from pathlib import Path
@@ -392,3 +393,38 @@ def test_synthetic_tasks_draw_from_the_pool_and_announce_the_test_split_hash(tmp
     )
     assert _test_split_hash(synthetic) == sha256_file(tmp_path / "test.jsonl").hex()
     assert _test_split_hash(organic) == "00" * 32  # organic tasks never disclose their test split
+
+
+def test_a_grpo_task_announces_its_rewards_and_is_evaluated_with_them(
+    parts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from trainer.rewards import DEFAULT_REWARDS
+    from validator import lifecycle
+    from validator.sandbox import SandboxOutcome
+    from validator.tasks import bundled_dataset
+
+    data = bundled_dataset("grpo")
+    task_id = parts.engine.create_task(
+        data, "grpo", "bundled", params={"rewards": "numeric_answer:1.0, format:0.5"}
+    )
+    task = parts.db.task(task_id)
+    announcement = parts.engine._announcement(task)
+    assert json.loads(announcement.params_json) == {"rewards": "numeric_answer:1.0,format:0.5"}
+    jobs: list[dict[str, Any]] = []
+
+    def capture(job: dict[str, Any], *args: Any, **kwargs: Any) -> SandboxOutcome:
+        jobs.append(job)
+        return SandboxOutcome()
+
+    monkeypatch.setattr(lifecycle, "run_sandboxed", capture)
+    parts.engine._evaluate_blocking(task, "")
+    assert jobs and jobs[0]["rewards"] == "numeric_answer:1.0,format:0.5"
+    # No rewards given: the configured default. Unknown names and other kinds' params: refused.
+    default = parts.db.task(parts.engine.create_task(data, "grpo", "bundled"))
+    assert json.loads(parts.engine._announcement(default).params_json) == {"rewards": DEFAULT_REWARDS}
+    with pytest.raises(TaskInputError, match=r"unknown reward 'run_my_code'.*built-in rewards: "):
+        parts.engine.create_task(data, "grpo", "bundled", params={"rewards": "run_my_code:1"})
+    with pytest.raises(TaskInputError, match="takes no parameters"):
+        parts.engine.create_task(data, "instruct", "bundled", params={"rewards": "format:1"})
+    instruct = parts.db.task(parts.engine.create_task(data, "instruct", "bundled"))
+    assert parts.engine._announcement(instruct).params_json == "{}"

@@ -40,10 +40,9 @@ from trainer.recipes.base import (
     register_recipe,
 )
 from trainer.recipes.dpo import loop_budget, lora_model, resume_fingerprint, stop_signal
-from trainer.rewards import RewardFn, UnknownReward, combined_reward
+from trainer.rewards import DEFAULT_REWARDS, RewardFn, UnknownReward, combined_reward, reward_ceiling
 from trainer.rewards import parse_reward_spec as rewards_spec
 
-DEFAULT_REWARDS = "exact_answer:1.0,format:0.2"
 ADVANTAGE_EPS = 1e-4
 
 
@@ -340,7 +339,9 @@ def reward_metrics(
         values += batch.rewards.tolist()
     mean = sum(values) / len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
-    return {"loss": -mean, "mean_reward": mean, "reward_std": std, "samples": float(len(values))}
+    # The loss is the shortfall from the best reward the spec allows: >= 0, lower is better.
+    shortfall = max(0.0, reward_ceiling(rewards) - mean)
+    return {"loss": shortfall, "mean_reward": mean, "reward_std": std, "samples": float(len(values))}
 
 
 @register_recipe
