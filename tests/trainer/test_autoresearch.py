@@ -8,6 +8,7 @@ test_autoresearch_real.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -317,3 +318,77 @@ def test_budget_and_throughput_estimates() -> None:
     budget = Budget(100.0, final_fraction=0.5, margin_fraction=0.05)
     assert budget.search_left() == pytest.approx(45.0, abs=0.1)
     assert budget.search_left(final_estimate_s=80.0) == pytest.approx(15.0, abs=0.1)
+
+
+def test_a_budget_too_short_to_search_races_the_defaults_against_faster_settings(task: TrainJob) -> None:
+    recipe = SyntheticRecipe()
+    settings = SearchSettings(min_search_s=60, min_race_s=1.0, min_race_slot_s=0.1)
+    task = dataclasses.replace(task, budget_s=6.0)  # 2 s of search: four slots of 0.5 s
+    result, trace = _run(task, recipe, settings=settings)
+    tried = [(t.source, t.params["lr"], t.params["micro_batch_size"]) for t in trace.trials]
+    # The defaults (lr 1e-4, micro-batch 8); lr x4 with the smallest micro-batch wins, so the race
+    # climbs the learning rate (1.6e-3, then 6.4e-3 which overshoots the synthetic optimum 3e-3).
+    assert tried == [
+        ("default", pytest.approx(1e-4), 8),
+        ("race", pytest.approx(4e-4), 4),
+        ("race", pytest.approx(1.6e-3), 4),
+        ("race", pytest.approx(6.4e-3), 4),
+    ]
+    # Every candidate trained for the same wall-clock cap, and each was scored on validation.
+    assert len({job.budget_s for job in recipe.jobs[:-1]}) == 1
+    assert all(t.value is not None for t in trace.trials)
+    values = [t.value for t in trace.trials]
+    assert values[2] == min(values)  # 1.6e-3 is nearest the optimum on the log scale
+    assert trace.best_params["lr"] == pytest.approx(1.6e-3)
+    final = recipe.jobs[-1]
+    assert final.train_file == task.train_file and final.hparams["lr"] == pytest.approx(1.6e-3)
+    assert final.hparams["micro_batch_size"] == 4
+    assert result.metrics["search_best_val_loss"] == pytest.approx(values[2])
+    assert any("race of up to 4 candidates" in note for note in trace.notes)
+
+
+def test_a_race_that_loses_tries_the_learning_rate_alone_then_stops(task: TrainJob) -> None:
+    class SmallBatchesHurt(SyntheticRecipe):
+        def _loss(self, lr: float, step: int) -> float:
+            return super()._loss(lr, step) + (5.0 if self.jobs[-1].hparams["micro_batch_size"] < 8 else 0.0)
+
+    recipe = SmallBatchesHurt()
+    settings = SearchSettings(min_search_s=60, min_race_s=1.0, min_race_slot_s=0.1)
+    task = dataclasses.replace(task, budget_s=6.0)
+    _, trace = _run(task, recipe, settings=settings)
+    tried = [(t.params["lr"], t.params["micro_batch_size"]) for t in trace.trials]
+    # The pair lost, lr x4 alone won, then lr x16 (1.6e-3) won again: the final run takes it.
+    assert tried == [
+        (pytest.approx(1e-4), 8),
+        (pytest.approx(4e-4), 4),
+        (pytest.approx(4e-4), 8),
+        (pytest.approx(1.6e-3), 8),
+    ]
+    assert trace.best_params["lr"] == pytest.approx(1.6e-3) and trace.best_params["micro_batch_size"] == 8
+
+
+def test_no_race_when_its_slots_would_only_measure_the_model_load(task: TrainJob) -> None:
+    recipe = SyntheticRecipe()
+    settings = SearchSettings(min_search_s=60, min_race_s=1.0, min_race_slot_s=5.0)
+    _, trace = _run(task, recipe, settings=settings)
+    assert trace.trials == [] and len(recipe.jobs) == 1
+    assert any("race skipped" in note for note in trace.notes)
+
+
+def test_race_moves_stay_in_the_space_and_leave_pinned_axes_alone() -> None:
+    from trainer.autoresearch.space import Knobs, race_move
+
+    base = SyntheticRecipe.default_hparams()
+    space = SyntheticRecipe.search_space()
+    knobs = Knobs.of(base)
+    both = race_move(base, space, knobs, 4.0, smallest_batch=True)
+    assert both is not None and (both["lr"], both["micro_batch_size"]) == (pytest.approx(4e-4), 4)
+    assert both["lora_r"] == base["lora_r"]  # nothing else moves
+    pinned = {k: v for k, v in space.items() if k != "micro_batch_size"}
+    lr_only = race_move(base, pinned, knobs, 4.0, smallest_batch=True)
+    assert lr_only is not None and lr_only["micro_batch_size"] == 8
+    # At the top of the learning-rate range and the smallest micro-batch: nowhere to go.
+    top = {**base, "lr": 1e-1, "micro_batch_size": 4}
+    assert race_move(top, space, knobs, 4.0, smallest_batch=True) is None
+    near_top = race_move({**base, "lr": 5e-2}, space, knobs, 4.0, smallest_batch=False)
+    assert near_top is not None and near_top["lr"] == pytest.approx(1e-1)  # clipped to the bound

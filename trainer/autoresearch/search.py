@@ -2,6 +2,10 @@
 
     calibrate  two steps of the recipe's defaults at the smallest micro-batch: seconds per example
                and start-up cost on this machine (skipped, with the search, below min_search_s)
+    race       (budgets from min_race_s to min_search_s, too short for a search) a line search in
+               equal wall-clock slots from the defaults (or the best past configuration) along what
+               short budgets favour (learning rate up, smallest micro-batch), each candidate scored
+               on the validation split: the lowest loss in equal time goes to the final run
     search     optuna TPE (seeded) over `search_space()`, trials at a fixed fidelity (training
                examples), successive-halving pruning on the running training loss, each finished
                trial scored on a validation split carved from the train data; OOM -> smaller
@@ -30,7 +34,7 @@ from trainer.autoresearch.budget import Budget, Throughput
 from trainer.autoresearch.failures import TrialPruned
 from trainer.autoresearch.history import HistoryStore, NullHistory, TrialRecord, size_bucket
 from trainer.autoresearch.policy import Layout, apply_layout, examples_per_step, lower_lr, shrink_after_oom
-from trainer.autoresearch.space import Knobs, probes, project, suggest
+from trainer.autoresearch.space import Knobs, probes, project, race_move, suggest
 from trainer.autoresearch.splits import ValidationSplit, carve_validation
 from trainer.autoresearch.trace import Attempt, SearchTrace, TrialTrace, save_trace
 from trainer.autoresearch.trial import AttemptPlan, AttemptRun, TrialContext, run_attempt
@@ -56,6 +60,10 @@ class SearchSettings:
     # Below this budget a search cannot pay for itself: each trial costs a model load and a
     # validation pass (seconds each on 2 busy CPU cores), and the calibration alone takes ~10-25%.
     min_search_s: float = 60.0
+    # From this budget up to min_search_s: a race of a few candidates in equal wall-clock slots.
+    min_race_s: float = 30.0
+    min_race_slot_s: float = 3.0  # a slot shorter than this measures the model load, not the config
+    race_slots: int = 4
     probes: bool = True  # try lr x/÷ probe_factor and the smallest micro-batch before the sampler
     probe_factor: float = 4.0
     divergence_factor: float = 3.0
@@ -84,6 +92,11 @@ def autoresearch(
     """Search and train `job` within `job.budget_s`; the artifact goes to `job.output_dir`."""
     search = _Search(job, reporter, history or NullHistory(), settings or SearchSettings(), recipe)
     return search.run()
+
+
+# Share of a race slot kept for what is not training: loading the model, saving, validation. Every
+# candidate gets the same training time, so the race compares progress in equal time.
+RACE_OVERHEAD_SHARE = 0.4
 
 
 class _Search:
@@ -137,10 +150,11 @@ class _Search:
                 self.settings.max_val_rows,
             )
             ctx = TrialContext(self.recipe, self.job, split.val_file, self.settings.divergence_factor)
-            fidelity = self._calibrate(ctx, split) if self._search_affordable() else 0
+            affordable = self._search_affordable()
+            fidelity = self._calibrate(ctx, split) if affordable else 0
             if fidelity:
                 self._search(ctx, split, fidelity)
-            else:
+            elif affordable or not self._race(ctx, split):
                 self._fall_back_to_history()
             self.trace.search_s = self.budget.elapsed()
             result = self._final(ctx, split)
@@ -188,6 +202,80 @@ class _Search:
         floor = self.settings.min_search_s
         self.notes.append(f"budget {self.job.budget_s:g}s is under {floor:g}s: no search")
         return False
+
+    def _race(self, ctx: TrialContext, split: ValidationSplit) -> bool:
+        """A short line search in equal wall-clock slots, for budgets too short for a search: the base
+        configuration (the defaults, or the best past one), then the learning rate up and the smallest
+        micro-batch together, climbing the learning rate while that keeps winning (else the learning
+        rate alone). The lowest validation loss becomes `best`. False when the budget cannot pay."""
+        if self.job.budget_s < self.settings.min_race_s:
+            return False
+        past = self.history.load(self.job.kind, self.bucket)
+        base = {**self.defaults, **project(past[0].params, self.space)} if past else dict(self.defaults)
+        slots = self.settings.race_slots
+        slot = self.budget.search_left() / slots
+        floor = self.settings.min_race_slot_s
+        if slot < floor:
+            self.notes.append(f"race skipped: {slot:.1f}s a candidate is under {floor:g}s")
+            return False
+        self.notes.append(
+            f"budget {self.job.budget_s:g}s: race of up to {slots} candidates, {slot:.1f}s each"
+        )
+        factor = self.settings.probe_factor
+        queue: list[tuple[dict[str, Any], str]] = [(base, "history" if past else "default")]
+        tried: list[dict[str, Any]] = []
+        for number in range(slots):
+            if not queue:
+                break
+            params, source = queue.pop(0)
+            left = self.budget.search_left()
+            if left < floor:
+                self.notes.append(f"race stopped before candidate {number}: time kept for the final run")
+                break
+            before = self.best[0] if self.best else math.inf
+            value = self._race_one(ctx, split, number, params, source, min(slot, left))
+            tried.append(project(params, self.space))
+            won = value < before
+            if number == 0:
+                nxt = race_move(params, self.space, self.knobs, factor, smallest_batch=True)
+            elif won:  # climb: the learning rate once more from the new best
+                nxt = race_move(params, self.space, self.knobs, factor, smallest_batch=False)
+            elif number == 1:  # the pair lost: perhaps only the smaller batch hurt
+                nxt = race_move(base, self.space, self.knobs, factor, smallest_batch=False)
+            else:
+                nxt = None
+            if nxt is not None and project(nxt, self.space) not in tried:
+                queue.append((nxt, "race"))
+        return self.best is not None
+
+    def _race_one(
+        self,
+        ctx: TrialContext,
+        split: ValidationSplit,
+        number: int,
+        params: dict[str, Any],
+        source: str,
+        slot: float,
+    ) -> float:
+        """One race candidate in its slot; its validation loss (inf when it failed)."""
+        entry = TrialTrace(number, dict(params), source, 0)
+        self.trace.trials.append(entry)
+        params = apply_layout(params, self.knobs, self.layout)
+        plan = self._plan(params, 10**6, split, f"race-{number}")  # the slot, not a step count, ends it
+        # The recipe fits its learning-rate schedule to the cap (trainer.loop).
+        plan.budget_s = slot * (1 - RACE_OVERHEAD_SHARE)
+        run = run_attempt(ctx, plan)
+        entry.attempts.append(run.attempt)
+        self._observe(run, plan)
+        self._report_search_progress(entry)
+        value = run.attempt.val_loss
+        if run.attempt.outcome == "oom":
+            self._shrink(run.attempt, params)  # later candidates and the final run start smaller
+        if run.attempt.outcome not in ("completed", "budget") or value is None or not math.isfinite(value):
+            return math.inf
+        if self.best is None or value < self.best[0]:
+            self.best = (value, dict(run.attempt.params), 0)
+        return value
 
     def _attempt_limit(self) -> int:
         # Halving the micro-batch down to 1, then checkpointing, bounds the OOM retries.

@@ -97,6 +97,26 @@ def probes(
     return [p for p in out if p != project(base, space)]
 
 
+def race_move(
+    params: dict[str, Any], space: dict[str, ParamSpec], knobs: Knobs, lr_factor: float, smallest_batch: bool
+) -> dict[str, Any] | None:
+    """`params` (full hyperparameters) with the learning rate times `lr_factor` and, if asked, the
+    smallest micro-batch: the two levers a short budget rewards (bigger and more updates in the same
+    time). Only searched axes move (a pinned one is not in `space`), within the space's bounds;
+    None when nothing would change."""
+    change: dict[str, Any] = {}
+    lr = params.get(knobs.lr) if knobs.lr else None
+    if knobs.lr in space and isinstance(lr, int | float) and lr_factor != 1.0:
+        assert knobs.lr is not None
+        change[knobs.lr] = lr * lr_factor
+    spec = space.get(knobs.micro_batch) if knobs.micro_batch else None
+    if smallest_batch and spec is not None and spec.type == "categorical" and spec.choices:
+        assert knobs.micro_batch is not None
+        change[knobs.micro_batch] = min(spec.choices)
+    moved = {**params, **project({**params, **change}, space)}
+    return None if project(moved, space) == project(params, space) else moved
+
+
 def _num(value: float | None) -> float:
     assert value is not None, "a numeric ParamSpec always has low and high"
     return float(value)
