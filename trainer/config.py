@@ -39,5 +39,8 @@ class TrainerConfig:
     )
     autoresearch_min_search: float = field(
         default=60.0,
-        metadata={"help": "Seconds of task budget below which autoresearch trains the defaults unsearched."},
+        metadata={
+            "help": "Seconds of task budget below which autoresearch does not search "
+            "(from 30 s it races a few candidates in equal time slots)."
+        },
     )
