@@ -64,7 +64,6 @@ class SearchSettings:
     min_race_s: float = 30.0
     min_race_slot_s: float = 3.0  # a slot shorter than this measures the model load, not the config
     race_slots: int = 4
-    min_race_steps: int = 3  # the first candidate's steps in its slot; fewer: no race
     probes: bool = True  # try lr x/÷ probe_factor and the smallest micro-batch before the sampler
     probe_factor: float = 4.0
     divergence_factor: float = 3.0
@@ -234,14 +233,8 @@ class _Search:
                 self.notes.append(f"race stopped before candidate {number}: time kept for the final run")
                 break
             before = self.best[0] if self.best else math.inf
-            value, steps = self._race_one(ctx, split, number, params, source, min(slot, left))
+            value = self._race_one(ctx, split, number, params, source, min(slot, left))
             tried.append(project(params, self.space))
-            if number == 0 and steps < self.settings.min_race_steps:
-                # Two or three steps tell configurations apart by which batches came first: the
-                # slots are better spent on the final run (with the base configuration).
-                least = self.settings.min_race_steps
-                self.notes.append(f"race stopped: a slot holds {steps} steps here (fewer than {least})")
-                break
             won = value < before
             if number == 0:
                 nxt = race_move(params, self.space, self.knobs, factor, smallest_batch=True)
@@ -263,8 +256,8 @@ class _Search:
         params: dict[str, Any],
         source: str,
         slot: float,
-    ) -> tuple[float, int]:
-        """One race candidate in its slot: its validation loss (inf when it failed) and its steps."""
+    ) -> float:
+        """One race candidate in its slot; its validation loss (inf when it failed)."""
         entry = TrialTrace(number, dict(params), source, 0)
         self.trace.trials.append(entry)
         params = apply_layout(params, self.knobs, self.layout)
@@ -278,12 +271,11 @@ class _Search:
         value = run.attempt.val_loss
         if run.attempt.outcome == "oom":
             self._shrink(run.attempt, params)  # later candidates and the final run start smaller
-        steps = run.attempt.steps
         if run.attempt.outcome not in ("completed", "budget") or value is None or not math.isfinite(value):
-            return math.inf, steps
+            return math.inf
         if self.best is None or value < self.best[0]:
             self.best = (value, dict(run.attempt.params), 0)
-        return value, steps
+        return value
 
     def _attempt_limit(self) -> int:
         # Halving the micro-batch down to 1, then checkpointing, bounds the OOM retries.
