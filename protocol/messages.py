@@ -373,7 +373,7 @@ class ReceiptProof(Message):
     issued_at: int = _issued_at()
 
 
-DILOCO_COMPRESSIONS = ("none", "topk", "int8")
+DILOCO_COMPRESSIONS = ("none", "topk", "int8", "int4", "int2")  # append only: released choices stay
 
 
 @register
@@ -394,7 +394,8 @@ class DilocoRound(Message):
         "bytes32", "sha256 of the previous round's global model; zero in round 0."
     )
     shard_seed: bytes = wire(
-        "bytes32", "Seed of the shard rule: a miner's shard is derived from (seed, round, miner address)."
+        "bytes32",
+        "Shard rule seed: shard = uint256(sha256(seed ++ uint32be(round) ++ address)) mod shard_count.",
     )
     shard_count: int = wire("uint32", "Number of data shards the training data is split into.")
     inner_steps: int = wire("uint32", "H: inner optimizer steps each miner runs this round.")
