@@ -23,6 +23,8 @@ from protocol.encoding import decode, message_id
 from protocol.errors import OversizeError, ProtocolError, SignatureError
 from protocol.messages import (
     Commitment,
+    DilocoContribution,
+    DilocoRound,
     EpochRecord,
     Heartbeat,
     Identity,
@@ -43,10 +45,13 @@ TOPIC_TYPES: dict[str, tuple[str, ...]] = {
     "commitments": (Commitment.TYPE,),
     "receipts": (Receipt.TYPE,),
     "epochs": (EpochRecord.TYPE,),
+    "diloco": (DilocoRound.TYPE, DilocoContribution.TYPE),
 }
 TYPE_TOPIC = {t: name for name, types in TOPIC_TYPES.items() for t in types}
 # Only an authorised validator may publish these.
-VALIDATOR_ONLY = frozenset({TaskAnnouncement.TYPE, TaskStatus.TYPE, Receipt.TYPE, EpochRecord.TYPE})
+VALIDATOR_ONLY = frozenset(
+    {TaskAnnouncement.TYPE, TaskStatus.TYPE, Receipt.TYPE, EpochRecord.TYPE, DilocoRound.TYPE}
+)
 
 
 def topic(name: str) -> str:
