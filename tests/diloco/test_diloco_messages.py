@@ -94,3 +94,72 @@ def test_notice_fast_filter(changes: dict[str, object], received: int, reason: s
     )
     assert got == reason
     assert (detail == "") == (reason == "")
+
+
+@pytest.mark.parametrize("scheme", ["int4", "int2"])
+def test_round_accepts_the_packed_schemes(scheme: str) -> None:
+    msg = replace(_round(), compression=scheme, topk_bps=0)
+    signer = KeySigner(b"\x01" * 32)
+    assert decode(encode(sign(msg, domain(), signer))).message.compression == scheme  # type: ignore[attr-defined]
+    with pytest.raises(ProtocolError, match="topk_bps must be 0"):
+        replace(msg, topk_bps=5)
+
+
+def test_shard_rule_is_the_documented_hash() -> None:
+    import hashlib
+
+    from trainer.diloco.shards import shard_for
+
+    seed, addr = b"\x05" * 32, "0x" + "Ab" * 20
+    raw = seed + (7).to_bytes(4, "big") + bytes.fromhex("ab" * 20)
+    want = int.from_bytes(hashlib.sha256(raw).digest(), "big")
+    assert shard_for(addr, 7, seed, 64) == want % 64
+    assert shard_for(addr.lower(), 7, seed, 64) == shard_for(addr, 7, seed, 64)  # case-insensitive
+    got = {shard_for(f"0x{i:040x}", 3, seed, 8) for i in range(200)}
+    assert got == set(range(8))  # every shard is used
+    assert [shard_for(f"0x{i:040x}", 3, seed, 8) for i in range(50)] != [
+        shard_for(f"0x{i:040x}", 4, seed, 8) for i in range(50)
+    ]  # a new round reshuffles
+    for bad in (("0x12", 1, seed, 8), (addr, 1, b"x", 8), (addr, 1, seed, 0)):
+        with pytest.raises(ValueError):
+            shard_for(*bad)  # type: ignore[arg-type]
+
+
+def test_the_two_types_are_gossiped_and_checked_like_the_others() -> None:
+    from p2p.peerbook import PeerBook
+    from p2p.validation import VALIDATOR_ONLY, Accept, AllowListAuthorizer, MessageChecker, Reject, topic_for
+    from protocol.messages import Identity
+    from protocol.signing import Domain
+
+    net: Domain = domain()
+    validator, miner = KeySigner(b"\x01" * 32), KeySigner(b"\x02" * 32)
+    peers = {validator.address: "12D3KooWDpJ7As7BWAwRMfu1VU2WJqNq6XvHgjHQeF8mZ4qWdJyK",
+             miner.address: "12D3KooWGE2Hd6nX4WmSCGc69WCJDsAUqpDzPoDRVsfVYCcmncUe"}  # fmt: skip
+    book = PeerBook()
+    now = T0 + 1_000
+    for who, peer in peers.items():
+        signer = validator if who == validator.address else miner
+        ident = sign(Identity(peer_id=peer, address=who, payout_address=who, roles=3, addrs=(), cpu_cores=2,
+                              ram_mb=1024, gpu_name="", gpu_mb=0, est_gflops=1, software_version="t",
+                              protocol_version=1, issued_at=now), net, signer)  # fmt: skip
+        book.bind(ident.message, encode(ident))  # type: ignore[arg-type]
+
+    def checker(validators: tuple[str, ...]) -> MessageChecker:
+        return MessageChecker(net, book, AllowListAuthorizer(validators), 65536,
+                              clock_skew=30.0, validity_window=600.0)  # fmt: skip
+
+    round_v = sign(replace(_round(), validator=validator.address, issued_at=now), net, validator)
+    round_m = sign(replace(_round(), validator=miner.address, issued_at=now), net, miner)
+    notice = sign(replace(_notice(), miner=miner.address, issued_at=now), net, miner)
+    assert topic_for(round_v) == topic_for(notice) == "/magnet/1/diloco"
+    assert "DilocoRound" in VALIDATOR_ONLY and "DilocoContribution" not in VALIDATOR_ONLY
+    c = checker((validator.address,))
+    topic_d, v_peer, m_peer = "/magnet/1/diloco", peers[validator.address], peers[miner.address]
+    assert isinstance(c.check(encode(round_v), topic_d, v_peer, b"a", now), Accept)
+    assert c.check(encode(round_m), topic_d, m_peer, b"b", now) == Reject("unauthorized")
+    assert isinstance(c.check(encode(notice), topic_d, m_peer, b"c", now), Accept)
+    assert c.check(encode(notice), "/magnet/1/tasks", m_peer, b"d", now) == Reject("wrong_topic")
+    stale = sign(replace(_notice(), miner=miner.address, issued_at=now - 700_000), net, miner)
+    assert c.check(encode(stale), topic_d, m_peer, b"e", now) == Reject("stale")
+    relayed = sign(replace(_notice(), miner=miner.address, issued_at=now + 1), net, miner)  # wrong peer
+    assert c.check(encode(relayed), topic_d, v_peer, b"f", now) == Reject("misbound")

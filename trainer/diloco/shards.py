@@ -1,5 +1,9 @@
 """Deterministic shard assignment: who trains on what in a round.
 
+Over the network the rule is `shard_for` (per address, named by DilocoRound.shard_seed; used by both
+the validator and the miners). `assign_shards` below is the in-process rule (bench, in-process rounds),
+which needs the round's whole set of miners.
+
 Every party computes the same assignment from (round miners, round number, shard seed) alone, so the
 validator knows each miner's shard without asking. Miners are ordered by sha256(seed, round, address)
 and take the shards of a round-specific permutation in that order: within a round no two miners get
@@ -22,6 +26,24 @@ def _digest(*parts: object) -> bytes:
 def miner_seed(miner: str, round_no: int, seed: int) -> int:
     """A 63-bit seed for the miner's batch order in this round."""
     return int.from_bytes(_digest("batch", seed, round_no, miner.lower())[:8], "big") >> 1
+
+
+def shard_for(address: str, round_no: int, shard_seed: bytes, shard_count: int) -> int:
+    """The network rule (DilocoRound.shard_seed): uint256(sha256(seed || uint32 round || address)) mod count.
+
+    Per address, so the validator and each miner compute a miner's shard from the signed round alone,
+    with no per-miner message; two miners may share a shard (their batch orders still differ through
+    `miner_seed`). ``address`` is the 20 raw bytes of the EVM address, ``round`` big-endian.
+    """
+    if shard_count < 1:
+        raise ValueError("shard_for: shard_count must be at least 1")
+    if len(shard_seed) != 32:
+        raise ValueError("shard_for: shard_seed must be 32 bytes")
+    raw = bytes.fromhex(address.lower().removeprefix("0x"))
+    if len(raw) != 20:
+        raise ValueError(f"shard_for: {address!r} is not a 20-byte address")
+    digest = hashlib.sha256(shard_seed + round_no.to_bytes(4, "big") + raw).digest()
+    return int.from_bytes(digest, "big") % shard_count
 
 
 def assign_shards(miners: Sequence[str], round_no: int, seed: int, n_shards: int) -> dict[str, int]:
