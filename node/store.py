@@ -217,3 +217,18 @@ def split_sql(script: str) -> list[str]:
             raise StoreError(f"incomplete SQL statement in migration: {pending.strip()[:80]!r}")
         statements.append(pending.strip())
     return statements
+
+
+def read_only_query(path: object, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]] | None:
+    """Rows of one query on the store opened read-only (never created, migrated or locked for
+    writing: fine while a node runs on it); None when the store or the queried table is absent."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error:
+        return None
+    try:
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
