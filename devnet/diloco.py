@@ -1,28 +1,48 @@
-"""A few DiLoCo rounds end to end, in one process: `python -m devnet.diloco`.
+"""DiLoCo rounds over real libp2p hosts on 127.0.0.1: `magnet devnet --kind diloco`.
 
-Three honest miners, one sending random noise and one leaving during round 2 train a tiny Llama
-on two domains (GSM8K, HH) with the real inner loop, compression, Gauntlet scoring, outer Nesterov
-merge and OpenSkill ratings (validator/diloco/rounds.py, simulated clock). Prints the validation loss
-of each round, each miner's verdict and the final ratings; exits 0 when the loss fell and the noise
-miner was excluded every round, 1 otherwise. No network yet: the rounds do not travel over libp2p
-(docs/DILOCO.md, "Not done yet").
+One validator and five miners, each with its own p2p host (its own key, blob store and gossip), in
+one process and one trio run: three honest miners, one sending random noise, and one that stops
+after round 1. Each round the validator gossips a signed DilocoRound and serves the global model as a
+public blob; each miner fetches and checks it, trains H inner AdamW steps on its shard of a tiny
+Llama's GSM8K / HH data (a worker thread of this process), pushes its compressed pseudo-gradient
+privately to the validator and gossips a signed DilocoContribution; the validator checks the notice,
+takes the blob through the codec's checks, judges with the Gauntlet, merges with the outer Nesterov
+step and rates with OpenSkill (validator/diloco/network.py, miner/diloco_net.py).
+
+Prints the validation loss of each round, each miner's verdict with its reason and the final ratings;
+exits 0 when the loss fell over the rounds and the noise miner was excluded every round, 1 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import torch
+import trio
+from libp2p.peer.peerinfo import PeerInfo
 
+from miner.diloco_net import NetworkMiner
+from p2p.config import P2PConfig
+from p2p.service import LocalPeer, P2PService
+from p2p.validation import AllowListAuthorizer
+from protocol.messages import ROLE_MINER, ROLE_VALIDATOR
+from protocol.signing import Domain
 from trainer.diloco.config import CompressionConfig, InnerConfig
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params
 from trainer.diloco.spec import RoundSpec
-from trainer.diloco.world import SHARED_DATASETS, build_world
-from validator.diloco.rounds import KIND, DilocoValidator, Participant, RoundConfig, run_rounds
+from trainer.diloco.world import SHARED_DATASETS, World, build_world
+from validator.diloco.network import NetworkValidator
+from validator.diloco.rounds import KIND, DilocoValidator, RoundConfig, RoundResult
+from wallet.signer import LocalSigner
+
+DOMAIN = Domain(chain_id=31337, verifying_contract="0x" + "d1" * 20, salt=b"devnet-diloco".ljust(32, b"."))
+NAMES = ["honest-1", "honest-2", "honest-3", "noise", "quitter"]
 
 
 class NoiseMiner(DilocoMiner):
@@ -33,37 +53,107 @@ class NoiseMiner(DilocoMiner):
         return {n: 0.01 * torch.randn(t.shape, generator=gen) for n, t in global_params.items()}
 
 
+class QuittingMiner(NetworkMiner):
+    """Takes part in round 0 only, then ignores the rounds (the validator marks it missing)."""
+
+    def _on_round(self, accepted, origin):  # type: ignore[no-untyped-def]
+        if not self.done and not self.errors:
+            super()._on_round(accepted, origin)
+
+
+def _config() -> P2PConfig:
+    return P2PConfig(listen_addrs=["/ip4/127.0.0.1/tcp/0"], enable_mdns=False)
+
+
+async def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"devnet: timed out after {timeout} s waiting for {what}")
+        await trio.sleep(0.05)
+
+
+Outcome = tuple[list[RoundResult], DilocoValidator, dict[str, str]]
+
+
+async def run_network(world: World, root: Path, rounds: int, inner_steps: int, scheme: str,
+                      round_ms: int) -> Outcome:  # fmt: skip
+    cfg = RoundConfig(round_ms=round_ms, inner=InnerConfig(inner_steps=inner_steps),
+                      compression=CompressionConfig(scheme=scheme))  # fmt: skip
+    core = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"devnet-secret")
+    v_signer = LocalSigner.create()
+    net_v = NetworkValidator(core, v_signer)
+    auth = AllowListAuthorizer([v_signer.address])
+    v_p2p = P2PService(_config(), root / "validator", DOMAIN, LocalPeer(v_signer, ROLE_VALIDATOR),
+                       authorizer=auth, push_policy=net_v.allow_push)  # fmt: skip
+    miners: list[NetworkMiner] = []
+    services: list[P2PService] = []
+    names: dict[str, str] = {}
+    for i, name in enumerate(NAMES):
+        signer = LocalSigner.create()
+        names[signer.address] = name
+        cls = NoiseMiner if name == "noise" else DilocoMiner
+        worker = cls(signer.address, copy.deepcopy(world.model), world.shards)
+        net_cls = QuittingMiner if name == "quitter" else NetworkMiner
+        miners.append(net_cls(worker, signer, v_signer.address, dict(world.params), cfg.inner))
+        services.append(P2PService(_config(), root / f"miner{i}", DOMAIN, LocalPeer(signer, ROLE_MINER),
+                                   authorizer=auth))  # fmt: skip
+    results: list[RoundResult] = []
+    async with trio.open_nursery() as nursery:
+        await nursery.start(v_p2p.run)
+        net_v.attach(v_p2p)
+        for miner, service in zip(miners, services, strict=True):
+            await nursery.start(service.run)
+            miner.attach(service, nursery)
+            await service.host.connect(PeerInfo(v_p2p.peer_id, v_p2p.host.get_addrs()))
+        await _wait(lambda: all(v_p2p.peerbook.address_of(s.peer_id.to_string()) for s in services)
+                    and all(s.peerbook.address_of(v_p2p.peer_id.to_string()) for s in services),
+                    30, "the hosts to learn each other's identities")  # fmt: skip
+        await trio.sleep(1.5)  # gossip meshes form (1 s heartbeat)
+        for r in range(rounds):
+            expected = len(miners) if r == 0 else len(miners) - 1  # the quitter is missing from round 1 on
+            started = time.monotonic()
+            result = await net_v.run_round(expected=expected)
+            results.append(result)
+            _print_round(result, names, time.monotonic() - started)
+        for service in [v_p2p, *services]:
+            service.stop()
+    for m in miners:
+        for err in m.errors:
+            print(f"  ({names[m.signer.address]}: {err})")
+    return results, core, names
+
+
+def _print_round(r: RoundResult, names: dict[str, str], seconds: float) -> None:
+    print(f"round {r.round}: validation loss {r.val_loss_before:.4f} -> {r.val_loss_after:.4f} "
+          f"({seconds:.1f} s)")  # fmt: skip
+    for miner, v in sorted(r.verdicts.items(), key=lambda kv: names.get(kv[0], kv[0])):
+        what = "accepted" if v.accepted else f"excluded: {v.reason}"
+        gains = f" (gain val {v.gains.val:+.3f}, own {v.gains.own:+.3f})" if v.gains is not None else ""
+        detail = f" ({v.detail})" if not v.accepted and v.detail and v.gains is None else ""
+        print(f"  {names.get(miner, miner):9} {what}{gains}{detail}", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--inner-steps", type=int, default=20)
+    ap.add_argument("--scheme", default="int2", choices=["int8", "int4", "int2", "topk", "none"])
+    ap.add_argument("--round-seconds", type=float, default=120.0, help="deadline of each round")
     ap.add_argument("--texts", type=int, default=60, help="texts per domain")
     ap.add_argument("--datasets", type=Path, default=SHARED_DATASETS)
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        world = build_world(Path(tmp), args.datasets, texts=args.texts, shards_per_domain=3)
-    cfg = RoundConfig(inner=InnerConfig(inner_steps=args.inner_steps), compression=CompressionConfig())
-    validator = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"devnet")
-    names = {
-        f"0x{i + 1:040x}": name
-        for i, name in enumerate(["honest-1", "honest-2", "honest-3", "noise", "leaver"])
-    }
-    addrs = list(names)
-    participants = [Participant(DilocoMiner(a, world.model, world.shards)) for a in addrs[:3]]
-    participants.append(Participant(NoiseMiner(addrs[3], world.model, world.shards)))
-    participants.append(Participant(DilocoMiner(addrs[4], world.model, world.shards), leaves_at=2))
-    results = run_rounds(validator, participants, args.rounds)
-    for r in results:
-        print(f"round {r.round}: validation loss {r.val_loss_before:.4f} -> {r.val_loss_after:.4f}")
-        for miner, v in sorted(r.verdicts.items(), key=lambda kv: names[kv[0]]):
-            print(f"  {names[miner]:9} {'accepted' if v.accepted else 'excluded: ' + v.reason}")
+        world = build_world(Path(tmp) / "world", args.datasets, texts=args.texts, shards_per_domain=3)
+        results, core, names = trio.run(run_network, world, Path(tmp), args.rounds, args.inner_steps,
+                                        args.scheme, int(args.round_seconds * 1000))  # fmt: skip
     print("ratings (OpenSkill ordinal, best first):")
-    for miner, rating in validator.ratings.leaderboard(KIND):
+    for miner, rating in core.ratings.leaderboard(KIND):
         print(f"  {names.get(miner, miner):9} {rating.ordinal:8.3f}")
-    noise = addrs[3]
+    noise = next(a for a, n in names.items() if n == "noise")
     fell = results[-1].val_loss_after < results[0].val_loss_before
-    noise_out = all(not r.verdicts[noise].accepted for r in results if noise in r.verdicts)
+    noise_out = all(noise in r.verdicts and not r.verdicts[noise].accepted for r in results)
     if not (fell and noise_out):
         print(f"FAILED: loss fell: {fell}; noise excluded every round: {noise_out}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""`magnet devnet --kind diloco` runs rounds end to end (in process) and exits 0 with losses and ratings."""
+"""`magnet devnet --kind diloco`: rounds over real libp2p hosts on 127.0.0.1, losses, verdicts, ratings."""
 
 from __future__ import annotations
 
@@ -30,7 +30,17 @@ def test_magnet_devnet_kind_diloco_runs_rounds() -> None:
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.splitlines()
     assert [ln.split(":")[0] for ln in lines if ln.startswith("round ")] == ["round 1", "round 2", "round 3"]
-    assert "  noise     excluded: no_improvement" in lines
-    assert "  leaver    excluded: left" in lines
+    rounds = [i for i, ln in enumerate(lines) if ln.startswith("round ")]
+    figures = [lines[i].split("loss ")[1].split(" (")[0] for i in rounds]
+    losses = [tuple(float(x) for x in f.split(" -> ")) for f in figures]
+    assert all(after < before for before, after in losses), losses  # every round's merge helped
+    blocks = [lines[i + 1 : i + 6] for i in rounds]
+    for n, block in enumerate(blocks):
+        verdicts = {ln.split()[0]: ln.split(None, 1)[1] for ln in block}
+        assert verdicts["noise"].startswith("excluded: no_improvement"), block
+        for honest in ("honest-1", "honest-2", "honest-3"):
+            assert verdicts[honest].startswith("accepted"), block  # each came over the network
+        assert verdicts["quitter"].startswith("accepted" if n == 0 else "excluded: missing"), block
     ratings = lines[lines.index("ratings (OpenSkill ordinal, best first):") + 1 :]
     assert ratings[-1].split()[0] == "noise"
+    assert {r.split()[0] for r in ratings[:3]} == {"honest-1", "honest-2", "honest-3"}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -94,6 +94,7 @@ class DilocoValidator:
         self.round = 0
         self.spec: RoundSpec | None = None
         self._subs: dict[str, _Submission] = {}
+        self._pre: dict[str, Verdict] = {}  # verdicts reached before close (network notices)
 
     def join(self, miner: str) -> None:
         """Takes effect when the next round opens."""
@@ -108,20 +109,38 @@ class DilocoValidator:
         """The current global model as safetensors (the public blob of the round)."""
         return params_bytes(self.params)
 
-    def open_round(self, now_ms: int) -> RoundSpec:
+    def open_round(self, now_ms: int, shard_rule: Callable[[str], int] | None = None) -> RoundSpec:
+        """Open the next round. ``shard_rule`` (miner -> shard) replaces the in-process
+        ``assign_shards``; the network passes the per-address rule (``shards.shard_for``)."""
         if self.spec is not None:
             raise RuntimeError(f"round {self.round} is still open; close it first")
         self.miners = [m for m in self.miners + self._joining if m not in self._leaving]
-        self._joining, self._leaving, self._subs = [], set(), {}
+        self._joining, self._leaving, self._subs, self._pre = [], set(), {}, {}
         self.round += 1
+        if shard_rule is None:
+            assignment = assign_shards(self.miners, self.round, self.cfg.shard_seed, len(self.shards))
+        else:
+            assignment = {m: shard_rule(m) for m in self.miners}
         self.spec = RoundSpec(
             round=self.round, base_model_sha256=params_hash(self.params),
             deadline_ms=now_ms + self.cfg.round_ms, shard_seed=self.cfg.shard_seed,
-            n_shards=len(self.shards),
-            assignment=assign_shards(self.miners, self.round, self.cfg.shard_seed, len(self.shards)),
+            n_shards=len(self.shards), assignment=assignment,
             inner=self.cfg.inner, compression=self.cfg.compression,
         )  # fmt: skip
         return self.spec
+
+    def admit(self, miner: str, shard: int) -> None:
+        """Add a miner to the open round (network rounds: anyone may contribute, its shard given by
+        the per-address rule); it stays a member for the following rounds."""
+        spec = self._require_spec()
+        spec.assignment.setdefault(miner, shard)
+        if miner not in self.miners:
+            self.miners.append(miner)
+
+    def reject(self, miner: str, reason: str, detail: str) -> None:
+        """A verdict reached before close (a bad notice); the miner's blob, if any, is not judged."""
+        self.admit(miner, self._require_spec().assignment.get(miner, 0))
+        self._pre.setdefault(miner, Verdict(miner, reason, detail))
 
     def submit(self, miner: str, blob: bytes, received_ms: int, committed_ms: int | None = None) -> None:
         """Record a contribution (judged at close). The first one per miner counts."""
@@ -160,9 +179,11 @@ class DilocoValidator:
         deltas: dict[str, Params] = {}
         for miner in spec.assignment:
             sub = self._subs.get(miner)
-            if sub is None:
+            if miner in self._pre:
+                verdicts[miner] = self._pre[miner]
+            elif sub is None:
                 why = "left" if miner in self._leaving else "missing"
-                verdicts[miner] = Verdict(miner, why, "no contribution before the deadline")
+                verdicts[miner] = Verdict(miner, why, "no contribution when the round closed")
             elif sub.received_ms > spec.deadline_ms:
                 verdicts[miner] = Verdict(miner, "late", f"{sub.received_ms - spec.deadline_ms} ms late")
             else:

@@ -1,0 +1,108 @@
+"""DiLoCo rounds over the real p2p network: a miner's side.
+
+On each gossiped ``DilocoRound`` from the validator it follows (the gossip layer has already checked
+the signature, the age and that the signer is an authorised validator): fetch the global model blob
+from the announcing peer (the blob layer checks its sha256; it is checked again here and loaded with
+``params_from_bytes``, which refuses other names, shapes, dtypes and non-finite values), work out
+its shard with ``shards.shard_for``, run H inner steps with ``trainer.diloco`` (in a worker thread
+of this process, not a separate trainer process), compress with error feedback, store the encoded
+pseudo-gradient as a **private** blob, push it to the validator and then gossip a signed
+``DilocoContribution`` notice naming its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import trio
+
+from p2p.service import P2PService
+from p2p.validation import Accept
+from protocol.messages import DilocoContribution, DilocoRound
+from protocol.signing import SignerLike, sign
+from trainer.diloco.config import CompressionConfig, InnerConfig
+from trainer.diloco.miner import DilocoMiner
+from trainer.diloco.params import Params, params_from_bytes
+from trainer.diloco.shards import shard_for
+from trainer.diloco.spec import RoundSpec
+
+log = logging.getLogger("magnet.diloco")
+
+
+def spec_from_round(msg: DilocoRound, miner: str, inner: InnerConfig) -> RoundSpec:
+    """The in-process RoundSpec a miner trains against, from the signed round (rounds count from 1
+    in process, from 0 on the wire)."""
+    fraction = msg.topk_bps / 10_000 if msg.compression == "topk" else 0.1
+    return RoundSpec(
+        round=msg.round + 1, base_model_sha256=msg.model_sha256.hex(), deadline_ms=msg.deadline,
+        shard_seed=int.from_bytes(msg.shard_seed, "big"), n_shards=msg.shard_count,
+        assignment={miner: shard_for(miner, msg.round, msg.shard_seed, msg.shard_count)},
+        inner=replace(inner, inner_steps=msg.inner_steps),
+        compression=CompressionConfig(scheme=msg.compression, topk_fraction=fraction),
+    )  # fmt: skip
+
+
+@dataclass
+class RoundLog:
+    round: int
+    shard: int
+    delta_bytes: int
+    seconds: float
+
+
+@dataclass
+class NetworkMiner:
+    """One miner on its own host. ``validator`` is the address whose rounds it follows."""
+
+    worker: DilocoMiner
+    signer: SignerLike
+    validator: str
+    template: Params  # names, shapes and dtypes the global model must have
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    p2p: P2PService | None = None
+    done: list[RoundLog] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    on_round: Callable[[DilocoRound], None] | None = None
+
+    def attach(self, p2p: P2PService, nursery: trio.Nursery) -> None:
+        self.p2p = p2p
+        self._nursery = nursery
+        p2p.gossip.on(DilocoRound, self._on_round)
+
+    def _on_round(self, accepted: Accept, origin: str) -> None:
+        msg = accepted.signed.message
+        if not isinstance(msg, DilocoRound) or accepted.signer.lower() != self.validator.lower():
+            return
+        self._nursery.start_soon(self._contribute, msg, origin)
+
+    async def _contribute(self, msg: DilocoRound, origin: str) -> None:
+        assert self.p2p is not None
+        started = time.monotonic()
+        try:
+            await self.p2p.fetch_blob(msg.model_sha256.hex(), msg.model_size, hints=[origin])
+            data = self.p2p.store.path(msg.model_sha256.hex()).read_bytes()
+            if hashlib.sha256(data).digest() != msg.model_sha256:
+                raise ValueError("the global model blob does not match the round's sha256")
+            global_params = params_from_bytes(data, self.template)
+            spec = spec_from_round(msg, self.worker.address, self.inner)
+            blob = await trio.to_thread.run_sync(self.worker.contribute, spec, global_params)
+            blob_hash = self.p2p.store.put_bytes(blob, public=False)
+            await self.p2p.blobs.push(origin, blob_hash)
+            shard = spec.assignment[self.worker.address]
+            window = int(self.worker.shards.shards[shard].shape[1]) if self.worker.shards.shards else 0
+            notice = DilocoContribution(
+                task_id=msg.task_id, miner=self.signer.address, round=msg.round,
+                model_sha256=msg.model_sha256, shard=shard, delta_sha256=bytes.fromhex(blob_hash),
+                delta_size=len(blob), tokens=spec.inner.inner_steps * spec.inner.batch_size * window,
+                issued_at=int(time.time() * 1000),
+            )  # fmt: skip
+            await self.p2p.gossip.publish(sign(notice, self.p2p.domain, self.signer))
+            self.done.append(RoundLog(msg.round, shard, len(blob), time.monotonic() - started))
+        except Exception as exc:  # one failed round must not stop the miner; the validator marks it missing
+            log.warning("diloco round %d failed: %s", msg.round, exc)
+            self.errors.append(f"round {msg.round}: {exc}")
+

@@ -1,0 +1,164 @@
+"""DiLoCo rounds over the real p2p network: the validator's side.
+
+Per round the validator (1) stores the global model as a **public** blob and gossips a signed
+``DilocoRound`` on ``/magnet/1/diloco``; (2) accepts **private** pushes of pseudo-gradient blobs from
+peers bound to a miner address (at most ``MAX_PUSHES`` per miner and round, each at most
+``max_contribution_bytes``); (3) checks each gossiped ``DilocoContribution`` notice with
+``notices.notice_problem`` (its shard against ``shards.shard_for``) and, when it passes, takes the
+pushed blob whose sha256 the notice names; (4) closes the round at its deadline or once
+``expected`` notices have been handled: codec checks, copy detection, Gauntlet, outer merge and
+ratings (``rounds.DilocoValidator``). Anyone may contribute: a miner's shard follows from the signed
+round and its address alone, so there is no join step; a miner that sent once is expected in later
+rounds (``missing`` when it does not send).
+
+The notice's arrival time is the commitment time that copy detection credits; the blob itself is
+private, so a copier learns nothing from the notice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import trio
+
+from p2p.service import P2PService
+from p2p.validation import Accept
+from protocol.messages import ZERO32, DilocoContribution, DilocoRound
+from protocol.signing import SignerLike, sign
+from trainer.diloco.shards import shard_for
+from validator.diloco.notices import notice_problem
+from validator.diloco.rounds import DilocoValidator, RoundResult
+
+log = logging.getLogger("magnet.diloco")
+
+MAX_PUSHES = 2  # blobs a miner may push per round (a retry after a failed transfer)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass
+class _Pending:
+    notice: DilocoContribution
+    received_ms: int
+
+
+class NetworkValidator:
+    """Drives a ``DilocoValidator`` over a running ``P2PService`` (pass ``push_policy`` = ``allow_push``
+    when building the service, so miners can push their pseudo-gradients to it)."""
+
+    def __init__(self, core: DilocoValidator, signer: SignerLike, task_id: bytes | None = None) -> None:
+        self.core = core
+        self.signer = signer
+        self.task_id = task_id or os.urandom(32)
+        self.shard_seed = hashlib.sha256(b"magnet-diloco-shards" + self.task_id).digest()
+        self.p2p: P2PService | None = None
+        self.round_msg: DilocoRound | None = None
+        self._pushes: dict[str, int] = {}
+        self._pending: dict[str, _Pending] = {}
+        self._handled: set[str] = set()
+        self._changed = trio.Event()
+        self._prev_hash = ZERO32
+
+    def attach(self, p2p: P2PService) -> None:
+        self.p2p = p2p
+        p2p.gossip.on(DilocoContribution, self._on_notice)
+
+    # --- pushes ---------------------------------------------------------------------------------
+    async def allow_push(self, peer: str, blob_hash: str, size: int) -> bool:
+        """Push policy: a private pseudo-gradient from a peer bound to an address, while a round is open."""
+        if self.p2p is None or self.round_msg is None or size > self.core.cfg.max_contribution_bytes:
+            return False
+        address = self.p2p.peerbook.address_of(peer)
+        if address is None:
+            return False
+        count = self._pushes.get(address, 0)
+        if count >= MAX_PUSHES:
+            return False
+        self._pushes[address] = count + 1
+        return True
+
+    # --- notices --------------------------------------------------------------------------------
+    def _on_notice(self, accepted: Accept, _origin: str) -> None:
+        notice = accepted.signed.message
+        msg = self.round_msg
+        if not isinstance(notice, DilocoContribution) or msg is None or notice.task_id != self.task_id:
+            return
+        if notice.miner in self._handled or notice.miner in self._pending:
+            return  # the first notice of a miner counts
+        received = now_ms()
+        expected = shard_for(notice.miner, msg.round, msg.shard_seed, msg.shard_count)
+        reason, detail = notice_problem(msg, notice, received_ms=received, expected_shard=expected,
+                                        max_delta_bytes=self.core.cfg.max_contribution_bytes)  # fmt: skip
+        if notice.round != msg.round:
+            return  # an old round's notice arriving late: nothing to judge in this one
+        self.core.admit(notice.miner, expected)
+        if reason:
+            self.core.reject(notice.miner, reason, detail)
+            self._handled.add(notice.miner)
+        else:
+            self._pending[notice.miner] = _Pending(notice, received)
+            self._take_blobs()
+        self._changed.set()
+
+    def _take_blobs(self) -> None:
+        """Hand every pending notice whose blob has arrived to the round."""
+        assert self.p2p is not None
+        for miner, pending in list(self._pending.items()):
+            blob_hash = pending.notice.delta_sha256.hex()
+            if not self.p2p.store.has(blob_hash):
+                continue
+            blob = self.p2p.store.path(blob_hash).read_bytes()
+            notice = pending.notice
+            if hashlib.sha256(blob).digest() != notice.delta_sha256 or len(blob) != notice.delta_size:
+                self.core.reject(miner, "malformed", "the pushed blob does not match the notice's size")
+            else:
+                self.core.submit(miner, blob, pending.received_ms, pending.received_ms)
+            del self._pending[miner]
+            self._handled.add(miner)
+
+    # --- rounds ---------------------------------------------------------------------------------
+    async def run_round(self, expected: int | None = None) -> RoundResult:
+        """Open a round, gossip it, wait for the deadline (or ``expected`` handled notices), close it."""
+        assert self.p2p is not None, "attach a started P2PService first"
+        core, cfg = self.core, self.core.cfg
+        start = now_ms()
+        wire_round = core.round  # protocol rounds count from 0, the in-process ones from 1
+        seed, count = self.shard_seed, len(core.shards)
+        spec = core.open_round(start, lambda m: shard_for(m, wire_round, seed, count))
+        model = core.model_bytes()
+        model_hash = self.p2p.store.put_bytes(model, public=True)
+        scheme = cfg.compression.scheme
+        self.round_msg = DilocoRound(
+            task_id=self.task_id, validator=self.signer.address, round=wire_round,
+            model_sha256=bytes.fromhex(model_hash), model_size=len(model),
+            prev_model_sha256=self._prev_hash, shard_seed=seed, shard_count=count,
+            inner_steps=cfg.inner.inner_steps, compression=scheme,
+            topk_bps=round(cfg.compression.topk_fraction * 10_000) if scheme == "topk" else 0,
+            deadline=spec.deadline_ms, issued_at=start,
+        )  # fmt: skip
+        self._pushes, self._pending, self._handled = {}, {}, set()
+        await self.p2p.gossip.publish(sign(self.round_msg, self.p2p.domain, self.signer))
+        log.info("diloco round %d open: model %s", wire_round, model_hash[:12])
+        want = expected if expected is not None else len(spec.assignment)
+        while now_ms() < spec.deadline_ms:
+            self._take_blobs()
+            if want and len(self._handled) >= want and not self._pending:
+                break
+            self._changed = trio.Event()
+            with trio.move_on_after(0.2):
+                await self._changed.wait()
+        self._take_blobs()
+        for miner, pending in self._pending.items():
+            blob_id = pending.notice.delta_sha256.hex()[:12]
+            core.reject(miner, "missing", f"notice received, blob {blob_id} never pushed")
+        self._pending = {}
+        self._prev_hash = bytes.fromhex(model_hash)
+        result = await trio.to_thread.run_sync(core.close_round)
+        self.round_msg = None
+        return result
