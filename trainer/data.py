@@ -11,7 +11,10 @@ Formats (one file per task; UTF-8; `.jsonl`, `.jsonl.gz` or `.json` holding a li
 | dpo      | prompt + chosen + rejected; or chosen + rejected (HH-RLHF: the   | `PreferenceExample`  |
 |          | shared prefix up to the last "Assistant:" becomes the prompt)    |                      |
 | grpo     | question + answer; or prompt + answer                            | `PromptExample`      |
-| image    | image (a file path relative to the data file) + caption          | `ImageCaptionExample`|
+| image    | image + caption; image is a file path relative to the data file, | `ImageCaptionExample`|
+|          | or the image itself inline as a `data:image/png;base64,...` URL  |                      |
+|          | (PNG or JPEG; the validator inlines every image of a task's      |                      |
+|          | splits, so one .jsonl file carries them over the network)        |                      |
 
 Every instruct-style prompt is rendered by `render_prompt` (one template), and `tokenize_for_sft` is
 the one place that decides which tokens are scored: BOS + prompt are masked (-100), the response and
@@ -24,7 +27,10 @@ Artifact bundles per kind (`protocol.bundle`): instruct / dpo / grpo: a PEFT LoR
 
 from __future__ import annotations
 
+import base64
+import binascii
 import gzip
+import io
 import json
 import random
 from collections.abc import Sequence
@@ -39,6 +45,12 @@ IGNORE_INDEX = -100
 PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n"
 PROMPT_TEMPLATE_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 HH_ASSISTANT_MARK = "\n\nAssistant:"
+# Images are untrusted files: capped in bytes and in pixels (checked from the header before the
+# pixels are decoded), and only these formats are decoded by Pillow.
+MAX_IMAGE_BYTES = 4 * 1024 * 1024
+MAX_IMAGE_PIXELS = 2048 * 2048
+IMAGE_FORMATS = ("PNG", "JPEG")
+DATA_URL_PREFIXES = {"data:image/png;base64,": "PNG", "data:image/jpeg;base64,": "JPEG"}
 
 
 class DataError(ValueError):
@@ -66,8 +78,48 @@ class PromptExample:
 
 @dataclass(frozen=True)
 class ImageCaptionExample:
-    image_path: Path
+    image_path: Path | None  # a file beside the data file, or None when the row carries the image inline
     caption: str
+    image_bytes: bytes | None = None  # the decoded bytes of an inline data URL
+
+    def image_data(self) -> bytes:
+        """The encoded image (PNG or JPEG bytes), from the row or from its file."""
+        if self.image_bytes is not None:
+            return self.image_bytes
+        assert self.image_path is not None
+        return self.image_path.read_bytes()
+
+    def open_image(self) -> Any:
+        """The image decoded by Pillow as RGB, under the byte, pixel and format caps."""
+        return decode_image(self.image_data(), str(self.image_path or "inline image"))
+
+
+def decode_image(data: bytes, where: str) -> Any:
+    """A PIL RGB image from untrusted bytes: PNG or JPEG only, at most MAX_IMAGE_PIXELS pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    if len(data) > MAX_IMAGE_BYTES:
+        raise DataError(
+            f"{where}: image is {len(data)} bytes, over the {MAX_IMAGE_BYTES}-byte cap; shrink it"
+        )
+    try:
+        with Image.open(io.BytesIO(data), formats=IMAGE_FORMATS) as img:
+            width, height = img.size  # from the header: nothing is decoded yet
+            if width * height > MAX_IMAGE_PIXELS:
+                raise DataError(
+                    f"{where}: image is {width}x{height}, over the {MAX_IMAGE_PIXELS}-pixel cap; resize it"
+                )
+            return img.convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"{where}: not a readable PNG or JPEG image ({exc}); re-save it as PNG") from None
+
+
+def image_data_url(data: bytes) -> str:
+    """The inline form of an image for a data file's `image` column (PNG or JPEG bytes)."""
+    prefix = "data:image/png;base64," if data.startswith(b"\x89PNG") else "data:image/jpeg;base64,"
+    return prefix + base64.b64encode(data).decode("ascii")
 
 
 Example = SFTExample | PreferenceExample | PromptExample | ImageCaptionExample
@@ -200,9 +252,24 @@ def prompt_example(row: dict[str, Any], where: str) -> PromptExample:
 
 
 def image_example(row: dict[str, Any], where: str, base_dir: Path) -> ImageCaptionExample:
-    """One image row; the image path must stay inside the data file's directory."""
+    """One image row: an inline data URL (decoded and checked here), or a path that must stay inside
+    the data file's directory (checked for existence; decoded when the image is used)."""
     rel = _text(row, "image", where)
     caption = _text(row, "caption", where)
+    if rel.startswith("data:"):
+        fmt = next((f for p, f in DATA_URL_PREFIXES.items() if rel.startswith(p)), None)
+        if fmt is None:
+            raise DataError(
+                f"{where}: an inline image must start with one of {sorted(DATA_URL_PREFIXES)}"
+            )
+        if len(rel) > MAX_IMAGE_BYTES * 4 // 3 + 64:
+            raise DataError(f"{where}: inline image is over the {MAX_IMAGE_BYTES}-byte cap; shrink it")
+        try:
+            data = base64.b64decode(rel.partition(",")[2], validate=True)
+        except (binascii.Error, ValueError):
+            raise DataError(f"{where}: the inline image is not valid base64") from None
+        decode_image(data, where)  # refuse a bad image now, with the row that holds it
+        return ImageCaptionExample(None, caption, data)
     root = base_dir.resolve()
     path = (root / rel).resolve()
     if not path.is_relative_to(root):

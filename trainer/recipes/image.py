@@ -72,12 +72,13 @@ def load_parts(base_dir: Path, device: str) -> dict[str, Any]:
 
 def load_images(examples: Sequence[ImageCaptionExample], size: int) -> torch.Tensor:
     """(N, 3, size, size) images scaled to [-1, 1] (resized, centre-cropped, RGB)."""
-    from PIL import Image, ImageOps
+    from PIL import ImageOps
 
     tensors = []
     for ex in examples:
-        with Image.open(ex.image_path) as img:
-            fitted = ImageOps.fit(img.convert("RGB"), (size, size))
+        # decoded under the data contract's caps (PNG/JPEG only, byte and pixel limits)
+        with ex.open_image() as img:
+            fitted = ImageOps.fit(img, (size, size))
         # (H, W, 3) uint8 -> (3, H, W) in [-1, 1]
         pixels = torch.frombuffer(bytearray(fitted.tobytes()), dtype=torch.uint8).view(size, size, 3)
         tensors.append(pixels.permute(2, 0, 1).float() / 127.5 - 1.0)
@@ -227,9 +228,11 @@ def unet_linear_shapes(base_dir: Path) -> dict[str, tuple[int, int]]:
 
 
 def _check_hparams(hp: dict[str, Any]) -> None:
-    for key in ("lr", "batch_size", "lora_r", "resolution"):
+    for key in ("lr", "batch_size", "lora_r"):
         if not hp[key] > 0:
             raise JobSpecError(f"hyperparameter {key} must be positive, got {hp[key]!r}")
+    if not hp["resolution"] >= 0:
+        raise JobSpecError(f"resolution must be >= 0 (0: the base model's size), got {hp['resolution']!r}")
     if int(hp["lora_r"]) > MAX_LORA_RANK:
         raise JobSpecError(f"lora_r {hp['lora_r']} exceeds the rank cap {MAX_LORA_RANK}")
     if not 0.0 <= hp["caption_dropout"] < 1.0:
@@ -347,7 +350,7 @@ class ImageRecipe(Recipe):
             "batch_size": 4,
             "max_steps": 500,
             "warmup_ratio": 0.05,
-            "resolution": 512,
+            "resolution": 0,  # 0: the base model's own size (its VAE's sample_size)
             "caption_dropout": 0.1,
             "lora_r": 8,
             "lora_alpha": 8.0,
@@ -377,7 +380,8 @@ class ImageRecipe(Recipe):
         reporter.phase("prepare")
         examples, _ = split(load_examples(job.train_file, self.kind), job.val_fraction, job.seed)
         parts = load_parts(Path(job.base_model_dir), device)
-        mean, std = encode_images(parts["vae"], load_images(examples, int(hp["resolution"])), device)
+        size = int(hp["resolution"]) or int(parts["vae"].config.sample_size)
+        mean, std = encode_images(parts["vae"], load_images(examples, size), device)
         captions = encode_captions(parts, [ex.caption for ex in examples], device)
         empty = encode_captions(parts, [""], device)
         add_unet_lora(parts["unet"], hp)
