@@ -391,7 +391,8 @@ class TaskEngine:
         bundle = Path(self.db.reveals(task.id)[miner]["path"]) if miner else None
         splits = {"test": directory / "test.jsonl", "synthetic": directory / "synthetic.jsonl"}
         job = evaluation_job(
-            task.kind, resolve_model(task.model_ref), bundle, splits, task.max_artifact_bytes, self.cfg,
+            task.kind, resolve_model(task.model_ref, task.kind), bundle, splits,
+            task.max_artifact_bytes, self.cfg,
             rewards=read_task_params(directory).get("rewards"),
         )
         outcome = run_sandboxed(job, directory / "eval" / (miner or "base"), self.cfg)

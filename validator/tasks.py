@@ -10,6 +10,11 @@ A task's files live in ``<data dir>/validator/tasks/<task id hex>/``:
 * ``base.bundle``: the base model directory packed as one bundle (published as a public blob);
 * ``params.json``: the kind's parameters, announced as ``params_json`` (grpo: the reward names).
 
+An ``image`` task's rows carry their images inline (``data:image/png;base64,...`` URLs, the trainer's
+data contract): a row naming a file beside the data file is read, checked (PNG or JPEG, byte and
+pixel caps) and inlined, so each split is one self-contained ``.jsonl`` and the train split travels
+as one public blob like any other kind's. Its base model is a diffusers pipeline directory.
+
 Splitting is a seeded permutation of the rows (the seed comes from the task id), so a task's
 splits can be rebuilt from its data and id alone.
 """
@@ -32,6 +37,7 @@ from validator.config import ValidatorConfig
 from validator.synthetic import SyntheticRequest, make_generator, questions
 
 BUNDLED_MODEL = "bundled"
+TASK_KINDS = ("instruct", "bitnet", "dpo", "grpo", "image")
 GSM8K_ANSWER_MARK = "####"
 
 
@@ -103,8 +109,39 @@ def read_task_params(directory: Path) -> dict[str, Any]:
     return params if isinstance(params, dict) else {}
 
 
-def resolve_model(model_ref: str) -> Path:
-    """The base model directory named by ``model_ref`` ('bundled' or a local model directory)."""
+def bundled_image_model_dir() -> Path:
+    """The tiny diffusers pipeline in assets/image-model (scripts/make_image_model.py writes it)."""
+    path = Path(__file__).resolve().parent.parent / "assets" / "image-model"
+    if not (path / "model_index.json").is_file():
+        raise TaskInputError(
+            f"the bundled image model is missing from {path}; run scripts/make_image_model.py"
+        )
+    return path
+
+
+def resolve_image_model(model_ref: str) -> Path:
+    if model_ref == BUNDLED_MODEL:
+        return bundled_image_model_dir()
+    path = Path(model_ref).expanduser()
+    if not (path / "model_index.json").is_file():
+        raise TaskInputError(
+            f"model {model_ref!r} is not a diffusers pipeline directory (no model_index.json in it): "
+            "give a local Stable-Diffusion-style pipeline directory with safetensors weights, or 'bundled'"
+        )
+    for part in ("unet", "vae", "text_encoder"):
+        if not list((path / part).glob("*.safetensors")):
+            raise TaskInputError(
+                f"{path / part} holds no .safetensors weights; save the pipeline with "
+                "safe_serialization=True (pickled .bin weights are never loaded)"
+            )
+    return path
+
+
+def resolve_model(model_ref: str, kind: str = "instruct") -> Path:
+    """The base model directory named by ``model_ref`` ('bundled' or a local model directory);
+    for ``image`` a diffusers pipeline directory."""
+    if kind == "image":
+        return resolve_image_model(model_ref)
     if model_ref == BUNDLED_MODEL:
         from trainer.models import bundled_base_model_dir
 
@@ -127,9 +164,10 @@ def resolve_model(model_ref: str) -> Path:
 
 
 def count_parameters(model_dir: Path) -> int:
-    """Parameters of a model from its safetensors headers (no weights are read)."""
+    """Parameters of a model from its safetensors headers (no weights are read); a pipeline's
+    weights lie in subfolders (unet/, vae/, text_encoder/)."""
     total = 0
-    for path in sorted(model_dir.glob("*.safetensors")):
+    for path in sorted(model_dir.rglob("*.safetensors")):
         with path.open("rb") as f:
             try:
                 tensors = read_tensor_table(f, path.stat().st_size, 64 * 1024 * 1024, 1_000_000)
@@ -144,19 +182,31 @@ def count_parameters(model_dir: Path) -> int:
 
 
 def load_rows(data_file: Path, kind: str) -> list[dict[str, Any]]:
-    """The data file's rows, each checked against the trainer's data contract for ``kind``."""
+    """The data file's rows, each checked against the trainer's data contract for ``kind``;
+    image rows come back with their images inline (module docstring)."""
     from trainer.data import DataError, load_examples, read_records
 
     if not data_file.is_file():
         raise TaskInputError(f"data file {data_file} does not exist")
     try:
-        load_examples(data_file, kind)
+        examples = load_examples(data_file, kind)
+        if kind == "image":
+            return [inline_image_row(ex, f"{data_file.name} row {i}") for i, ex in enumerate(examples)]
         return read_records(data_file)
     except DataError as exc:
         raise TaskInputError(
             f"{exc}. Fix the data file and submit the task again "
             "(formats: docs/VALIDATOR_API.md, 'Task data')."
         ) from None
+
+
+def inline_image_row(example: Any, where: str) -> dict[str, Any]:
+    """{"caption", "image": data URL} of a checked image row (its image decoded under the caps)."""
+    from trainer.data import decode_image, image_data_url
+
+    data = example.image_data()
+    decode_image(data, where)
+    return {"caption": example.caption, "image": image_data_url(data)}
 
 
 def pick_generator(rows: list[dict[str, Any]], kind: str, cfg: ValidatorConfig) -> str:
@@ -234,12 +284,12 @@ def prepare_task(
     params: dict[str, Any] | None = None,
 ) -> PreparedTask:
     """Check, split and write a task's files (module docstring); nothing is announced yet."""
-    if kind not in ("instruct", "bitnet", "dpo", "grpo"):
+    if kind not in TASK_KINDS:
         raise TaskInputError(
-            f"task kind {kind!r} cannot be validated here yet; use instruct, bitnet, dpo or grpo"
+            f"task kind {kind!r} cannot be validated here; use one of {', '.join(TASK_KINDS)}"
         )
     checked_params = task_params(kind, params, cfg)
-    model_dir = resolve_model(model_ref)
+    model_dir = resolve_model(model_ref, kind)
     rows = load_rows(data_file, kind)
     generator = pick_generator(rows, kind, cfg)
     seed = int.from_bytes(task_id[:8], "big")
@@ -282,7 +332,8 @@ def draw_synthetic_source(cfg: ValidatorConfig, rng: random.Random) -> tuple[str
     return kind, rng.choice(sorted(pool))
 
 
-BUNDLED_DATASETS = {"dpo": "hh_rlhf_subset.jsonl.gz"}  # every other text kind: the GSM8K subset
+# every other kind: the GSM8K subset
+BUNDLED_DATASETS = {"dpo": "hh_rlhf_subset.jsonl.gz", "image": "shapes_captions.jsonl.gz"}
 
 
 def bundled_dataset(kind: str = "instruct") -> Path:
