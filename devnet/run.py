@@ -53,7 +53,14 @@ def task_data(net: Devnet, index: int) -> Path:
 
 def create_task(net: Devnet, index: int) -> str:
     engine = net.validator_service.engine
-    return str(engine.create_task(task_data(net, index), net.settings.kind, str(base_model_copy(net.root))))
+    kind = net.settings.kind
+    if kind == "image":  # the tiny diffusers pipeline (assets/image-model: no README to leave out)
+        from validator.tasks import bundled_image_model_dir
+
+        model = bundled_image_model_dir()
+    else:
+        model = base_model_copy(net.root)
+    return str(engine.create_task(task_data(net, index), kind, str(model)))
 
 
 def base_model_copy(root: Path) -> Path:
