@@ -143,6 +143,11 @@ def add_planned(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``magnet`` console script. Returns the exit code."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in[:1] == ["--child"]:  # hidden: a frozen executable starting its own child (node/cli/child.py)
+        from node.cli.child import run_child
+
+        return run_child(args_in[1:])
     try:
         try:
             args = build_parser().parse_args(argv)
