@@ -13,7 +13,6 @@ import json
 import math
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,6 +23,7 @@ from typing import Any
 
 import trio
 
+from node.cli.child import child_command
 from trainer.client import WorkerHandle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ class JobDriver:
     nice: int = 0
     on_event: Callable[[dict[str, Any]], None] = lambda _e: None
     on_alert: Callable[[str, str], None] = lambda _problem, _action: None
-    command: list[str] = field(default_factory=lambda: [sys.executable, "-m", "miner.train_child"])
+    command: list[str] = field(default_factory=lambda: child_command("miner.train_child"))
     env: dict[str, str] = field(default_factory=dict)  # extra environment (CUDA_VISIBLE_DEVICES for one GPU)
     restarts: int = 0
     handle: WorkerHandle | None = None
