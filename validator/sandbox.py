@@ -16,13 +16,13 @@ import math
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.cli.child import child_command
 from protocol import strict_json
 from validator.config import ValidatorConfig
 
@@ -71,9 +71,7 @@ def run_sandboxed(
     job_file = work_dir / f"job-{name}.json"
     job_file.write_text(json.dumps({**job, "work_dir": str(work_dir)}), encoding="utf-8")
     cmd = [
-        sys.executable,
-        "-m",
-        "validator.sandbox_child",
+        *child_command("validator.sandbox_child"),
         str(job_file),
         "--memory-bytes",
         str(memory_bytes or cfg.eval_memory_bytes),
