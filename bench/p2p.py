@@ -180,6 +180,18 @@ class Worker:
     async def cmd_probe_report(self, nursery: Any, seq: int) -> dict[str, Any]:
         return {"latencies": self.probes.get(seq, [])}
 
+    async def cmd_profile(self, nursery: Any, path: str = "") -> dict[str, Any]:
+        """Start cProfile on this worker's trio thread; with ``path``, stop and write stats there."""
+        import cProfile
+
+        if not path:
+            self.profiler = cProfile.Profile()
+            self.profiler.enable()
+        else:
+            self.profiler.disable()
+            self.profiler.dump_stats(path)
+        return {"ok": True}
+
     async def cmd_cpu_mark(self, nursery: Any) -> dict[str, Any]:
         return {"cpu": time.process_time()}
 
@@ -225,6 +237,7 @@ class Worker:
         info = info_from_p2p_addr(Multiaddr(addr))
         await node.host.connect(info)
         started = time.perf_counter()
+        cpu_started = time.process_time()
         if bare:
             for attempt in range(3):  # as fetch() retries a provider; an overloaded host may not answer
                 try:
@@ -245,7 +258,8 @@ class Worker:
                 node.store.delete(blob_hash)
             await node.blobs.fetch(blob_hash, size, [info.peer_id])
             received = size
-        return {"seconds": time.perf_counter() - started, "bytes": received}
+        return {"seconds": time.perf_counter() - started, "bytes": received,
+                "cpu": time.process_time() - cpu_started}
 
 
 # --- coordinator ----------------------------------------------------------------------------------
@@ -393,16 +407,33 @@ def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
     fleet.send(0, "blob_put", size=size)
     put = fleet.read(0)
     timings: dict[str, list[float]] = {"p2p": [], "bare": []}
+    cpu: dict[str, dict[str, list[float]]] = {"fetcher": {"p2p": [], "bare": []},
+                                              "server": {"p2p": [], "bare": []}}
+    profile = os.environ.get("BENCH_PROFILE")  # a folder: cProfile stats of both ends of each fetch
     for kind in ("bare", "p2p"):  # warm-up: connection, TCP and yamux windows, page cache
         fleet.send(1, "blob_fetch", blob_hash=put["hash"], size=size, addr=put["addr"], bare=kind == "bare")
         fleet.read(1)
     for _ in range(repeats):
         for kind in ("bare", "p2p"):  # interleaved, so background load hits both alike
+            if profile:
+                for i in (0, 1):
+                    fleet.send(i, "profile")
+                    fleet.read(i)
+            fleet.send(0, "cpu_mark")
+            server_cpu = fleet.read(0)["cpu"]
             fleet.send(1, "blob_fetch", blob_hash=put["hash"], size=size, addr=put["addr"],
                        bare=kind == "bare")
             result = fleet.read(1)
             assert result["bytes"] == size, result
             timings[kind].append(result["seconds"])
+            fleet.send(0, "cpu_mark")
+            cpu["server"][kind].append(fleet.read(0)["cpu"] - server_cpu)
+            cpu["fetcher"][kind].append(result["cpu"])
+            if profile:
+                for i in (0, 1):
+                    name = f"{kind}-w{i}-{len(timings[kind])}.prof"
+                    fleet.send(i, "profile", path=str(Path(profile) / name))
+                    fleet.read(i)
     mb = size / 1e6
     best = {k: mb / min(v) for k, v in timings.items()}
     median = {k: mb / statistics.median(v) for k, v in timings.items()}
@@ -412,6 +443,10 @@ def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
         "ratio_best": round(best["p2p"] / best["bare"], 3),
         "p2p_mb_s_median": round(median["p2p"], 1), "bare_mb_s_median": round(median["bare"], 1),
         "ratio_median": round(median["p2p"] / median["bare"], 3),
+        # CPU per fetch (ms, medians; the fetcher's includes its write/hash thread): less sensitive
+        # to other load than MB/s. Both processes busy at once bound the rate on 2 cores.
+        "cpu_ms_fetcher": {k: round(1000 * statistics.median(v)) for k, v in cpu["fetcher"].items()},
+        "cpu_ms_server": {k: round(1000 * statistics.median(v)) for k, v in cpu["server"].items()},
     }
 
 

@@ -49,6 +49,43 @@ def test_partial_download_resumes_and_verifies(tmp_path: Path) -> None:
     assert info.size == 4000 and not info.public and s.has(h)
 
 
+def test_batched_appends_resume_and_survive_a_failed_write(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """append_many (the fetch path: one writev per batch) keeps offset and hash exact: across a
+    resume, over more buffers than one writev takes, short writes, and a write that fails."""
+    import p2p.blobstore as blobstore
+
+    monkeypatch.setattr(blobstore, "WRITEV_MAX", 3)
+    s = store(tmp_path)
+    data = os.urandom(4000)
+    h = hashlib.sha256(data).hexdigest()
+    first = s.partial(h, len(data))
+    first.append_many([data[i:i + 100] for i in range(0, 1000, 100)])  # 10 buffers: 4 writev calls
+    first.close()
+    resumed = s.partial(h, len(data))
+    assert resumed.offset == 1000
+
+    real_writev = os.writev
+    calls = {"n": 0}
+
+    def flaky_writev(fd: int, buffers: list[memoryview]) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            real_writev(fd, [buffers[0][:7]])  # 7 bytes land, then the disk fails
+            raise OSError(28, "No space left on device")
+        return real_writev(fd, buffers[:1])  # short writes: one buffer at a time
+
+    monkeypatch.setattr(blobstore.os, "writev", flaky_writev)
+    with pytest.raises(OSError, match="No space"):
+        resumed.append_many([data[1000:1500], data[1500:2000]])
+    assert resumed.offset == 1507  # what reached the file, so a retry resumes exactly there
+    monkeypatch.setattr(blobstore.os, "writev", real_writev)
+    resumed.append_many([data[1507:3000], data[3000:]])
+    with pytest.raises(BlobError, match="stated size"):
+        resumed.append_many([b"x"])
+    assert resumed.finish(public=True).size == 4000 and s.has(h)
+
+
 def test_bytes_failing_the_hash_are_deleted(tmp_path: Path) -> None:
     s = store(tmp_path)
     data = os.urandom(1000)
