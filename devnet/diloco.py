@@ -1,16 +1,18 @@
 """DiLoCo rounds over real libp2p hosts on 127.0.0.1: `magnet devnet --kind diloco`.
 
-One validator and five miners, each with its own p2p host (its own key, blob store and gossip), in
-one process and one trio run: three honest miners, one sending random noise, and one that stops
-after round 1. Each round the validator gossips a signed DilocoRound and serves the global model as a
-public blob; each miner fetches and checks it, trains H inner AdamW steps on its shard of a tiny
-Llama's GSM8K / HH data (a worker thread of this process), pushes its compressed pseudo-gradient
-privately to the validator and gossips a signed DilocoContribution; the validator checks the notice,
-takes the blob through the codec's checks, judges with the Gauntlet, merges with the outer Nesterov
-step and rates with OpenSkill (validator/diloco/network.py, miner/diloco_net.py).
+One validator and six miners, each with its own p2p host (its own key, blob store and gossip), in
+one process and one trio run: three honest miners, one sending random noise, one naming a shard that
+is not its own in its notice, and one that stops after round 1. Each round the validator gossips a
+signed DilocoRound and serves the global model as a public blob; each miner fetches and checks it,
+trains H inner AdamW steps on its shard of a tiny Llama's GSM8K / HH data (a worker thread of this
+process), pushes its compressed pseudo-gradient privately to the validator and gossips a signed
+DilocoContribution; the validator checks the notice, takes the blob through the codec's checks,
+judges with the Gauntlet, merges with the outer Nesterov step and rates with OpenSkill
+(validator/diloco/network.py, miner/diloco_net.py).
 
 Prints the validation loss of each round, each miner's verdict with its reason and the final ratings;
-exits 0 when the loss fell over the rounds and the noise miner was excluded every round, 1 otherwise.
+exits 0 when the loss fell over the rounds and the noise and shard-lying miners were excluded every
+round, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from validator.diloco.rounds import KIND, DilocoValidator, RoundConfig, RoundRes
 from wallet.signer import LocalSigner
 
 DOMAIN = Domain(chain_id=31337, verifying_contract="0x" + "d1" * 20, salt=b"devnet-diloco".ljust(32, b"."))
-NAMES = ["honest-1", "honest-2", "honest-3", "noise", "quitter"]
+NAMES = ["honest-1", "honest-2", "honest-3", "noise", "liar", "quitter"]
 
 
 class NoiseMiner(DilocoMiner):
@@ -59,6 +61,13 @@ class QuittingMiner(NetworkMiner):
     def _on_round(self, accepted, origin):  # type: ignore[no-untyped-def]
         if not self.done and not self.errors:
             super()._on_round(accepted, origin)
+
+
+class ShardLiar(NetworkMiner):
+    """Trains honestly but names another shard in its notice: refused at the notice, blob unread."""
+
+    def claimed_shard(self, spec: RoundSpec) -> int:
+        return (spec.assignment[self.worker.address] + 1) % spec.n_shards
 
 
 def _config() -> P2PConfig:
@@ -94,7 +103,7 @@ async def run_network(world: World, root: Path, rounds: int, inner_steps: int, s
         names[signer.address] = name
         cls = NoiseMiner if name == "noise" else DilocoMiner
         worker = cls(signer.address, copy.deepcopy(world.model), world.shards)
-        net_cls = QuittingMiner if name == "quitter" else NetworkMiner
+        net_cls = {"quitter": QuittingMiner, "liar": ShardLiar}.get(name, NetworkMiner)
         miners.append(net_cls(worker, signer, v_signer.address, dict(world.params), cfg.inner))
         services.append(P2PService(_config(), root / f"miner{i}", DOMAIN, LocalPeer(signer, ROLE_MINER),
                                    authorizer=auth))  # fmt: skip
@@ -151,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     print("ratings (OpenSkill ordinal, best first):")
     for miner, rating in core.ratings.leaderboard(KIND):
         print(f"  {names.get(miner, miner):9} {rating.ordinal:8.3f}")
-    noise = next(a for a, n in names.items() if n == "noise")
+    bad = [a for a, n in names.items() if n in ("noise", "liar")]
     fell = results[-1].val_loss_after < results[0].val_loss_before
-    noise_out = all(noise in r.verdicts and not r.verdicts[noise].accepted for r in results)
-    if not (fell and noise_out):
-        print(f"FAILED: loss fell: {fell}; noise excluded every round: {noise_out}", file=sys.stderr)
+    bad_out = all(m in r.verdicts and not r.verdicts[m].accepted for r in results for m in bad)
+    if not (fell and bad_out):
+        print(f"FAILED: loss fell: {fell}; noise and liar excluded every round: {bad_out}", file=sys.stderr)
         return 1
     return 0
 

@@ -79,6 +79,10 @@ class NetworkMiner:
             return
         self._nursery.start_soon(self._contribute, msg, origin)
 
+    def claimed_shard(self, spec: RoundSpec) -> int:
+        """The shard named in the notice: the one the rule gives (dishonest test miners override it)."""
+        return spec.assignment[self.worker.address]
+
     async def _contribute(self, msg: DilocoRound, origin: str) -> None:
         assert self.p2p is not None
         started = time.monotonic()
@@ -92,7 +96,7 @@ class NetworkMiner:
             blob = await trio.to_thread.run_sync(self.worker.contribute, spec, global_params)
             blob_hash = self.p2p.store.put_bytes(blob, public=False)
             await self.p2p.blobs.push(origin, blob_hash)
-            shard = spec.assignment[self.worker.address]
+            shard = self.claimed_shard(spec)
             window = int(self.worker.shards.shards[shard].shape[1]) if self.worker.shards.shards else 0
             notice = DilocoContribution(
                 task_id=msg.task_id, miner=self.signer.address, round=msg.round,

@@ -34,13 +34,14 @@ def test_magnet_devnet_kind_diloco_runs_rounds() -> None:
     figures = [lines[i].split("loss ")[1].split(" (")[0] for i in rounds]
     losses = [tuple(float(x) for x in f.split(" -> ")) for f in figures]
     assert all(after < before for before, after in losses), losses  # every round's merge helped
-    blocks = [lines[i + 1 : i + 6] for i in rounds]
+    blocks = [lines[i + 1 : i + 7] for i in rounds]
     for n, block in enumerate(blocks):
         verdicts = {ln.split()[0]: ln.split(None, 1)[1] for ln in block}
         assert verdicts["noise"].startswith("excluded: no_improvement"), block
+        assert verdicts["liar"].startswith("excluded: wrong_shard (claims shard"), block  # at the notice
         for honest in ("honest-1", "honest-2", "honest-3"):
             assert verdicts[honest].startswith("accepted"), block  # each came over the network
         assert verdicts["quitter"].startswith("accepted" if n == 0 else "excluded: missing"), block
     ratings = lines[lines.index("ratings (OpenSkill ordinal, best first):") + 1 :]
-    assert ratings[-1].split()[0] == "noise"
+    assert {r.split()[0] for r in ratings[-2:]} == {"noise", "liar"}
     assert {r.split()[0] for r in ratings[:3]} == {"honest-1", "honest-2", "honest-3"}
