@@ -25,9 +25,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]
 # bitnet is left out: it passed on a quiet machine (77 s) but failed twice under load ~7 (2026-11-22):
 # once no commitment before a 40 s deadline, once "not fine-tuned" after 60 s. grpo is left out too: it
 # earned in 3 of 5 runs at load 2-7 (2026-11-23); in the others the validator found the artifact's
-# reward shortfall equal to the base model's ("not fine-tuned": docs/DEVNET.md says why). image does
-# not run yet.
-@pytest.mark.parametrize("kind", ["dpo"])
+# reward shortfall equal to the base model's ("not fine-tuned": docs/DEVNET.md says why).
+@pytest.mark.parametrize("kind", ["dpo", "image"])
 def test_devnet_runs_a_task_of_this_kind_to_a_claimed_reward(kind: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MAGNET_HOME": str(tmp_path / "home")}
     done = subprocess.run(
