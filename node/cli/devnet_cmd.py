@@ -57,7 +57,7 @@ def register(subparsers: Subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from devnet.network import DevnetSettings
 
-    if args.kind == "diloco":  # DiLoCo rounds, in one process for now (devnet/diloco.py, docs/DILOCO.md)
+    if args.kind == "diloco":  # DiLoCo rounds over libp2p hosts (devnet/diloco.py, docs/DILOCO.md)
         from devnet.diloco import main as diloco_main
 
         return diloco_main([])
