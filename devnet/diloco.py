@@ -22,6 +22,7 @@ import copy
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -31,7 +32,7 @@ from libp2p.peer.peerinfo import PeerInfo
 from miner.diloco_net import NetworkMiner
 from p2p.config import P2PConfig
 from p2p.service import LocalPeer, P2PService
-from p2p.validation import AllowListAuthorizer
+from p2p.validation import Accept, AllowListAuthorizer
 from protocol.messages import ROLE_MINER, ROLE_VALIDATOR
 from protocol.signing import Domain
 from trainer.diloco.config import CompressionConfig, InnerConfig
@@ -58,7 +59,7 @@ class NoiseMiner(DilocoMiner):
 class QuittingMiner(NetworkMiner):
     """Takes part in round 0 only, then ignores the rounds (the validator marks it missing)."""
 
-    def _on_round(self, accepted, origin):  # type: ignore[no-untyped-def]
+    def _on_round(self, accepted: Accept, origin: str) -> None:
         if not self.done and not self.errors:
             super()._on_round(accepted, origin)
 
@@ -74,7 +75,7 @@ def _config() -> P2PConfig:
     return P2PConfig(listen_addrs=["/ip4/127.0.0.1/tcp/0"], enable_mdns=False)
 
 
-async def _wait(condition, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
+async def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
