@@ -8,6 +8,7 @@ leaves during round 2; D (a straggler) always answers after the deadline.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -201,3 +202,23 @@ def test_adam_state_carries_over_rounds_only_when_asked(world: World) -> None:
     assert steps == {4.0}  # two rounds of two steps on one optimizer state
     fresh = inner_train(world.model, world.params, world.shards.shards[0], cfg, seed=1)
     assert all(torch.equal(fresh[n], first[n]) for n in fresh)  # same seed, fresh state: same result
+
+
+def test_state_survives_a_restart_between_rounds(world: World, played: tuple, tmp_path: Path) -> None:
+    from trainer.diloco.params import params_hash
+    from validator.diloco.rounds import KIND
+
+    v, _ = played
+    v.save_state(tmp_path / "state")
+    fresh = DilocoValidator(world.model, dict(world.params), world.shards, world.val, CFG, b"secret")
+    assert not fresh.load_state(tmp_path / "empty")
+    assert fresh.load_state(tmp_path / "state")
+    assert (fresh.round, fresh.miners) == (v.round, v.miners)
+    assert params_hash(fresh.params) == params_hash(v.params) != params_hash(world.params)
+    assert set(fresh.outer.buf) == set(v.outer.buf) and v.outer.buf
+    assert all(torch.equal(fresh.outer.buf[n], v.outer.buf[n]) for n in v.outer.buf)
+    assert fresh.ratings.leaderboard(KIND) == v.ratings.leaderboard(KIND)
+    assert fresh.open_round(0).round == v.round + 1  # the next round, from the merged model
+    (tmp_path / "state" / "state.json").write_text('{"format": "other"}')
+    with pytest.raises(ValueError, match="not a magnet-diloco-validator/1 file"):
+        fresh.load_state(tmp_path / "state")

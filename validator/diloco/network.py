@@ -11,6 +11,10 @@ ratings (``rounds.DilocoValidator``). Anyone may contribute: a miner's shard fol
 round and its address alone, so there is no join step; a miner that sent once is expected in later
 rounds (``missing`` when it does not send).
 
+With ``state_dir`` the round state is saved after every close and loaded at start, so a restarted
+validator continues the task with the next round (a round open at the restart is opened again, with
+the same number and model, and its miners send again).
+
 The notice's arrival time is the commitment time that copy detection credits; the blob itself is
 private, so a copier learns nothing from the notice.
 """
@@ -18,15 +22,18 @@ private, so a copier learns nothing from the notice.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import trio
 
 from p2p.service import P2PService
 from p2p.validation import Accept
+from protocol import strict_json
 from protocol.messages import ZERO32, DilocoContribution, DilocoRound
 from protocol.signing import SignerLike, sign
 from trainer.diloco.shards import shard_for
@@ -52,10 +59,18 @@ class NetworkValidator:
     """Drives a ``DilocoValidator`` over a running ``P2PService`` (pass ``push_policy`` = ``allow_push``
     when building the service, so miners can push their pseudo-gradients to it)."""
 
-    def __init__(self, core: DilocoValidator, signer: SignerLike, task_id: bytes | None = None) -> None:
+    def __init__(self, core: DilocoValidator, signer: SignerLike, task_id: bytes | None = None,
+                 state_dir: Path | None = None) -> None:  # fmt: skip
         self.core = core
         self.signer = signer
+        self.state_dir = state_dir
         self.task_id = task_id or os.urandom(32)
+        self._prev_hash = ZERO32
+        if state_dir is not None and core.load_state(state_dir):
+            saved = strict_json.loads((state_dir / "network.json").read_text(), "diloco network state")
+            self.task_id = bytes.fromhex(str(saved["task_id"]))
+            self._prev_hash = bytes.fromhex(str(saved["prev_model_sha256"]))
+            log.info("diloco: continuing task %s after round %d", self.task_id.hex()[:12], core.round)
         self.shard_seed = hashlib.sha256(b"magnet-diloco-shards" + self.task_id).digest()
         self.p2p: P2PService | None = None
         self.round_msg: DilocoRound | None = None
@@ -63,7 +78,6 @@ class NetworkValidator:
         self._pending: dict[str, _Pending] = {}
         self._handled: set[str] = set()
         self._changed = trio.Event()
-        self._prev_hash = ZERO32
 
     def attach(self, p2p: P2PService) -> None:
         self.p2p = p2p
@@ -161,4 +175,15 @@ class NetworkValidator:
         self._prev_hash = bytes.fromhex(model_hash)
         result = await trio.to_thread.run_sync(core.close_round)
         self.round_msg = None
+        if self.state_dir is not None:
+            self.save_state(self.state_dir)
         return result
+
+    def save_state(self, folder: Path) -> None:
+        """The round state (``DilocoValidator.save_state``) plus the task id and the last model's hash:
+        a validator restarted with the same ``state_dir`` opens the next round of the same task."""
+        self.core.save_state(folder)
+        saved = {"task_id": self.task_id.hex(), "prev_model_sha256": self._prev_hash.hex()}
+        tmp = folder / "network.json.tmp"
+        tmp.write_text(json.dumps(saved))
+        os.replace(tmp, folder / "network.json")

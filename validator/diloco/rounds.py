@@ -13,11 +13,15 @@ Miners join and leave between rounds only; a round closes at its deadline whoeve
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from protocol import strict_json
 from trainer.diloco.codec import ContributionRejected, Expected, decode_contribution
 from trainer.diloco.config import CompressionConfig, InnerConfig
 from trainer.diloco.data import ShardSet
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     import torch
 
 KIND = "diloco"
+STATE_FORMAT = "magnet-diloco-validator/1"
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,41 @@ class DilocoValidator:
         after = eval_loss(self.model, self.params, self.val)
         return RoundResult(spec.round, verdicts, params_hash(self.params), before, after)
 
+    # --- persistence (between rounds) ---------------------------------------------------------------
+    def save_state(self, folder: Path) -> None:
+        """Write what the next round needs: the global model, the outer momentum, the round number,
+        the members and the ratings. Call between rounds (an open round's contributions are not kept:
+        after a restart that round is opened again with the same number and model)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        _atomic_write(folder / "model.safetensors", self.model_bytes())
+        tmp = folder / "outer.safetensors.tmp"
+        self.outer.save(tmp)
+        os.replace(tmp, folder / "outer.safetensors")
+        state = {
+            "format": STATE_FORMAT, "round": self.round, "miners": self.miners,
+            "joining": self._joining, "leaving": sorted(self._leaving), "ratings": self.ratings.to_dict(),
+        }  # fmt: skip
+        _atomic_write(folder / "state.json", json.dumps(state, indent=1).encode())
+
+    def load_state(self, folder: Path) -> bool:
+        """Restore what ``save_state`` wrote; False when ``folder`` holds no state. The model must have
+        this validator's tensor names, shapes and dtypes."""
+        if not (folder / "state.json").exists():
+            return False
+        state = strict_json.loads((folder / "state.json").read_text(), "diloco validator state", floats=True)
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            where = folder / "state.json"
+            raise ValueError(f"{where}: not a {STATE_FORMAT} file; move the folder away to start over")
+        self.params = params_from_bytes((folder / "model.safetensors").read_bytes(), self.params)
+        self.outer.load(folder / "outer.safetensors")
+        self.round = int(state["round"])
+        self.miners = [str(m) for m in state["miners"]]
+        self._joining = [str(m) for m in state["joining"]]
+        self._leaving = {str(m) for m in state["leaving"]}
+        self.ratings = RatingBook.from_dict(state["ratings"])
+        self.spec = None
+        return True
+
     def _require_spec(self) -> RoundSpec:
         if self.spec is None:
             raise RuntimeError("no round is open")
@@ -246,6 +286,12 @@ class DilocoValidator:
         ranked = [v.miner for v in sorted(accepted, key=lambda v: -_score(v))]
         unranked = [m for m, v in verdicts.items() if not v.accepted and v.reason != "left"]
         self.ratings.update(KIND, ranked, unranked)
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
 
 
 def _score(v: Verdict) -> float:
