@@ -98,7 +98,7 @@ def size_mb(path: Path) -> float:
     total = (
         path.stat().st_size
         if path.is_file()
-        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
     )
     return round(total / 1e6, 1)
 
