@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -32,6 +31,7 @@ from miner.jobs import JobStopped
 from miner.policy import Machine, TaskOffer, Verdict, admit, may_mine_now
 from miner.rewards import RewardRejected, accept_proof, accept_receipt, claim_one
 from miner.steps import GiveUp, TaskSteps
+from node.cli.child import child_command
 from node.events import Event
 from node.logs import short_hash
 from node.service import CoreContext, TaskStatus
@@ -368,15 +368,10 @@ class MinerService:
 
     async def _measure_speed(self) -> None:
         """Measure training speed once, in a child process (the node never imports torch)."""
-        code = (
-            "from trainer.hardware import benchmark; t = benchmark(seconds=1.0); "
-            "print(t.matmul_gflops * max(t.train_efficiency, 1e-3))"
-        )
+        command = [*child_command("trainer.hardware"), "--seconds", "1.0"]  # also from a frozen app
         try:
             with trio.fail_after(120):  # trio kills the child when cancelled (node stop, timeout)
-                done = await trio.run_process(
-                    [sys.executable, "-c", code], capture_stdout=True, capture_stderr=True
-                )
+                done = await trio.run_process(command, capture_stdout=True, capture_stderr=True)
             self.speed_gflops = float(done.stdout.decode().strip().splitlines()[-1])
             log.info("training speed here: %.1f GFLOP/s", self.speed_gflops)
         except (OSError, subprocess.SubprocessError, trio.TooSlowError, ValueError, IndexError) as exc:

@@ -294,3 +294,21 @@ def benchmark(device: str = "auto", seconds: float = 2.0, threads: int | None = 
     tokens_per_s = tokens / (time.perf_counter() - started)
     efficiency = 4 * n_params * tokens_per_s / (gflops * 1e9)
     return Throughput(device, gflops, tokens_per_s, efficiency, n_params)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m trainer.hardware [--seconds S]``: print this machine's usable training speed
+    (GFLOP/s: matmul speed times the measured training efficiency) on one line. The miner runs it
+    once as a child process, so that the node itself never imports torch."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m trainer.hardware")
+    parser.add_argument("--seconds", type=float, default=1.0, help="seconds of measurement")
+    args = parser.parse_args(argv)
+    t = benchmark(seconds=args.seconds)
+    print(t.matmul_gflops * max(t.train_efficiency, 1e-3), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

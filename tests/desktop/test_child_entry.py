@@ -81,3 +81,15 @@ def test_dispatch_end_to_end_in_a_process(tmp_path: Path) -> None:
     )
     assert done.returncode != 0
     assert '"event": "error"' in done.stdout, (done.stdout, done.stderr)
+
+
+def test_the_miners_speed_probe_runs_as_a_child_too() -> None:
+    """The miner measures its training speed once in `trainer.hardware` as a child (the node never
+    imports torch); through `magnet --child` it works from a frozen app as well."""
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from node.cli import main; sys.exit(main())",
+         "--child", "trainer.hardware", "--seconds", "0.2"],
+        capture_output=True, text=True, timeout=180, cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert float(done.stdout.strip().splitlines()[-1]) > 0
