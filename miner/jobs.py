@@ -23,7 +23,7 @@ from typing import Any
 
 import trio
 
-from node.cli.child import child_command
+from node.child import child_command
 from trainer.client import WorkerHandle
 
 REPO_ROOT = Path(__file__).resolve().parent.parent

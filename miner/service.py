@@ -31,7 +31,7 @@ from miner.jobs import JobStopped
 from miner.policy import Machine, TaskOffer, Verdict, admit, may_mine_now
 from miner.rewards import RewardRejected, accept_proof, accept_receipt, claim_one
 from miner.steps import GiveUp, TaskSteps
-from node.cli.child import child_command
+from node.child import child_command
 from node.events import Event
 from node.logs import short_hash
 from node.service import CoreContext, TaskStatus

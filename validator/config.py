@@ -11,8 +11,6 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass, field
 
-from trainer.rewards import DEFAULT_REWARDS
-
 
 def _help(text: str) -> dict[str, str]:
     return {"help": text}
@@ -157,7 +155,7 @@ class ValidatorConfig:
         default_factory=lambda: {"instruct": 1.0},
         metadata=_help("Mix of task kinds for synthetic tasks: kind -> relative frequency."))
     grpo_rewards: str = field(
-        default=DEFAULT_REWARDS,
+        default="exact_answer:1.0,format:0.2",  # trainer.rewards.DEFAULT_REWARDS (config imports nothing)
         metadata=_help("Rewards of a grpo task that names none: 'name:weight,...' from the built-in "
                        "registry (magnet task create --rewards sets them per task)."))
     synthetic_model: str = field(

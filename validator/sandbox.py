@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.cli.child import child_command
+from node.child import child_command
 from protocol import strict_json
 from validator.config import ValidatorConfig
 

@@ -144,8 +144,8 @@ def add_planned(
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``magnet`` console script. Returns the exit code."""
     args_in = list(sys.argv[1:] if argv is None else argv)
-    if args_in[:1] == ["--child"]:  # hidden: a frozen executable starting its own child (node/cli/child.py)
-        from node.cli.child import run_child
+    if args_in[:1] == ["--child"]:  # hidden: a frozen executable starting its own child (node/child.py)
+        from node.child import run_child
 
         return run_child(args_in[1:])
     try:

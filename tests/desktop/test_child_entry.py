@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from miner.jobs import JobDriver
+from node.child import CHILD_MODULES, child_command, run_child
 from node.cli import main
-from node.cli.child import CHILD_MODULES, child_command, run_child
 
 ROOT = Path(__file__).resolve().parents[2]
 

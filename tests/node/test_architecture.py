@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("protocol", "node", "wallet", "p2p", "trainer", "miner", "validator", "devnet", "desktop")
 NODE_BASE = (
     "node.config", "node.events", "node.store", "node.paths", "node.logs", "node.profile", "node.service",
+    "node.child",
 )
 COMPONENTS = ("wallet", "p2p", "trainer", "miner", "validator", "devnet", "desktop")
 GUI_LIBRARIES = ("PySide6", "shiboken6", "pyqtgraph")

@@ -100,3 +100,11 @@ def test_reward_ceiling_makes_the_grpo_loss_a_non_negative_shortfall() -> None:
     total = combined_reward(spec)
     for completion in ["#### 72", "x " * 900, "", "The answer is 7.\n#### 7"]:
         assert 0.0 <= reward_ceiling(spec) - total(completion, GSM8K_ANSWER) <= reward_ceiling(spec) + 0.5
+
+
+def test_the_validators_default_grpo_rewards_are_the_trainers() -> None:
+    # validator/config.py repeats the spec as a literal (config sections import nothing of ours).
+    from trainer.rewards import DEFAULT_REWARDS
+    from validator.config import ValidatorConfig
+
+    assert ValidatorConfig().grpo_rewards == DEFAULT_REWARDS
