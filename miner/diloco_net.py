@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import trio
 
-from p2p.service import P2PService
+from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
 from protocol.messages import DilocoContribution, DilocoRound
 from protocol.signing import SignerLike, sign
@@ -102,7 +102,7 @@ class NetworkMiner:
                 task_id=msg.task_id, miner=self.signer.address, round=msg.round,
                 model_sha256=msg.model_sha256, shard=shard, delta_sha256=bytes.fromhex(blob_hash),
                 delta_size=len(blob), tokens=spec.inner.inner_steps * spec.inner.batch_size * window,
-                issued_at=int(time.time() * 1000),
+                issued_at=now_ms(),
             )  # fmt: skip
             await self.p2p.gossip.publish(sign(notice, self.p2p.domain, self.signer))
             self.done.append(RoundLog(msg.round, shard, len(blob), time.monotonic() - started))

@@ -67,14 +67,12 @@ def task_hparams(kind: str, params_json: str) -> dict[str, Any]:
         raise ValueError(f"task parameters {unknown} are unknown to this version: upgrade MAGNET")
     if kind != "grpo":
         return {}
-    from trainer.rewards import DEFAULT_REWARDS, UnknownReward, parse_reward_spec
+    from trainer.rewards import DEFAULT_REWARDS, UnknownReward, canonical_reward_spec
 
-    spec = params.get("rewards") or DEFAULT_REWARDS
     try:
-        checked = parse_reward_spec(spec)
+        return {"rewards": canonical_reward_spec(params.get("rewards") or DEFAULT_REWARDS)}
     except UnknownReward as exc:
         raise ValueError(f"{exc}: upgrade MAGNET") from None
-    return {"rewards": ",".join(f"{name}:{weight!r}" for name, weight in checked.items())}
 
 
 def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float) -> Verdict:

@@ -143,12 +143,16 @@ def parse_reward_spec(spec: str | Mapping[str, float]) -> dict[str, float]:
         raise UnknownReward(f"bad rewards spec {spec!r} (write 'name:weight,...'): {exc}") from None
 
 
+def canonical_reward_spec(spec: str | Mapping[str, float]) -> str:
+    """The checked spec in its one written form, 'name:weight,...' (UnknownReward when bad)."""
+    return ",".join(f"{name}:{weight!r}" for name, weight in parse_reward_spec(spec).items())
+
+
 def grpo_rewards(kind: str, hparams: Mapping[str, Any]) -> str | None:
     """The reward spec a train job's hparams name, as EvalJob.rewards wants it (None unless grpo)."""
     if kind != "grpo" or hparams.get("rewards") is None:
         return None
-    spec = parse_reward_spec(hparams["rewards"])
-    return ",".join(f"{name}:{weight!r}" for name, weight in spec.items())
+    return canonical_reward_spec(hparams["rewards"])
 
 
 def reward_ceiling(spec: Mapping[str, float]) -> float:

@@ -32,7 +32,7 @@ from typing import Any
 from protocol.bundle import write_bundle
 from protocol.errors import BundleError
 from protocol.safetensors_header import read_tensor_table
-from trainer.rewards import UnknownReward, parse_reward_spec, reward_names
+from trainer.rewards import UnknownReward, canonical_reward_spec, reward_names
 from validator.config import ValidatorConfig
 from validator.synthetic import SyntheticRequest, make_generator, questions
 
@@ -94,10 +94,9 @@ def task_params(kind: str, given: dict[str, Any] | None, cfg: ValidatorConfig) -
         raise TaskInputError(f"a grpo task takes only 'rewards' (got {unknown}); remove the others")
     spec = given.get("rewards") or cfg.grpo_rewards
     try:
-        checked = parse_reward_spec(spec)
+        return {"rewards": canonical_reward_spec(spec)}
     except UnknownReward as exc:
         raise TaskInputError(f"{exc}; built-in rewards: {', '.join(reward_names())}") from None
-    return {"rewards": ",".join(f"{name}:{weight!r}" for name, weight in checked.items())}
 
 
 def read_task_params(directory: Path) -> dict[str, Any]:

@@ -13,13 +13,13 @@ import argparse
 import importlib
 import importlib.util
 import json
-import sqlite3
 from typing import Any
 
 from node.cli.common import Subparsers, config_from_args, data_dir_of, keystore_path, out
 from node.cli.exitcodes import ExitCode
 from node.config import Config
 from node.paths import DataDir, is_locked
+from node.store import read_only_query
 
 STATUS_MODULES: tuple[str, ...] = ("p2p.status", "wallet.status", "miner.status", "validator.status")
 
@@ -84,14 +84,5 @@ def wallet_address(path: object) -> str | None:
 
 def schema_versions(path: object) -> dict[str, int]:
     """Read-only look at the store (never creates or migrates it; fine while a node runs)."""
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return {}
-    try:
-        rows = conn.execute("SELECT component, version FROM schema_version").fetchall()
-        return {str(c): int(v) for c, v in rows}
-    except sqlite3.Error:
-        return {}
-    finally:
-        conn.close()
+    rows = read_only_query(path, "SELECT component, version FROM schema_version")
+    return {str(c): int(v) for c, v in rows or []}

@@ -86,15 +86,9 @@ def probes(
 ) -> list[dict[str, Any]]:
     """One-axis variations of `base`: learning rate up and down by `factor`, then the smallest
     micro-batch (more optimizer updates per example, which short budgets reward)."""
-    out: list[dict[str, Any]] = []
-    lr = base.get(knobs.lr) if knobs.lr else None
-    if knobs.lr in space and isinstance(lr, int | float):
-        out += [project({**base, knobs.lr: lr * f}, space) for f in (factor, 1 / factor)]
-    spec = space.get(knobs.micro_batch) if knobs.micro_batch else None
-    if spec is not None and spec.type == "categorical" and spec.choices:
-        assert knobs.micro_batch is not None
-        out.append(project({**base, knobs.micro_batch: min(spec.choices)}, space))
-    return [p for p in out if p != project(base, space)]
+    moves = [race_move(base, space, knobs, f, smallest_batch=False) for f in (factor, 1 / factor)]
+    moves.append(race_move(base, space, knobs, 1.0, smallest_batch=True))
+    return [project(m, space) for m in moves if m is not None]
 
 
 def race_move(

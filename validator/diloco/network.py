@@ -25,13 +25,12 @@ import hashlib
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import trio
 
-from p2p.service import P2PService
+from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
 from protocol import strict_json
 from protocol.messages import ZERO32, DilocoContribution, DilocoRound
@@ -43,10 +42,6 @@ from validator.diloco.rounds import DilocoValidator, RoundResult
 log = logging.getLogger("magnet.diloco")
 
 MAX_PUSHES = 2  # blobs a miner may push per round (a retry after a failed transfer)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 @dataclass
