@@ -9,6 +9,10 @@ ratios of medians. The recipe is measured twice: as shipped (packing on) and wit
 (same batches as the bare loop, so that ratio is pure loop overhead).
 
     .venv/bin/python bench/train_throughput.py [--repeats 5] [--steps 5] [--model DIR] [--data FILE]
+                                               [--device cpu|cuda|auto]
+
+On CUDA all three hold the frozen base in the recipe's compute dtype (bf16 where supported) and run
+under autocast, as the recipe does; CUDA timings synchronise the device before the clock stops.
 
 Prints one JSON object.
 """
@@ -38,7 +42,7 @@ import torch  # noqa: E402
 from trainer.data import load_examples, tokenize_for_sft  # noqa: E402
 from trainer.loop import TrainingLoop  # noqa: E402
 from trainer.lora import load_base_model, load_tokenizer, lora_config  # noqa: E402
-from trainer.models import bundled_base_model_dir  # noqa: E402
+from trainer.models import bundled_base_model_dir, pick_device, pick_dtype  # noqa: E402
 from trainer.packing import collate_padded  # noqa: E402
 from trainer.recipes import NullReporter, TrainJob, get_recipe  # noqa: E402
 
@@ -53,11 +57,16 @@ HP: dict[str, Any] = {
 }
 
 
-def fresh_lora_model(model_dir: Path) -> Any:
+def fresh_lora_model(model_dir: Path, device: str) -> Any:
     from peft import get_peft_model
 
     torch.manual_seed(0)
-    return get_peft_model(load_base_model(model_dir, "cpu", torch.float32), lora_config(HP))
+    return get_peft_model(load_base_model(model_dir, device, pick_dtype(device)), lora_config(HP))
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
 
 
 class Timing(NamedTuple):
@@ -66,13 +75,15 @@ class Timing(NamedTuple):
     cpu_s: float  # this process's CPU time: less sensitive than wall time to other load on the machine
 
 
-def measured(fn: Callable[[], int]) -> Timing:
+def measured(fn: Callable[[], int], device: str = "cpu") -> Timing:
+    synchronize(device)
     cpu, wall = time.process_time(), time.perf_counter()
     tokens = fn()
+    synchronize(device)
     return Timing(tokens, time.perf_counter() - wall, time.process_time() - cpu)
 
 
-def run_recipe(model_dir: Path, data: Path, steps: int, packing: bool) -> Timing:
+def run_recipe(model_dir: Path, data: Path, steps: int, packing: bool, device: str) -> Timing:
     """The recipe's own train(); only its TrainingLoop.run() is timed (loading and tokenizing excluded)."""
     timings: list[Timing] = []
     original = TrainingLoop.run
@@ -84,7 +95,7 @@ def run_recipe(model_dir: Path, data: Path, steps: int, packing: bool) -> Timing
             reason.append(original(loop))
             return loop.state.tokens
 
-        timings.append(measured(body))
+        timings.append(measured(body, device))
         return reason[0]
 
     with tempfile.TemporaryDirectory() as tmp, mock.patch.object(TrainingLoop, "run", timed_run):
@@ -96,26 +107,29 @@ def run_recipe(model_dir: Path, data: Path, steps: int, packing: bool) -> Timing
             hparams={**HP, "packing": packing, "epochs": 100.0},
             max_steps=steps,
             budget_s=3600,
+            device=device,
         )
         get_recipe("instruct").train(job, NullReporter())
     return timings[0]
 
 
-def run_bare(model_dir: Path, tokenized: list[Any], pad_id: int, steps: int) -> Timing:
+def run_bare(model_dir: Path, tokenized: list[Any], pad_id: int, steps: int, device: str) -> Timing:
     """What a user writes by hand: padded batches in order, model(**batch).loss, AdamW."""
-    model = fresh_lora_model(model_dir)
+    model = fresh_lora_model(model_dir, device)
     model.train()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=HP["lr"])
-    return measured(lambda: bare_loop(model, optimizer, tokenized, pad_id, steps))
+    return measured(lambda: bare_loop(model, optimizer, tokenized, pad_id, steps, device), device)
 
 
-def bare_loop(model: Any, optimizer: Any, tokenized: list[Any], pad_id: int, steps: int) -> int:
+def bare_loop(model: Any, optimizer: Any, tokenized: list[Any], pad_id: int, steps: int, device: str) -> int:
     mbs = int(HP["micro_batch_size"])
     tokens = 0
+    dtype = pick_dtype(device)
     for step in range(steps):
         chunk = tokenized[(step * mbs) % len(tokenized) :][:mbs]
-        batch = collate_padded(chunk, pad_id)
-        loss = model(**batch).loss
+        batch = {k: v.to(device) for k, v in collate_padded(chunk, pad_id).items()}
+        with torch.autocast("cuda", dtype=dtype, enabled=device == "cuda"):
+            loss = model(**batch).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -124,11 +138,11 @@ def bare_loop(model: Any, optimizer: Any, tokenized: list[Any], pad_id: int, ste
     return tokens
 
 
-def run_hf_trainer(model_dir: Path, tokenized: list[Any], pad_id: int, steps: int) -> Timing:
+def run_hf_trainer(model_dir: Path, tokenized: list[Any], pad_id: int, steps: int, device: str) -> Timing:
     """transformers' Trainer with default arguments (only output, steps, batch size and no reporting set)."""
     from transformers import Trainer, TrainingArguments
 
-    model = fresh_lora_model(model_dir)
+    model = fresh_lora_model(model_dir, device)
     # Trainer's dataloader collates one batch more than it trains on (checked: 4 collations for
     # max_steps=3), so only the first `steps` batches count.
     batch_tokens: list[int] = []
@@ -147,7 +161,9 @@ def run_hf_trainer(model_dir: Path, tokenized: list[Any], pad_id: int, steps: in
             max_steps=steps,
             per_device_train_batch_size=int(HP["micro_batch_size"]),
             report_to=[],
-            use_cpu=True,
+            use_cpu=device == "cpu",
+            bf16=device == "cuda" and pick_dtype(device) == torch.bfloat16,
+            fp16=device == "cuda" and pick_dtype(device) == torch.float16,
         )
         trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collate)
         with contextlib.redirect_stdout(sys.stderr):  # Trainer prints its metrics dict to stdout
@@ -156,7 +172,7 @@ def run_hf_trainer(model_dir: Path, tokenized: list[Any], pad_id: int, steps: in
                 trainer.train()
                 return sum(batch_tokens[:steps])
 
-            timing = measured(body)
+            timing = measured(body, device)
     return timing
 
 
@@ -176,7 +192,9 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="base model dir (default: the bundled one)")
     parser.add_argument("--data", type=Path, default=REPO / "assets" / "datasets" / "gsm8k_subset.jsonl")
     parser.add_argument("--examples", type=int, default=160)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (the best present)")
     args = parser.parse_args()
+    device = pick_device(args.device)
     model_dir = args.model or bundled_base_model_dir()
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "train.jsonl"
@@ -188,10 +206,12 @@ def main() -> None:
         ]
         pad_id = int(tokenizer.pad_token_id)
         methods: dict[str, Callable[[], Timing]] = {
-            "recipe": lambda: run_recipe(model_dir, data, args.steps, packing=True),
-            "recipe_no_packing": lambda: run_recipe(model_dir, data, args.steps, packing=False),
-            "bare_torch_peft": lambda: run_bare(model_dir, tokenized, pad_id, args.steps),
-            "hf_trainer": lambda: run_hf_trainer(model_dir, tokenized, pad_id, args.steps),
+            "recipe": lambda: run_recipe(model_dir, data, args.steps, packing=True, device=device),
+            "recipe_no_packing": lambda: run_recipe(
+                model_dir, data, args.steps, packing=False, device=device
+            ),
+            "bare_torch_peft": lambda: run_bare(model_dir, tokenized, pad_id, args.steps, device),
+            "hf_trainer": lambda: run_hf_trainer(model_dir, tokenized, pad_id, args.steps, device),
         }
         for run in methods.values():  # warm-up round: one-off allocation and kernel selection costs
             run()
@@ -205,6 +225,8 @@ def main() -> None:
         "benchmark": "train_throughput",
         "unit": "non-padding tokens per second of wall time, and per CPU-second of this process",
         "model": str(model_dir),
+        "device": torch.cuda.get_device_name(0) if device == "cuda" else device,
+        "dtype": str(pick_dtype(device)),
         "threads": torch.get_num_threads(),
         "steps_per_repeat": args.steps,
         "repeats": args.repeats,

@@ -160,6 +160,7 @@ def test_grpo_runs_on_cuda(workspace: dict[str, Path]) -> None:
     result = get_recipe("grpo").train(cuda_job, reporter)
     assert result.steps == 3 and all(e["kl"] >= 0 for e in reporter.events if e["event"] == "progress")
     eval_job = EvalJob(
-        "grpo", str(workspace["base"]), result.artifact_dir, str(workspace["test"]), device="cuda"
+        "grpo", str(workspace["base"]), result.artifact_dir, str(workspace["test"]), device="cuda",
+        rewards=TOY_REWARD,
     )
-    assert 0.0 <= GRPORecipe().evaluate(eval_job, NullReporter(), rewards=TOY_REWARD)["mean_reward"] <= 1.0
+    assert 0.0 <= GRPORecipe().evaluate(eval_job, NullReporter())["mean_reward"] <= 1.0
