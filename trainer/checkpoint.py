@@ -31,6 +31,8 @@ class LoopState:
     tokens: int = 0
     seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
+    plan_steps: int = 0  # the plan before fit_to_budget changed it (0: never fitted)
+    percent: float = 0.0  # the highest percent progress() gave: it never goes back when the plan grows
 
     def progress(self, budget_s: float | None = None, pace: float | None = None) -> tuple[float, float]:
         """Percent done and seconds left, for progress events.
@@ -47,7 +49,42 @@ class LoopState:
             if time_left < eta:
                 eta = time_left
                 percent = max(percent, 100.0 * self.seconds / budget_s)
-        return min(100.0, percent), eta
+        self.percent = max(self.percent, min(100.0, percent))
+        return self.percent, eta
+
+    def stopped_reason(self, reason: str, max_steps: int | None) -> str:
+        """A loop's stopped reason: "completed" becomes "budget" when the budget cut the plan
+        (fit_to_budget) and "max_steps" when the job's step cap ended it."""
+        if reason == "completed" and self.plan_steps > self.total_steps:
+            return "budget"
+        if reason == "completed" and max_steps is not None and self.step >= max_steps:
+            return "max_steps"
+        return reason
+
+    def fit_to_budget(
+        self, budget_s: float | None, run_seconds: float, steps_run: int, first_step_s: float = 0.0
+    ) -> int | None:
+        """Fit the planned steps to what `budget_s` allows at the pace measured in this run.
+
+        Warm-up and decay schedules are fractions of `total_steps`; a plan sized from a guessed pace
+        (or 10**6 steps when none was measured) would otherwise leave a budget-cut run inside its
+        warm-up, barely trained. The pace leaves out this run's first step (`first_step_s`: lazy
+        allocation and kernel selection make it several times slower). Checked after 2 and 5 steps
+        of this run and every 20 after; the plan may shrink, or grow back when the pace improves (a
+        loaded machine calms down), never past the original plan. Returns the new total if changed."""
+        if not budget_s or budget_s <= 0 or steps_run < 2:
+            return None
+        if steps_run not in (2, 5) and steps_run % 20:
+            return None
+        if self.plan_steps == 0:
+            self.plan_steps = self.total_steps
+        pace = max(1e-9, run_seconds - first_step_s) / (steps_run - 1 if first_step_s > 0 else steps_run)
+        affordable = self.step + max(1, int(max(0.0, budget_s - self.seconds) / pace))
+        fitted = min(self.plan_steps, affordable)
+        if fitted == self.total_steps:
+            return None
+        self.total_steps = fitted
+        return fitted
 
 
 def job_fingerprint(fields: dict[str, Any]) -> str:

@@ -155,16 +155,12 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         return total, n_tokens
 
-    def _fit_budget(self, run_seconds: float, steps_run: int) -> None:
-        """Shrink the planned steps when the measured pace would overrun the budget (never grow them)."""
-        if steps_run < 2:
-            return
-        pace = run_seconds / steps_run
-        usable = self.s.budget_s * (1 - self.s.reserve_fraction) - self.state.seconds
-        affordable = self.state.step + max(1, int(usable / pace))
-        if affordable < self.state.total_steps:
-            self.state.total_steps = affordable
-            self.reporter.log(f"budget allows {affordable} steps at {pace:.3f} s/step; schedule shortened")
+    def _fit_budget(self, run_seconds: float, steps_run: int, first_step_s: float) -> None:
+        usable = self.s.budget_s * (1 - self.s.reserve_fraction)
+        affordable = self.state.fit_to_budget(usable, run_seconds, steps_run, first_step_s)
+        if affordable is not None:
+            pace = (run_seconds - first_step_s) / (steps_run - 1)
+            self.reporter.log(f"budget allows {affordable} steps at {pace:.3f} s/step; schedule fitted")
 
     def run(self) -> str:
         """Train until done, out of budget or told to stop; returns the stopped reason."""
@@ -172,7 +168,7 @@ class TrainingLoop:
         started = time.monotonic()
         seconds_before = self.state.seconds
         last_ckpt = started
-        steps_run, reason = 0, "completed"
+        steps_run, reason, first_step_s = 0, "completed", 0.0
         while self.state.step < self.state.total_steps:
             if self.should_stop():
                 reason = "cancelled"
@@ -192,8 +188,9 @@ class TrainingLoop:
             self.state.tokens += n_tokens
             self.state.seconds = seconds_before + (now - started)
             self.state.losses.append(loss)
-            if steps_run in (2, 5) or steps_run % 20 == 0:
-                self._fit_budget(now - started, steps_run)
+            if steps_run == 1:
+                first_step_s = now - started
+            self._fit_budget(now - started, steps_run, first_step_s)
             # Every step is reported: miner and autoresearch read the loss curve; the node throttles the GUI.
             self._report(now - started, steps_run, loss)
             if self.s.checkpoint_dir is not None and now - last_ckpt >= self.s.checkpoint_interval_s:
@@ -201,8 +198,7 @@ class TrainingLoop:
                 last_ckpt = now
         if reason == "cancelled" and self.s.checkpoint_dir is not None:
             self.checkpoint()
-        if reason == "completed" and self.s.max_steps is not None and self.state.step >= self.s.max_steps:
-            reason = "max_steps"
+        reason = self.state.stopped_reason(reason, self.s.max_steps)
         self.model.eval()
         return reason
 

@@ -111,6 +111,27 @@ def test_dpo_training_lowers_loss_and_raises_preference_accuracy(workspace: dict
     assert any("lora_A" in n for n, _ in model.named_parameters())
 
 
+def test_a_budget_cut_run_fits_its_schedule_to_the_budget(workspace: dict[str, Path]) -> None:
+    """Planned at 10**6 steps (no pace measured), cut by a 5 s budget: the warm-up (10 % of the plan)
+    would hold the learning rate near zero for the whole run unless the plan is fitted to the budget."""
+    reporter = RecordingReporter()
+    job = TrainJob(
+        kind="dpo",
+        base_model_dir=str(workspace["base"]),
+        train_file=str(workspace["train"]),
+        output_dir=str(workspace["root"] / "budget-cut"),
+        hparams={"lr": 3e-3, "micro_batch_size": 8, "max_length": 64, "epochs": 1e5},
+        max_steps=10**6,
+        budget_s=5.0,
+        device="cpu",
+        threads=1,
+    )
+    result = get_recipe("dpo").train(job, reporter)
+    assert 2 <= result.steps < 10**6
+    assert evaluate(workspace, Path(result.artifact_dir))["loss"] < math.log(2) - 0.02
+    assert any("schedule fitted" in str(e.get("message")) for e in reporter.events if e["event"] == "log")
+
+
 def test_hh_style_dialogues_train(workspace: dict[str, Path], shared_datasets: Path, tmp_path: Path) -> None:
     import gzip
 

@@ -229,3 +229,17 @@ def test_loop_state_progress() -> None:
     assert state.progress(budget_s=20.0) == (25.0, 15.0)  # the budget ends the run first
     assert state.progress(budget_s=4.0) == (100.0, 0.0)
     assert LoopState().progress(budget_s=10.0) == (0.0, 0.0)
+
+
+def test_loop_state_fits_the_plan_to_the_budget() -> None:
+    from trainer.checkpoint import LoopState
+
+    state = LoopState(step=2, total_steps=10**6, seconds=1.0)
+    assert state.fit_to_budget(None, 1.0, 2) is None  # no budget: the plan stands
+    assert state.fit_to_budget(11.0, 1.0, 1) is None  # one step is no pace yet
+    assert state.fit_to_budget(11.0, 1.0, 2) == 22 and state.total_steps == 22  # 0.5 s/step, 10 s left
+    state.step, state.seconds = 3, 1.5
+    assert state.fit_to_budget(11.0, 1.5, 3) is None  # re-checked after 2, 5 and every 20 steps only
+    state.step, state.seconds = 5, 2.5
+    assert state.fit_to_budget(11.0, 2.5, 5, first_step_s=1.5) == 39  # 0.25 s/step without the first
+    assert state.fit_to_budget(10**9, 2.5, 20) == 10**6  # grows back when the pace allows, to the plan

@@ -293,8 +293,7 @@ class GRPOLoop:
                 last_ckpt = time.monotonic()
         if reason == "cancelled" and ckpt is not None:
             save_checkpoint(ckpt, self.fingerprint, self.state, self.trainable, self.optimizer)
-        if reason == "completed" and self.job.max_steps is not None:
-            reason = "max_steps"
+        reason = self.state.stopped_reason(reason, self.job.max_steps)
         self.model.eval()
         return reason
 

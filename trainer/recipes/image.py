@@ -302,7 +302,7 @@ class ImageLoop:
                 reporter.log(f"resumed from checkpoint at step {restored.step}")
         self.parts["unet"].train()
         started = last_ckpt = time.monotonic()
-        before, reason = self.state.seconds, "completed"
+        before, reason, step0, first_step_s = self.state.seconds, "completed", self.state.step, 0.0
         while self.state.step < self.state.total_steps:
             if should_stop():
                 reason = "cancelled"
@@ -318,6 +318,12 @@ class ImageLoop:
             s.step += 1
             now = before + time.monotonic() - started
             self.last_step_s, s.seconds = now - s.seconds, now
+            # Warm-up and decay are fractions of the plan: fit the plan to what the budget allows.
+            if self.state.step - step0 == 1:
+                first_step_s = self.last_step_s
+            fit = self.state.fit_to_budget(self.budget_s, now - before, self.state.step - step0, first_step_s)
+            if fit is not None:
+                reporter.log(f"budget allows {fit} steps; schedule fitted")
             s.losses.append(loss)
             percent, eta = s.progress(self.budget_s)
             reporter.progress(
@@ -332,8 +338,7 @@ class ImageLoop:
                 last_ckpt = time.monotonic()
         if reason == "cancelled" and ckpt is not None:
             save_checkpoint(ckpt, self.fingerprint, self.state, self.trainable, self.optimizer)
-        if reason == "completed" and self.job.max_steps is not None:
-            reason = "max_steps"
+        reason = self.state.stopped_reason(reason, self.job.max_steps)
         self.parts["unet"].eval()
         return reason
 
