@@ -1,9 +1,17 @@
 """Will a task fit this machine? Memory and time estimates for LoRA training (pure arithmetic, no torch).
 
 Memory = frozen weights + LoRA weights, gradients and AdamW moments (fp32) + activations of one
-micro-batch + logits. Activations follow Korthikanti et al. (2022), ~(34 h + 5 a s) bytes per token
-per layer at 16-bit (doubled at fp32); gradient checkpointing keeps ~2 h bytes per token per layer
-plus one layer's full activations. Time = 4 x params x tokens (forward + activation gradients; the
+micro-batch + logits. Activations per token per layer at 16-bit are ~(34 h + 10 i) bytes (h hidden,
+i MLP width; Korthikanti et al. (2022) give 34 h + 5 a s for the attention block, and PEFT's LoRA
+branches plus the gated MLP add ~10 i), doubled at fp32. The fused attention kernels that transformers
+uses on CUDA (SDPA) do not materialise the s x s scores, so that term is counted only for fp32 (CPU)
+runs. Logits cost ~14 bytes per vocabulary entry per token (16-bit logits, the fp32 copy the loss
+makes, its softmax and gradients). Gradient checkpointing keeps ~2 h bytes per token per layer plus
+one layer's full activations. QLoRA keeps the linear weights in 4-bit NF4 (~0.55 bytes per parameter
+with its scales) but embeddings and norms in fp32, and its fp32 norms add ~24 h bytes per token per
+layer. bench/memory_fit.py checks these against CUDA peaks of real runs (125M-1.1B parameters).
+
+Time = 4 x params x tokens (forward + activation gradients; the
 frozen weights need no weight gradients) at the benchmarked efficiency, which already folds in how
 far real training falls short of peak matmul speed.
 """
@@ -73,7 +81,8 @@ class TaskSize:
     seq_len: int = 512
     lora_r: int = 16
     gradient_checkpointing: bool = False
-    weight_bytes: int = 4  # 4 fp32 (CPU), 2 bf16/fp16 (GPU), ~0.55 QLoRA NF4
+    weight_bytes: float = 4  # 4 fp32 (CPU), 2 bf16/fp16 (GPU)
+    qlora: bool = False  # 4-bit NF4 linear weights (CUDA); weight_bytes then applies to nothing
 
 
 @dataclass(frozen=True)
@@ -87,16 +96,24 @@ class FitReport:
 
 
 def estimate_memory(shape: ModelShape, task: TaskSize) -> int:
-    weights = shape.params * task.weight_bytes
+    embeddings = shape.vocab * shape.hidden * (1 if shape.tied_embeddings else 2)
+    if task.qlora:
+        weights = (shape.params - embeddings) * 0.55 + embeddings * 4
+    else:
+        weights = shape.params * task.weight_bytes
     lora = shape.lora_params(task.lora_r) * 4 * 4  # weights, grads, two AdamW moments, fp32
     tokens = task.micro_batch_size * task.seq_len
-    act_scale = 2 if task.weight_bytes >= 4 else 1
-    full_layer = tokens * (34 * shape.hidden + 5 * shape.heads * task.seq_len) * act_scale
+    fp32 = task.weight_bytes >= 4 and not task.qlora
+    act_scale = 2 if fp32 else 1
+    per_token = 34 * shape.hidden + 10 * shape.intermediate + (24 * shape.hidden if task.qlora else 0)
+    if fp32:
+        per_token += 5 * shape.heads * task.seq_len
+    full_layer = tokens * per_token * act_scale
     if task.gradient_checkpointing:
         activations = shape.layers * tokens * 2 * shape.hidden * act_scale + full_layer
     else:
         activations = shape.layers * full_layer
-    logits = tokens * shape.vocab * 4 * 3  # logits, fp32 softmax copy, their gradient
+    logits = tokens * shape.vocab * 14
     return int(weights + lora + activations + logits)
 
 

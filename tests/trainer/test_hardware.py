@@ -84,6 +84,13 @@ def test_memory_estimate_moves_the_right_way() -> None:
     half = TaskSize(train_tokens=10**6, micro_batch_size=4, seq_len=1024, weight_bytes=2)
     assert estimate_memory(shape, bigger) > estimate_memory(shape, base) > estimate_memory(shape, ckpt)
     assert estimate_memory(shape, half) < estimate_memory(shape, base)
+    # QLoRA: 4-bit linear weights (~3.5 GB for 7B) outweigh its fp32 norms and embeddings at this size.
+    qlora = TaskSize(train_tokens=10**6, micro_batch_size=4, seq_len=1024, weight_bytes=2, qlora=True)
+    assert 3.5e9 < estimate_memory(shape, qlora) < estimate_memory(shape, half)
+    # On CUDA (16-bit) the fused attention kernels keep memory linear in tokens: 4 x 1024 = 8 x 512.
+    long = TaskSize(train_tokens=10**6, micro_batch_size=4, seq_len=1024, weight_bytes=2)
+    short = TaskSize(train_tokens=10**6, micro_batch_size=8, seq_len=512, weight_bytes=2)
+    assert estimate_memory(shape, long) == estimate_memory(shape, short)
 
 
 def test_fit_check_refuses_what_does_not_fit() -> None:
