@@ -23,9 +23,10 @@ import {MagnetToken} from "./MagnetToken.sol";
 ///   where share = emission * stake / (stake of every poster); a validator alone, whose leaf
 ///   amounts sum to the emission, pays exactly the leaf amounts.
 /// * Anyone may submit a claim (a relayer or the validator can pay the gas); tokens always go to the
-///   payout address inside the leaf.
+///   payout address inside the leaf. `claimMany` claims several leaves of one post in one transaction.
+/// * The registry is the ERC-20 token itself (it inherits MagnetToken): `token()` is this address.
 /// Reverts use the custom errors below (decoded to their names by wallet/chain.py).
-contract MagnetRegistry is Ownable {
+contract MagnetRegistry is Ownable, MagnetToken {
     struct Validator {
         uint128 stake; // active stake (counts for posts)
         uint128 pending; // requested unstake, withdrawable at `unlockAt`
@@ -43,7 +44,6 @@ contract MagnetRegistry is Ownable {
         uint64 stakeGwei; // the validator's stake when it posted, in gwei (the split's weight)
     }
 
-    MagnetToken public immutable token;
     uint256 public immutable genesis;
     uint256 public immutable epochLength;
     uint256 public immutable emissionPerEpoch;
@@ -116,6 +116,17 @@ contract MagnetRegistry is Ownable {
     error ExceedsTotal(uint256 claimed, uint256 total);
     /// The payout address is zero.
     error ZeroPayout();
+    /// `claimMany` was given no leaves.
+    error EmptyBatch();
+
+    /// One leaf of a `claimMany` batch: the arguments of `claim` after `epoch` and `validator`.
+    struct Leaf {
+        uint256 index;
+        bytes32 receiptHash;
+        address payout;
+        uint256 amount;
+        bytes32[] proof;
+    }
 
     constructor(
         address governance,
@@ -126,12 +137,16 @@ contract MagnetRegistry is Ownable {
     ) Ownable(governance) {
         if (epochLength_ == 0) revert BadParameter("epochLength");
         if (minStake_ < 1 gwei) revert BadParameter("minStake"); // stakes weigh in gwei
-        token = new MagnetToken(address(this));
         genesis = block.timestamp;
         epochLength = epochLength_;
         emissionPerEpoch = emissionPerEpoch_;
         minStake = minStake_;
         unstakeDelay = unstakeDelay_;
+    }
+
+    /// @notice The reward token: the registry itself (an ERC-20, see MagnetToken).
+    function token() external view returns (address) {
+        return address(this);
     }
 
     // ---- epochs -------------------------------------------------------------------------
@@ -250,30 +265,100 @@ contract MagnetRegistry is Ownable {
     ) external returns (uint256 tokens) {
         if (payout == address(0)) revert ZeroPayout();
         EpochPost storage p = posts[epoch][validator];
-        {
-            bytes32 root = p.root;
-            if (root == bytes32(0)) revert NoPost(epoch, validator);
-            if (currentEpoch() < epoch + 2) revert ClaimNotOpen(epoch, epoch + 2);
-            _markClaimed(epoch, validator, index); // a revert below undoes it
-            bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, receiptHash, payout, amount))));
-            if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidProof();
-        }
+        _verify(_openRoot(p, epoch, validator), index, receiptHash, payout, amount, proof);
+        if (!_setBit(claimedBitmap[epoch][validator], index)) revert AlreadyClaimed(epoch, validator, index);
         uint256 total = p.total;
         uint256 claimedSoFar = p.claimed + amount;
         if (claimedSoFar > total) revert ExceedsTotal(claimedSoFar, total);
         p.claimed = uint96(claimedSoFar); // <= total, which is a uint96
         tokens = (amount * emissionPerEpoch * p.stakeGwei) / (postedStakeGwei[epoch] * total);
-        token.mint(payout, tokens);
-        emit Claimed(epoch, validator, payout, receiptHash, tokens);
+        _pay(epoch, validator, payout, receiptHash, tokens);
     }
 
-    /// @dev Set the leaf's bit: one read and one write of its word; reverts if it was set.
-    function _markClaimed(uint256 epoch, address validator, uint256 index) private {
+    /// @notice Claim several leaves of `validator`'s root for `epoch` in one transaction; anyone may
+    ///         call, each leaf's tokens go to its own payout (the same amount `claim` would pay).
+    ///         A leaf already claimed (before, or earlier in this batch) is skipped: no tokens, no
+    ///         event, counted in `skipped`. Any other fault reverts the whole batch with the error
+    ///         `claim` gives: `EmptyBatch`, `NoPost`, `ClaimNotOpen`, `ZeroPayout`, `InvalidProof`,
+    ///         `ExceedsTotal`.
+    function claimMany(
+        uint256 epoch,
+        address validator,
+        Leaf[] calldata leaves
+    ) external returns (uint256 tokens, uint256 skipped) {
+        if (leaves.length == 0) revert EmptyBatch();
+        EpochPost storage p = posts[epoch][validator];
+        Batch memory b = Batch(epoch, validator, _openRoot(p, epoch, validator), 0, 0);
+        uint256 total = p.total;
+        uint256 claimedSoFar = p.claimed;
+        b.weight = emissionPerEpoch * p.stakeGwei;
+        b.divisor = postedStakeGwei[epoch] * total;
         mapping(uint256 => uint256) storage bitmap = claimedBitmap[epoch][validator];
+        for (uint256 i = 0; i < leaves.length; ) {
+            Leaf calldata leaf = leaves[i];
+            unchecked {
+                ++i;
+            }
+            if (leaf.payout == address(0)) revert ZeroPayout();
+            if (!_setBit(bitmap, leaf.index)) {
+                ++skipped;
+                continue;
+            }
+            claimedSoFar += leaf.amount;
+            if (claimedSoFar > total) revert ExceedsTotal(claimedSoFar, total);
+            tokens += _claimLeaf(b, leaf);
+        }
+        p.claimed = uint96(claimedSoFar); // <= total, which is a uint96
+    }
+
+    /// @dev A batch's post, for `_claimLeaf`: tokens of a leaf = amount * weight / divisor.
+    struct Batch {
+        uint256 epoch;
+        address validator;
+        bytes32 root;
+        uint256 weight;
+        uint256 divisor;
+    }
+
+    /// @dev Verify one batch leaf (its bit already set) and pay it; returns its tokens.
+    function _claimLeaf(Batch memory b, Leaf calldata leaf) private returns (uint256 paid) {
+        _verify(b.root, leaf.index, leaf.receiptHash, leaf.payout, leaf.amount, leaf.proof);
+        paid = (leaf.amount * b.weight) / b.divisor;
+        _pay(b.epoch, b.validator, leaf.payout, leaf.receiptHash, paid);
+    }
+
+    /// @dev The root of a post whose claims are open; reverts NoPost or ClaimNotOpen.
+    function _openRoot(EpochPost storage p, uint256 epoch, address validator) private view returns (bytes32 root) {
+        root = p.root;
+        if (root == bytes32(0)) revert NoPost(epoch, validator);
+        if (currentEpoch() < epoch + 2) revert ClaimNotOpen(epoch, epoch + 2);
+    }
+
+    /// @dev Set the leaf's bit (one read and one write of its word); false if it was already set.
+    function _setBit(mapping(uint256 => uint256) storage bitmap, uint256 index) private returns (bool) {
         uint256 word = bitmap[index >> 8];
         uint256 bit = 1 << (index & 0xff);
-        if (word & bit != 0) revert AlreadyClaimed(epoch, validator, index);
+        if (word & bit != 0) return false;
         bitmap[index >> 8] = word | bit;
+        return true;
+    }
+
+    /// @dev Reverts InvalidProof unless the leaf and its proof lead to `root`.
+    function _verify(
+        bytes32 root,
+        uint256 index,
+        bytes32 receiptHash,
+        address payout,
+        uint256 amount,
+        bytes32[] calldata proof
+    ) private pure {
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(index, receiptHash, payout, amount))));
+        if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert InvalidProof();
+    }
+
+    function _pay(uint256 epoch, address validator, address payout, bytes32 receiptHash, uint256 tokens) private {
+        _mint(payout, tokens);
+        emit Claimed(epoch, validator, payout, receiptHash, tokens);
     }
 
     function _activeValidator(address account) private view returns (Validator storage v) {

@@ -42,7 +42,7 @@ HINTS = {
     ),
     "ExceedsTotal": "the validator's leaves sum to more than the total it posted",
     "ZeroPayout": "the payout address is zero",
-    "OnlyMinter": "only the registry can mint tokens",
+    "EmptyBatch": "a batch claim needs at least one leaf",
     "OwnableUnauthorizedAccount": "only the registry owner (governance) may do this",
     "BadParameter": "a registry parameter is invalid",
 }

@@ -6,14 +6,17 @@ import shutil
 
 import pytest
 
-from wallet.contracts import CONTRACT_NAMES, load_artifact
+from wallet.contracts import ABSTRACT, CONTRACT_NAMES, load_artifact
 from wallet.contracts.build import NODE_MODULES, compile_contracts, render
 
 
 def test_committed_artifacts_are_complete() -> None:
     for name in CONTRACT_NAMES:
         artifact = load_artifact(name)
-        assert artifact["bytecode"].startswith("0x6") and len(artifact["bytecode"]) > 1000
+        if name in ABSTRACT:
+            assert artifact["bytecode"] == "0x"  # inherited (MagnetToken: the registry is the token)
+        else:
+            assert artifact["bytecode"].startswith("0x6") and len(artifact["bytecode"]) > 1000
         assert any(entry["type"] == "function" for entry in artifact["abi"])
 
 

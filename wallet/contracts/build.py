@@ -68,6 +68,7 @@ def standard_input() -> dict[str, Any]:
         "sources": collect_sources(),
         "settings": {
             "optimizer": {"enabled": True, "runs": 200},
+            "viaIR": True,
             "evmVersion": EVM_VERSION,
             "outputSelection": {"*": {"*": ["abi", "evm.bytecode.object"]}},
         },
