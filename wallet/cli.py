@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from protocol.messages import ReceiptProof
     from protocol.retired import ReceiptProofV1
     from wallet.registry import Registry
+    from wallet.rewards import ClaimOutcome
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -67,7 +68,9 @@ def register(subparsers: Subparsers) -> None:
     balance.add_argument("--json", action="store_true", help="machine-readable output")
     receipts = action("receipts", cmd_receipts, "receipts received, their proofs and claim status")
     receipts.add_argument("--json", action="store_true", help="eth_signTypedData_v4 JSON with signatures")
-    claim = action("claim", cmd_claim, "claim every proven, unclaimed receipt (the hot account pays gas)")
+    claim = action(
+        "claim", cmd_claim, "claim every proven, unclaimed receipt: one transaction per validator and epoch"
+    )
     claim.add_argument("--epoch", type=int, help="only this epoch")
     claim.add_argument("--dry-run", action="store_true", help="check the proofs, send nothing")
 
@@ -261,11 +264,18 @@ def cmd_claim(args: argparse.Namespace) -> int:
     signer = None if args.dry_run else unlock(config, wallet)
     registry = Registry(chain_client(config, profile, signer), profile.registry)
     counts = {"claimed": 0, "refused": 0, "skipped": 0, "checked": 0}
-    for entry in proven:
-        proof = entry.proof_body
-        assert proof is not None
-        with chain_errors():
-            status, message = _claim_one(registry, proof, args.dry_run)
+    proofs = [e.proof_body for e in proven if e.proof_body is not None]
+    if args.dry_run:
+        results = []
+        for proof in proofs:
+            with chain_errors():
+                results.append((proof, *_check_one(registry, proof)))
+    else:
+        from wallet.rewards import claim_proofs
+
+        with chain_errors():  # several proofs of one post go in one claimMany transaction
+            results = [(o.proof, o.status, _claimed_message(o)) for o in claim_proofs(registry, proofs)]
+    for proof, status, message in results:
         counts[status] += 1
         if message:
             out(f"epoch {proof.epoch}: {message}", sys.stderr if status == "refused" else sys.stdout)
@@ -273,23 +283,23 @@ def cmd_claim(args: argparse.Namespace) -> int:
     return int(ExitCode.OK if counts["refused"] == 0 else ExitCode.ERROR)
 
 
-def _claim_one(registry: Registry, proof: ReceiptProof | ReceiptProofV1, dry_run: bool) -> tuple[str, str]:
-    """(status, message) of one proof: claimed, refused (bad or v1 proof), skipped (claimed) or checked."""
+def _check_one(registry: Registry, proof: ReceiptProof | ReceiptProofV1) -> tuple[str, str]:
+    """(status, message) of a dry run: checked (the proof leads to the root on chain) or refused."""
     from wallet.cli_common import format_units
     from wallet.epochs import EpochFileError, check_proof
-    from wallet.rewards import claim_with_proof
 
     try:
-        if dry_run:
-            post = registry.post(proof.epoch, proof.validator)
-            check_proof(proof, None if post is None else post.root)
-            return "checked", f"proof checks out for {format_units(proof.amount)} (not sent)"
-        result = claim_with_proof(registry, proof)
+        post = registry.post(proof.epoch, proof.validator)
+        check_proof(proof, None if post is None else post.root)
     except EpochFileError as exc:
         return "refused", str(exc)
-    if result is None:
-        return "skipped", ""
-    return "claimed", f"claimed for {proof.payout} in block {result.block_number}"
+    return "checked", f"proof checks out for {format_units(proof.amount)} (not sent)"
+
+
+def _claimed_message(outcome: ClaimOutcome) -> str:
+    if outcome.status == "claimed" and outcome.result is not None:
+        return f"claimed for {outcome.proof.payout} in block {outcome.result.block_number}"
+    return outcome.message
 
 
 # --- helpers -----------------------------------------------------------------------------

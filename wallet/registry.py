@@ -1,4 +1,4 @@
-"""Typed access to the deployed ``MagnetRegistry`` and its ``MagnetToken``.
+"""Typed access to the deployed ``MagnetRegistry``, which is also the ERC-20 ``MagnetToken``.
 
 Deployment parameters, one wrapper per contract call, and the event lists a UI shows. Every
 transaction goes through ``ChainClient`` (revert reasons decoded, receipts awaited).
@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from web3 import Web3
+from web3.logs import DISCARD
 
 from wallet.chain import ChainClient, TxResult
 
 WEI_PER_TOKEN = 10**18
+# One leaf of a claimMany batch: index, receipt hash, payout, amount, proof.
+ClaimLeaf = tuple[int, bytes, str, int, Sequence[bytes]]
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,24 @@ class Registry:
             list(proof),
         )
         return self.client.transact(fn)
+
+    def claim_many(self, epoch: int, validator: str, leaves: Sequence[ClaimLeaf]) -> TxResult:
+        """Claim several leaves of one post in one transaction (``claimMany``): a leaf already
+        claimed (before, or earlier in the batch) is skipped; any other fault reverts the batch."""
+        fn = self.contract.functions.claimMany(
+            epoch,
+            Web3.to_checksum_address(validator),
+            [
+                (index, receipt_hash, Web3.to_checksum_address(payout), amount, list(proof))
+                for index, receipt_hash, payout, amount, proof in leaves
+            ],
+        )
+        return self.client.transact(fn)
+
+    def claimed_in(self, result: TxResult) -> list[dict[str, Any]]:
+        """The ``Claimed`` events of a mined transaction (what a ``claimMany`` paid, leaf by leaf)."""
+        logs = self.contract.events.Claimed().process_receipt(result.receipt, errors=DISCARD)
+        return [dict(log["args"]) for log in logs]
 
     # --- event lists for UIs -------------------------------------------------------------
 
