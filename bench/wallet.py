@@ -4,7 +4,9 @@ transaction latency on the embedded chain. Prints one JSON object.
 Claim gas (10,000-leaf epoch, 14-node proofs unless noted): (a) the first claim in a bitmap word
 paying a fresh payout, (b) a later claim in the same word paying a fresh payout, (c) a payout that
 already holds tokens (in a word with a bit set, and first in its word), and the mean over the 256
-claims of one whole word, every payout fresh (its first claim pays the new word slot).
+claims of one whole word, every payout fresh (its first claim pays the new word slot). claimMany:
+gas per claim for batches of 1, 10 and 50 (fresh payouts, a word already opened) and the ratio to
+single claims of the same kind.
 
 Baselines measured in the same run: signing and verification through eth-account's
 ``encode_typed_data`` path (``protocol.signing.sign`` / ``recover_signer``) against the wallet's
@@ -122,6 +124,7 @@ def bench_gas() -> dict[str, object]:
     holding_first_in_word = claim(leaves[768])  # payout holds tokens, word 3's first claim
     run = [claim(leaf) for leaf in leaves[512:768]]  # all of word 2, in index order, every payout fresh
     depths = [depth(leaf) for leaf in leaves[512:768]]
+    batches = bench_batches(relay, validator.address, leaves, large)
     return {
         "post_gas_10_miners": gas_10,
         "post_gas_10000_miners": gas_10k,
@@ -138,7 +141,28 @@ def bench_gas() -> dict[str, object]:
         "claim_proof_nodes_10000_miners": depth(fresh_first),
         "claim_proof_nodes_256_run_min_max": [min(depths), max(depths)],
         "merkle_tree_10000_leaves_s": round(tree_seconds, 3),
+        **batches,
     }
+
+
+def bench_batches(relay: Registry, validator: str, leaves: list[Leaf], tree: MerkleTree) -> dict[str, object]:
+    """claimMany per-claim gas for batches of 1, 10 and 50 against single claims of the same kind:
+    leaves of bitmap word 4 (1024..1279, its slot opened by a first single claim), fresh payouts."""
+
+    def proved(leaf: Leaf) -> tuple[int, bytes, str, int, list[bytes]]:
+        return (*leaf, tree.proof(leaf_hash(*leaf)))
+
+    relay.claim(1, validator, *proved(leaves[1024]))  # opens word 4
+    singles = [relay.claim(1, validator, *proved(leaf)).gas_used for leaf in leaves[1025:1045]]
+    single = statistics.mean(singles)
+    out: dict[str, object] = {"claim_gas_single_same_word_fresh_payout_mean_20": round(single, 1)}
+    start = 1045
+    for size in (1, 10, 50):
+        gas = relay.claim_many(1, validator, [proved(leaf) for leaf in leaves[start : start + size]]).gas_used
+        start += size
+        out[f"claim_many_{size}_gas_per_claim"] = round(gas / size, 1)
+        out[f"claim_many_{size}_vs_single"] = round(gas / size / single, 3)
+    return out
 
 
 def latency(client: ChainClient, registry: str, n: int) -> dict[str, float]:
