@@ -1,7 +1,7 @@
 """Against a real JSON-RPC node: anvil (npm @foundry-rs/anvil) on 127.0.0.1.
 
 Deploy, register a validator, post an epoch, verify a miner's proof against the root on chain, and
-claim through a relayer, all over HTTP JSON-RPC.
+claim through a relayer (one claim, then the rest in one claimMany), all over HTTP JSON-RPC.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from wallet.chainerrors import RevertError
 from wallet.epochs import EpochFile, check_proof
 from wallet.receipts import sign_receipt
 from wallet.registry import Registry, RegistryParams, deploy
+from wallet.rewards import claim_proofs
 from wallet.signer import LocalSigner
 
 ANVIL = Path(__file__).resolve().parents[2] / "node_modules" / ".bin" / "anvil"
@@ -94,11 +95,15 @@ def test_deploy_register_post_and_claim_on_anvil(anvil_url: str) -> None:
     relayed = Registry(ChainClient.connect(anvil_url, relayer, expected_chain_id=31337), deployment.registry)
     post = relayed.post(0, owner.address)
     assert post is not None
-    for proof in built.proofs(issued_at=1):
-        check_proof(proof, post.root)
-        relayed.claim(
-            0, owner.address, proof.index, proof.receipt_hash, proof.payout, proof.amount, proof.proof
-        )
+    proofs = built.proofs(issued_at=1)
+    first = proofs[0]
+    check_proof(first, post.root)
+    relayed.claim(0, owner.address, first.index, first.receipt_hash, first.payout, first.amount, first.proof)
+    # The other two in one claimMany transaction; the first is skipped (already claimed).
+    outcomes = claim_proofs(relayed, proofs)
+    assert sorted(o.status for o in outcomes) == ["claimed", "claimed", "skipped"]
+    assert len({o.result.tx_hash for o in outcomes if o.result is not None}) == 1
+    for proof in proofs:
         # Alone in the epoch, the validator's share is the whole emission, split pro rata to amounts.
         assert relayed.token_balance(proof.payout) == proof.amount * 1000 * ETHER // built.total
     with pytest.raises(RevertError) as double:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,12 +136,16 @@ def test_validator_stake_then_miner_receipts_and_claim(
     devnet.registry(validator).register(ETHER)
     domain = profile.domain()
     start_epoch = devnet.registry().current_epoch()
-    receipt = sign_receipt(
-        make_receipt(validator.address, me, 1000 * ETHER, epoch=start_epoch), domain, validator
+    receipt, second = (
+        sign_receipt(
+            make_receipt(validator.address, me, 1000 * ETHER, epoch=start_epoch, nonce=n), domain, validator
+        )
+        for n in (0, 1)
     )
     book = ReceiptBook(home / "receipts", domain)
     book.add_receipt(receipt)
-    built = EpochFile.build(start_epoch, validator.address, domain, [receipt])
+    book.add_receipt(second)
+    built = EpochFile.build(start_epoch, validator.address, domain, [receipt, second])
     devnet.advance_to_epoch(start_epoch + 1)
     devnet.registry(validator).post_epoch(start_epoch, built.root, built.file_hash, built.total)
     proof = built.proof_for(receipt.message, issued_at=1)  # type: ignore[arg-type]
@@ -158,22 +163,25 @@ def test_validator_stake_then_miner_receipts_and_claim(
     assert code == ExitCode.ERROR and "ask the validator for a new proof" in err and "1 refused" in out
 
     book.add_proof(sign(proof, domain, validator))  # the new proof replaces it
+    book.add_proof(sign(built.proof_for(second.message, issued_at=1), domain, validator))  # type: ignore[arg-type]
 
     code, out, _ = run(capsys, "wallet", "receipts", "--json", *net)
-    [doc] = json.loads(out)
-    assert code == 0 and doc["signer"] == validator.address and doc["proof"] is not None
+    docs = json.loads(out)
+    assert code == 0 and len(docs) == 2
+    assert all(doc["signer"] == validator.address and doc["proof"] is not None for doc in docs)
     code, out, err = run(capsys, "wallet", "claim", *net)
     assert code == ExitCode.ERROR and "ClaimNotOpen" in err  # the posting window is still open
     devnet.advance_to_epoch(start_epoch + 2)
     code, out, _ = run(capsys, "wallet", "claim", "--dry-run", *net)
-    assert code == 0 and "proof checks out" in out and "1 checked" in out
+    assert code == 0 and "proof checks out" in out and "2 checked" in out
     code, out, _ = run(capsys, "wallet", "claim", *net)
-    assert code == 0 and "1 claimed" in out
+    assert code == 0 and "2 claimed" in out
+    assert len(set(re.findall(r"in block (\d+)", out))) == 1  # both leaves: one claimMany transaction
     code, out, _ = run(capsys, "wallet", "balance", "--json", *net)
     balances = {row["role"]: row for row in json.loads(out)}
-    assert balances["payout"]["mag_wei"] == str(1000 * ETHER)
+    assert balances["payout"]["mag_wei"] == str(1000 * ETHER)  # the emission, half per leaf
     code, out, _ = run(capsys, "wallet", "claim", *net)
-    assert code == 0 and "0 claimed" in out and "1 skipped" in out  # already claimed: nothing sent
+    assert code == 0 and "0 claimed" in out and "2 skipped" in out  # already claimed: nothing sent
 
 
 def test_status_has_a_wallet_section(home: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
