@@ -65,7 +65,7 @@ class EpochPost:
 
 
 def deploy(client: ChainClient, params: RegistryParams, governance: str | None = None) -> Deployment:
-    """Deploy the registry (which deploys its token); ``governance`` defaults to the sender."""
+    """Deploy the registry (which is also the token); ``governance`` defaults to the sender."""
     owner = Web3.to_checksum_address(governance or client._require_signer().address)
     result = client.deploy(
         "MagnetRegistry",
