@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from trainer.artifacts import ADAPTER_WEIGHTS
 from trainer.models import read_model_config
 from trainer.recipes.base import TrainerError
 
@@ -84,9 +85,14 @@ def lora_config(hp: dict[str, Any]) -> Any:
 
 
 def wrap_lora(
-    model: Any, hp: dict[str, Any], gradient_checkpointing: bool = False, qlora: bool = False
+    model: Any,
+    hp: dict[str, Any],
+    gradient_checkpointing: bool = False,
+    qlora: bool = False,
+    init_adapter_dir: str | Path | None = None,
 ) -> Any:
-    """A PEFT model with fresh LoRA weights (initialised from torch's global RNG)."""
+    """A PEFT model with fresh LoRA weights (initialised from torch's global RNG), or with the weights
+    of the adapter in `init_adapter_dir` (safetensors; every LoRA tensor must be there, shapes equal)."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     if qlora:
@@ -96,7 +102,28 @@ def wrap_lora(
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    return get_peft_model(model, lora_config(hp))
+    peft_model = get_peft_model(model, lora_config(hp))
+    if init_adapter_dir is not None:
+        _load_initial_weights(peft_model, Path(init_adapter_dir))
+    return peft_model
+
+
+def _load_initial_weights(peft_model: Any, adapter_dir: Path) -> None:
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = adapter_dir / ADAPTER_WEIGHTS
+    if not path.is_file():
+        raise TrainerError(f"initial adapter {path} is missing; train from fresh weights instead")
+    weights = load_file(str(path))
+    expected = get_peft_model_state_dict(peft_model)
+    wrong = sorted(k for k, v in expected.items() if k not in weights or weights[k].shape != v.shape)
+    if wrong or len(weights) != len(expected):
+        raise TrainerError(
+            f"initial adapter {adapter_dir} does not match this job's LoRA (rank, targets): "
+            f"{len(wrong)} of {len(expected)} tensors missing or shaped differently"
+        )
+    set_peft_model_state_dict(peft_model, weights)
 
 
 def load_adapter(model: Any, adapter_dir: str | Path) -> Any:

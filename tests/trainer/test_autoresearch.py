@@ -343,6 +343,9 @@ def test_a_budget_too_short_to_search_races_the_defaults_against_faster_settings
     final = recipe.jobs[-1]
     assert final.train_file == task.train_file and final.hparams["lr"] == pytest.approx(1.6e-3)
     assert final.hparams["micro_batch_size"] == 4
+    # The final run continues from the winner's adapter instead of fresh weights.
+    assert final.init_adapter_dir == recipe.jobs[2].output_dir and recipe.jobs[1].init_adapter_dir is None
+    assert any("race winner's adapter" in note for note in trace.notes)
     assert result.metrics["search_best_val_loss"] == pytest.approx(values[2])
     assert any("race of up to 4 candidates" in note for note in trace.notes)
 

@@ -243,3 +243,30 @@ def test_loop_state_fits_the_plan_to_the_budget() -> None:
     state.step, state.seconds = 5, 2.5
     assert state.fit_to_budget(11.0, 2.5, 5, first_step_s=1.5) == 39  # 0.25 s/step without the first
     assert state.fit_to_budget(10**9, 2.5, 20) == 10**6  # grows back when the pace allows, to the plan
+
+
+def test_a_job_can_start_from_an_earlier_adapter(
+    tiny_llama_dir: Path, sft_file: Path, tmp_path: Path
+) -> None:
+    """init_adapter_dir (autoresearch's race winner): the run starts from those LoRA weights, and an
+    adapter of another rank is refused with a message instead of being half-loaded."""
+    from peft import get_peft_model_state_dict
+
+    from trainer.lora import load_base_model, wrap_lora
+    from trainer.recipes import TrainerError
+
+    first, _ = train(tiny_llama_dir, sft_file, tmp_path / "a")
+    hp = {**get_recipe("instruct").default_hparams(), **FAST_HP}
+    base = load_base_model(tiny_llama_dir, "cpu", torch.float32)
+    loaded = get_peft_model_state_dict(wrap_lora(base, hp, init_adapter_dir=first.artifact_dir))
+    saved = load_file(str(Path(first.artifact_dir) / ADAPTER_WEIGHTS))
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)  # trained, not fresh zeros
+    other_rank = {**hp, "lora_r": 2 * int(hp["lora_r"])}
+    with pytest.raises(TrainerError, match="does not match"):
+        base = load_base_model(tiny_llama_dir, "cpu", torch.float32)
+        wrap_lora(base, other_rank, init_adapter_dir=first.artifact_dir)
+    # Through the recipe: the continued run's first loss is the first run's level, not a fresh start's.
+    _, fresh = train(tiny_llama_dir, sft_file, tmp_path / "b")
+    _, continued = train(tiny_llama_dir, sft_file, tmp_path / "c", init_adapter_dir=first.artifact_dir)
+    assert continued.losses()[0] < fresh.losses()[0]

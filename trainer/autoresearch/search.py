@@ -124,6 +124,9 @@ class _Search:
         out = Path(job.output_dir)
         self.work_dir = out.with_name(out.name + ".autoresearch-work")
         self.best: tuple[float, dict[str, Any], int] | None = None  # (val loss, params, examples)
+        # The race winner's adapter: the final run continues from it rather than from fresh weights,
+        # so the seconds the winner trained in its slot are not thrown away.
+        self.best_adapter: str | None = None
 
     def _budget_sets_length(self) -> None:
         """Training length is not searched: under a wall-clock budget the final run trains as long as
@@ -275,6 +278,7 @@ class _Search:
             return math.inf
         if self.best is None or value < self.best[0]:
             self.best = (value, dict(run.attempt.params), 0)
+            self.best_adapter = run.result.artifact_dir if run.result is not None else None
         return value
 
     def _attempt_limit(self) -> int:
@@ -288,6 +292,7 @@ class _Search:
         if past:
             params = {**self.defaults, **project(past[0].params, self.space)}
             self.best = (math.nan, params, 0)  # its past value was on other data: not comparable
+            self.best_adapter = None
             self.notes.append("budget too small for a search: final run with the best past configuration")
         else:
             self.notes.append("budget too small for a search: final run with the defaults")
@@ -324,7 +329,11 @@ class _Search:
             self.trace.best_value, self.trace.best_params = self.best[0], dict(self.best[1])
         for _ in range(self._attempt_limit()):
             params = apply_layout(params, self.knobs, self.layout)
-            run = run_attempt(ctx, self._final_plan(params, split), forward=self.reporter)
+            plan = self._final_plan(params, split)
+            plan.init_adapter_dir = self.best_adapter
+            if self.best_adapter and not any("race winner's adapter" in n for n in self.notes):
+                self.notes.append("final run continues from the race winner's adapter")
+            run = run_attempt(ctx, plan, forward=self.reporter)
             self.trace.final = run.attempt
             if run.attempt.outcome == "oom" and self._shrink(run.attempt, params):
                 continue
@@ -391,6 +400,7 @@ class _Search:
             self._add_known(study, trial, last.params, value)
         if ok and last.outcome == "completed" and (self.best is None or value < self.best[0]):
             self.best = (value, dict(last.params), fidelity)
+            self.best_adapter = None
 
     def _add_known(
         self, study: optuna.Study, trial: optuna.Trial, params: dict[str, Any], value: float

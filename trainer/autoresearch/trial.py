@@ -108,6 +108,7 @@ class AttemptPlan:
     out_dir: Path
     validate: bool = True
     checkpoint_dir: str | None = None  # trials restart rather than checkpoint; the final run may resume
+    init_adapter_dir: str | None = None  # the final run may start from the race winner's adapter
 
 
 @dataclass
@@ -184,6 +185,7 @@ def _train_job(ctx: TrialContext, plan: AttemptPlan) -> TrainJob:
         checkpoint_dir=plan.checkpoint_dir,
         checkpoint_interval_s=job.checkpoint_interval_s,
         val_fraction=0.0,  # validation is carved once for the whole search (splits.py)
+        init_adapter_dir=plan.init_adapter_dir,
     )
 
 

@@ -54,6 +54,9 @@ class TrainJob:
     checkpoint_dir: str | None = None
     checkpoint_interval_s: float = 60.0
     val_fraction: float = 0.0
+    # LoRA weights to start from instead of fresh ones (autoresearch hands its race winner's adapter
+    # to the final run); same rank and targets as `hparams` ask for, else the job fails saying so.
+    init_adapter_dir: str | None = None
 
     def __post_init__(self) -> None:
         _check_device(self.device)

@@ -136,10 +136,11 @@ def stop_signal(reporter: Reporter) -> Callable[[], bool]:
 
 
 def lora_model(job: TrainJob, hp: dict[str, Any], device: str) -> Any:
-    """The base model (4-bit when `qlora`) with fresh LoRA weights; the adapter-off model is the reference."""
+    """The base model (4-bit when `qlora`) with LoRA weights (fresh, or the job's initial adapter); the
+    adapter-off model is the reference."""
     qlora = bool(hp["qlora"])
     base = load_base_model(job.base_model_dir, device, pick_dtype(device), quantize_4bit=qlora)
-    return wrap_lora(base, hp, bool(hp["gradient_checkpointing"]), qlora)
+    return wrap_lora(base, hp, bool(hp["gradient_checkpointing"]), qlora, job.init_adapter_dir)
 
 
 def check_hparams(hp: dict[str, Any]) -> None:

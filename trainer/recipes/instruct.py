@@ -132,7 +132,9 @@ class InstructRecipe(Recipe):
         rows = to_rows(tokenized, max_length, bool(hp["packing"]))
         reporter.log(f"{len(train_set)} train / {len(val_set)} val examples packed into {len(rows)} rows")
         model = load_base_model(job.base_model_dir, device, dtype, quantize_4bit=bool(hp["qlora"]))
-        model = wrap_lora(model, hp, bool(hp["gradient_checkpointing"]), bool(hp["qlora"]))
+        model = wrap_lora(
+            model, hp, bool(hp["gradient_checkpointing"]), bool(hp["qlora"]), job.init_adapter_dir
+        )
         settings = LoopSettings(
             lr=float(hp["lr"]),
             weight_decay=float(hp["weight_decay"]),
