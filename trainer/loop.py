@@ -155,12 +155,12 @@ class TrainingLoop:
         self.optimizer.zero_grad(set_to_none=True)
         return total, n_tokens
 
-    def _fit_budget(self, run_seconds: float, steps_run: int, first_step_s: float) -> None:
+    def _fit_budget(self, run_seconds: float, steps_run: int) -> None:
         usable = self.s.budget_s * (1 - self.s.reserve_fraction)
-        affordable = self.state.fit_to_budget(usable, run_seconds, steps_run, first_step_s)
+        affordable = self.state.fit_to_budget(usable, run_seconds, steps_run)
         if affordable is not None:
-            pace = (run_seconds - first_step_s) / (steps_run - 1)
-            self.reporter.log(f"budget allows {affordable} steps at {pace:.3f} s/step; schedule fitted")
+            pace = run_seconds / steps_run
+            self.reporter.log(f"budget allows {affordable} steps at {pace:.3f} s/step; schedule shortened")
 
     def run(self) -> str:
         """Train until done, out of budget or told to stop; returns the stopped reason."""
@@ -168,7 +168,7 @@ class TrainingLoop:
         started = time.monotonic()
         seconds_before = self.state.seconds
         last_ckpt = started
-        steps_run, reason, first_step_s = 0, "completed", 0.0
+        steps_run, reason = 0, "completed"
         while self.state.step < self.state.total_steps:
             if self.should_stop():
                 reason = "cancelled"
@@ -188,9 +188,7 @@ class TrainingLoop:
             self.state.tokens += n_tokens
             self.state.seconds = seconds_before + (now - started)
             self.state.losses.append(loss)
-            if steps_run == 1:
-                first_step_s = now - started
-            self._fit_budget(now - started, steps_run, first_step_s)
+            self._fit_budget(now - started, steps_run)
             # Every step is reported: miner and autoresearch read the loss curve; the node throttles the GUI.
             self._report(now - started, steps_run, loss)
             if self.s.checkpoint_dir is not None and now - last_ckpt >= self.s.checkpoint_interval_s:

@@ -129,7 +129,7 @@ def test_a_budget_cut_run_fits_its_schedule_to_the_budget(workspace: dict[str, P
     result = get_recipe("dpo").train(job, reporter)
     assert 2 <= result.steps < 10**6
     assert evaluate(workspace, Path(result.artifact_dir))["loss"] < math.log(2) - 0.02
-    assert any("schedule fitted" in str(e.get("message")) for e in reporter.events if e["event"] == "log")
+    assert any("schedule shortened" in str(e.get("message")) for e in reporter.events if e["event"] == "log")
 
 
 def test_hh_style_dialogues_train(workspace: dict[str, Path], shared_datasets: Path, tmp_path: Path) -> None:

@@ -241,8 +241,8 @@ def test_loop_state_fits_the_plan_to_the_budget() -> None:
     state.step, state.seconds = 3, 1.5
     assert state.fit_to_budget(11.0, 1.5, 3) is None  # re-checked after 2, 5 and every 20 steps only
     state.step, state.seconds = 5, 2.5
-    assert state.fit_to_budget(11.0, 2.5, 5, first_step_s=1.5) == 39  # 0.25 s/step without the first
-    assert state.fit_to_budget(10**9, 2.5, 20) == 10**6  # grows back when the pace allows, to the plan
+    assert state.fit_to_budget(100.0, 2.5, 5) is None and state.total_steps == 22  # never grows
+    assert state.plan_steps == 10**6 and state.stopped_reason("completed", None) == "budget"
 
 
 def test_a_job_can_start_from_an_earlier_adapter(

@@ -302,7 +302,7 @@ class ImageLoop:
                 reporter.log(f"resumed from checkpoint at step {restored.step}")
         self.parts["unet"].train()
         started = last_ckpt = time.monotonic()
-        before, reason, step0, first_step_s = self.state.seconds, "completed", self.state.step, 0.0
+        before, reason, step0 = self.state.seconds, "completed", self.state.step
         while self.state.step < self.state.total_steps:
             if should_stop():
                 reason = "cancelled"
@@ -319,11 +319,9 @@ class ImageLoop:
             now = before + time.monotonic() - started
             self.last_step_s, s.seconds = now - s.seconds, now
             # Warm-up and decay are fractions of the plan: fit the plan to what the budget allows.
-            if self.state.step - step0 == 1:
-                first_step_s = self.last_step_s
-            fit = self.state.fit_to_budget(self.budget_s, now - before, self.state.step - step0, first_step_s)
+            fit = self.state.fit_to_budget(self.budget_s, now - before, self.state.step - step0)
             if fit is not None:
-                reporter.log(f"budget allows {fit} steps; schedule fitted")
+                reporter.log(f"budget allows {fit} steps; schedule shortened")
             s.losses.append(loss)
             percent, eta = s.progress(self.budget_s)
             reporter.progress(
