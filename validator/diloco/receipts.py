@@ -1,0 +1,86 @@
+"""Per-round DiLoCo receipts: what each accepted contributor of a closed round earned.
+
+One ordinary ``protocol.messages.Receipt`` per accepted miner, signed by the validator, so it can
+enter an epoch file and Merkle root like a task receipt. Field mapping:
+
+* ``task_id``: ``keccak(b"magnet-diloco" || run_id || round as 8 bytes big-endian)``, one per round
+  of a run, never equal to a random task id of an ordinary task in practice;
+* ``rank``: 1 = highest Gauntlet score (``Gains.score``) among the accepted, ties to the smaller
+  address; ``pool_size``: how many were accepted;
+* ``score_e9`` and ``amount``: the round's ``emission`` split by the positive Gauntlet scores
+  (``scoring.epoch_amounts``: exact integers); ``score_e9`` is the score itself x 10^9;
+* ``test_loss_e9``: the global model's validation loss after the merge; ``synthetic_loss_e9`` 0.
+
+Excluded miners (any verdict with a reason: no_improvement, wrong_shard, missing, ...) get no
+receipt; their reason is returned so the caller can record it.
+
+Not yet done (issue #9): storing these in the validator's database (``val_receipt``) so the epoch
+path picks them up, and sending them to the miners; see docs/DILOCO.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from eth_utils.crypto import keccak
+
+from protocol.messages import Receipt
+from protocol.signing import Domain, SignedMessage, SignerLike, sign
+from validator.diloco.rounds import RoundResult
+from validator.scoring import epoch_amounts
+
+E9 = 1_000_000_000
+
+
+def round_task_id(run_id: bytes, round_number: int) -> bytes:
+    """The 32-byte task id of round ``round_number`` of DiLoCo run ``run_id``."""
+    if not 0 <= round_number < 1 << 64:
+        raise ValueError(f"round_task_id: round must fit in 64 bits, got {round_number}")
+    return keccak(b"magnet-diloco" + bytes(run_id) + round_number.to_bytes(8, "big"))
+
+
+@dataclass(frozen=True)
+class RoundReceipts:
+    receipts: dict[str, SignedMessage]  # accepted miner -> its signed receipt
+    excluded: dict[str, str]  # miner -> reason (no receipt)
+
+
+def round_receipts(
+    result: RoundResult,
+    run_id: bytes,
+    *,
+    epoch: int,
+    emission: int,
+    domain: Domain,
+    signer: SignerLike,
+    payouts: dict[str, str],
+    first_nonce: int,
+    issued_at: int,
+) -> RoundReceipts:
+    """Sign one receipt per accepted miner of ``result``; nonces run from ``first_nonce`` by rank."""
+    accepted = [v for v in result.verdicts.values() if v.accepted]
+    ordered = sorted(accepted, key=lambda v: (-(v.gains.score if v.gains else 0.0), v.miner.lower()))
+    scores = {v.miner: max(0.0, v.gains.score if v.gains else 0.0) for v in ordered}
+    amounts = epoch_amounts(scores, emission)
+    task_id = round_task_id(run_id, result.round)
+    loss_e9 = round(max(0.0, result.val_loss_after) * E9)
+    receipts: dict[str, SignedMessage] = {}
+    for rank, v in enumerate(ordered, start=1):
+        receipt = Receipt(
+            task_id=task_id,
+            miner=v.miner,
+            payout=payouts.get(v.miner) or v.miner,
+            validator=signer.address,
+            rank=rank,
+            pool_size=len(ordered),
+            test_loss_e9=loss_e9,
+            synthetic_loss_e9=0,
+            score_e9=round(scores[v.miner] * E9),
+            amount=amounts[v.miner],
+            epoch=epoch,
+            nonce=first_nonce + rank - 1,
+            issued_at=issued_at,
+        )
+        receipts[v.miner] = sign(receipt, domain, signer)
+    excluded = {m: v.reason for m, v in result.verdicts.items() if not v.accepted}
+    return RoundReceipts(receipts, excluded)
