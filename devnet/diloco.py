@@ -33,18 +33,21 @@ from miner.diloco_net import NetworkMiner
 from p2p.config import P2PConfig
 from p2p.service import LocalPeer, P2PService
 from p2p.validation import Accept, AllowListAuthorizer
-from protocol.messages import ROLE_MINER, ROLE_VALIDATOR
-from protocol.signing import Domain
+from protocol.messages import ROLE_MINER, ROLE_VALIDATOR, Receipt
+from protocol.signing import Domain, SignedMessage
 from trainer.diloco.config import CompressionConfig, InnerConfig
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params
 from trainer.diloco.spec import RoundSpec
 from trainer.diloco.world import SHARED_DATASETS, World, build_world
 from validator.diloco.network import NetworkValidator
+from validator.diloco.receipts import RoundRewards
 from validator.diloco.rounds import KIND, DilocoValidator, RoundConfig, RoundResult
+from wallet.receipts import verify_receipt
 from wallet.signer import LocalSigner
 
 DOMAIN = Domain(chain_id=31337, verifying_contract="0x" + "d1" * 20, salt=b"devnet-diloco".ljust(32, b"."))
+ROUND_EMISSION = 10**18  # base units split among the accepted of each round
 NAMES = ["honest-1", "honest-2", "honest-3", "noise", "liar", "quitter"]
 
 
@@ -92,7 +95,7 @@ async def run_network(world: World, root: Path, rounds: int, inner_steps: int, s
                       compression=CompressionConfig(scheme=scheme))  # fmt: skip
     core = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"devnet-secret")
     v_signer = LocalSigner.create()
-    net_v = NetworkValidator(core, v_signer)
+    net_v = NetworkValidator(core, v_signer, rewards=RoundRewards(emission=ROUND_EMISSION))
     auth = AllowListAuthorizer([v_signer.address])
     v_p2p = P2PService(_config(), root / "validator", DOMAIN, LocalPeer(v_signer, ROLE_VALIDATOR),
                        authorizer=auth, push_policy=net_v.allow_push)  # fmt: skip
@@ -131,7 +134,21 @@ async def run_network(world: World, root: Path, rounds: int, inner_steps: int, s
     for m in miners:
         for err in m.errors:
             print(f"  ({names[m.signer.address]}: {err})")
+    _print_receipts(net_v.receipts, names)
     return results, core, names
+
+
+def _print_receipts(receipts: list[SignedMessage], names: dict[str, str]) -> None:
+    """Per miner: how many validator-signed round receipts it earned and their total (each verified)."""
+    held: dict[str, list[int]] = {n: [] for n in names.values()}
+    for signed in receipts:
+        verify_receipt(signed, DOMAIN)
+        receipt = signed.message
+        assert isinstance(receipt, Receipt)
+        held[names[receipt.miner]].append(receipt.amount)
+    print("receipts per miner (count, total MAG):")
+    for name, amounts in held.items():
+        print(f"  {name:9} {len(amounts)} {sum(amounts) / 10**18:.4f}")
 
 
 def _print_round(r: RoundResult, names: dict[str, str], seconds: float) -> None:

@@ -33,10 +33,12 @@ import trio
 from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
 from protocol import strict_json
+from protocol.encoding import encode
 from protocol.messages import ZERO32, DilocoContribution, DilocoRound
-from protocol.signing import SignerLike, sign
+from protocol.signing import SignedMessage, SignerLike, sign
 from trainer.diloco.shards import shard_for
 from validator.diloco.notices import notice_problem
+from validator.diloco.receipts import RoundRewards, round_receipts
 from validator.diloco.rounds import DilocoValidator, RoundResult
 
 log = logging.getLogger("magnet.diloco")
@@ -55,8 +57,10 @@ class NetworkValidator:
     when building the service, so miners can push their pseudo-gradients to it)."""
 
     def __init__(self, core: DilocoValidator, signer: SignerLike, task_id: bytes | None = None,
-                 state_dir: Path | None = None) -> None:  # fmt: skip
+                 state_dir: Path | None = None, rewards: RoundRewards | None = None) -> None:  # fmt: skip
         self.core = core
+        self.rewards = rewards
+        self.receipts: list[SignedMessage] = []  # every receipt signed so far (with ``rewards``)
         self.signer = signer
         self.state_dir = state_dir
         self.task_id = task_id or os.urandom(32)
@@ -170,9 +174,26 @@ class NetworkValidator:
         self._prev_hash = bytes.fromhex(model_hash)
         result = await trio.to_thread.run_sync(core.close_round)
         self.round_msg = None
+        if self.rewards is not None:
+            self._sign_receipts(result, wire_round)
         if self.state_dir is not None:
             self.save_state(self.state_dir)
         return result
+
+    def _sign_receipts(self, result: RoundResult, wire_round: int) -> None:
+        assert self.rewards is not None and self.p2p is not None
+        issued = now_ms()
+        out = round_receipts(
+            result, self.task_id, epoch=self.rewards.epoch_of(issued), emission=self.rewards.emission,
+            domain=self.p2p.domain, signer=self.signer, payouts=self.rewards.payouts,
+            first_nonce=len(self.receipts), issued_at=issued, round_number=wire_round,
+        )  # fmt: skip
+        self.receipts.extend(out.receipts.values())
+        for miner, reason in out.excluded.items():
+            log.info("diloco round %d: no receipt for %s (%s)", wire_round, miner, reason)
+        if self.state_dir is not None and out.receipts:
+            with (self.state_dir / "receipts.hex").open("a") as f:
+                f.writelines(encode(s).hex() + "\n" for s in out.receipts.values())
 
     def save_state(self, folder: Path) -> None:
         """The round state (``DilocoValidator.save_state``) plus the task id and the last model's hash:

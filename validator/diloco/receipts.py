@@ -20,7 +20,8 @@ path picks them up, and sending them to the miners; see docs/DILOCO.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from eth_utils.crypto import keccak
 
@@ -40,6 +41,16 @@ def round_task_id(run_id: bytes, round_number: int) -> bytes:
 
 
 @dataclass(frozen=True)
+class RoundRewards:
+    """What ``NetworkValidator`` pays per closed round: ``emission`` base units split among the
+    accepted, in the epoch ``epoch_of(issued_at_ms)``, to ``payouts[miner]`` (default the miner)."""
+
+    emission: int
+    epoch_of: Callable[[int], int] = lambda _ms: 0
+    payouts: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class RoundReceipts:
     receipts: dict[str, SignedMessage]  # accepted miner -> its signed receipt
     excluded: dict[str, str]  # miner -> reason (no receipt)
@@ -56,13 +67,17 @@ def round_receipts(
     payouts: dict[str, str],
     first_nonce: int,
     issued_at: int,
+    round_number: int | None = None,
 ) -> RoundReceipts:
-    """Sign one receipt per accepted miner of ``result``; nonces run from ``first_nonce`` by rank."""
+    """Sign one receipt per accepted miner of ``result``; nonces run from ``first_nonce`` by rank.
+
+    ``round_number`` (default ``result.round``) goes into the task id: the network counts rounds
+    from 0 (``DilocoRound.round``), the in-process validator from 1."""
     accepted = [v for v in result.verdicts.values() if v.accepted]
     ordered = sorted(accepted, key=lambda v: (-(v.gains.score if v.gains else 0.0), v.miner.lower()))
     scores = {v.miner: max(0.0, v.gains.score if v.gains else 0.0) for v in ordered}
     amounts = epoch_amounts(scores, emission)
-    task_id = round_task_id(run_id, result.round)
+    task_id = round_task_id(run_id, result.round if round_number is None else round_number)
     loss_e9 = round(max(0.0, result.val_loss_after) * E9)
     receipts: dict[str, SignedMessage] = {}
     for rank, v in enumerate(ordered, start=1):
