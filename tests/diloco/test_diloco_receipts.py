@@ -8,7 +8,12 @@ from protocol.signing import Domain
 from validator.diloco.gauntlet import Gains
 from validator.diloco.receipts import round_receipts, round_task_id
 from validator.diloco.rounds import RoundResult, Verdict
+from wallet.chain import ChainClient
+from wallet.devchain import EmbeddedChain
+from wallet.epochs import EpochFile
 from wallet.receipts import verify_receipt
+from wallet.registry import Registry, RegistryParams, deploy
+from wallet.rewards import claim_with_proof, post_epoch
 from wallet.signer import LocalSigner
 
 DOMAIN = Domain(131277322940537, "0x" + "ab" * 20, b"\x07" * 32)
@@ -68,3 +73,41 @@ def test_round_task_ids_differ_by_run_and_round() -> None:
     assert len(ids) == 4 and all(len(i) == 32 for i in ids)
     with pytest.raises(ValueError, match="64 bits"):
         round_task_id(b"\x01" * 32, -1)
+
+
+def test_round_receipts_are_claimed_on_the_embedded_chain() -> None:
+    """A round's receipts go through the ordinary epoch path: epoch file, root posted, claims paid."""
+    ether = 10**18
+    chain = EmbeddedChain()
+    governance, validator, relayer = (LocalSigner.create() for _ in range(3))
+    for signer in (governance, validator, relayer):
+        chain.fund(signer.address, 1000 * ether)
+    params = RegistryParams(
+        epoch_length=3600, emission_per_epoch=1000 * ether, min_stake=ether, unstake_delay=3600
+    )
+    deployment = deploy(ChainClient.embedded(chain, governance), params)
+    domain = Domain(DOMAIN.chain_id, deployment.registry, DOMAIN.salt)
+    out = round_receipts(
+        _result(), b"\x22" * 32, epoch=0, emission=30 * ether, domain=domain, signer=validator,
+        payouts={}, first_nonce=0, issued_at=1_700_000_000_000,
+    )  # fmt: skip
+    built = EpochFile.build(0, validator.address, domain, out.receipts.values())
+    registry = Registry(ChainClient.embedded(chain, validator, receipt_timeout=10.0), deployment.registry)
+    registry.register(ether)
+
+    def advance(epoch: int) -> None:
+        now = registry.client.block_timestamp()
+        target = registry.epoch_start(epoch) + 1
+        if target > now:
+            chain.increase_time(target - now)
+
+    advance(1)
+    post_epoch(registry, built)
+    advance(2)
+    paying = Registry(ChainClient.embedded(chain, relayer, receipt_timeout=10.0), deployment.registry)
+    for proof in built.proofs(issued_at=1):
+        assert claim_with_proof(paying, proof) is not None
+    # The lone poster's emission is split pro rata to the leaf amounts: scores 0.04 vs 0.02.
+    paid = [paying.token_balance(_addr(i)) for i in (1, 2, 3, 4, 5)]
+    assert abs(paid[0] - 2 * paid[1]) <= 2 and paid[0] + paid[1] >= 1000 * ether - 2
+    assert paid[2:] == [0, 0, 0]  # excluded miners hold no receipt and get nothing
