@@ -134,12 +134,12 @@ async def run_network(world: World, root: Path, rounds: int, inner_steps: int, s
     for m in miners:
         for err in m.errors:
             print(f"  ({names[m.signer.address]}: {err})")
-    _print_receipts(net_v.receipts, names)
+    _print_receipts([s for m in miners for s in m.receipts], names)
     return results, core, names
 
 
 def _print_receipts(receipts: list[SignedMessage], names: dict[str, str]) -> None:
-    """Per miner: how many validator-signed round receipts it earned and their total (each verified)."""
+    """Per miner: the validator-signed round receipts it holds (delivered to it) and their total."""
     held: dict[str, list[int]] = {n: [] for n in names.values()}
     for signed in receipts:
         verify_receipt(signed, DOMAIN)

@@ -20,15 +20,19 @@ from dataclasses import dataclass, field, replace
 
 import trio
 
+from p2p.reqresp import RequestRefused
 from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
-from protocol.messages import DilocoContribution, DilocoRound
-from protocol.signing import SignerLike, sign
+from protocol.encoding import decode
+from protocol.messages import DilocoContribution, DilocoRound, Receipt, receipt_hash
+from protocol.routes import RECEIPT
+from protocol.signing import SignedMessage, SignerLike, sign
 from trainer.diloco.config import CompressionConfig, InnerConfig
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params, params_from_bytes
 from trainer.diloco.shards import shard_for
 from trainer.diloco.spec import RoundSpec
+from wallet.receipts import verify_receipt
 
 log = logging.getLogger("magnet.diloco")
 
@@ -67,11 +71,32 @@ class NetworkMiner:
     done: list[RoundLog] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     on_round: Callable[[DilocoRound], None] | None = None
+    receipts: list[SignedMessage] = field(default_factory=list)  # round receipts from ``validator``
 
     def attach(self, p2p: P2PService, nursery: trio.Nursery) -> None:
         self.p2p = p2p
         self._nursery = nursery
         p2p.gossip.on(DilocoRound, self._on_round)
+        p2p.requests.register(RECEIPT, self._on_receipt, max_request=4096)
+
+    async def _on_receipt(self, _peer: str, payload: bytes) -> bytes:
+        """Keep a round receipt signed by the followed validator for this miner; refuse anything else."""
+        assert self.p2p is not None
+        try:
+            signed = decode(payload)
+            signer = verify_receipt(signed, self.p2p.domain)
+        except Exception as exc:
+            raise RequestRefused(f"receipt does not verify: {exc}") from None
+        receipt = signed.message
+        if not isinstance(receipt, Receipt) or receipt.miner.lower() != self.signer.address.lower():
+            raise RequestRefused("the receipt names another miner")
+        if signer.lower() != self.validator.lower():
+            raise RequestRefused("the receipt is from a validator this miner does not follow")
+        if all(receipt_hash(receipt) != receipt_hash(r.message) for r in self.receipts):  # type: ignore[arg-type]
+            self.receipts.append(signed)
+            log.info("diloco receipt: rank %d of %d, %d units in epoch %d",
+                     receipt.rank, receipt.pool_size, receipt.amount, receipt.epoch)  # fmt: skip
+        return b""
 
     def _on_round(self, accepted: Accept, origin: str) -> None:
         msg = accepted.signed.message
@@ -109,4 +134,3 @@ class NetworkMiner:
         except Exception as exc:  # one failed round must not stop the miner; the validator marks it missing
             log.warning("diloco round %d failed: %s", msg.round, exc)
             self.errors.append(f"round {msg.round}: {exc}")
-

@@ -44,7 +44,7 @@ def test_magnet_devnet_kind_diloco_runs_rounds() -> None:
         assert verdicts["quitter"].startswith("accepted" if n == 0 else "excluded: missing"), block
     start = lines.index("receipts per miner (count, total MAG):") + 1
     held = {ln.split()[0]: (int(ln.split()[1]), float(ln.split()[2])) for ln in lines[start : start + 6]}
-    # one receipt per accepted contribution, each signature verified by the devnet
+    # each miner holds one receipt per accepted contribution (delivered over its host, verified)
     want = {"honest-1": 3, "honest-2": 3, "honest-3": 3, "noise": 0, "liar": 0, "quitter": 1}
     assert {n: c for n, (c, _) in held.items()} == want
     assert sum(total for _, total in held.values()) == pytest.approx(3.0, abs=1e-3)  # 1 MAG a round

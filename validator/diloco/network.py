@@ -30,11 +30,13 @@ from pathlib import Path
 
 import trio
 
+from p2p.reqresp import RequestFailed, RequestRefused
 from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
 from protocol import strict_json
 from protocol.encoding import encode
 from protocol.messages import ZERO32, DilocoContribution, DilocoRound
+from protocol.routes import RECEIPT
 from protocol.signing import SignedMessage, SignerLike, sign
 from trainer.diloco.shards import shard_for
 from validator.diloco.notices import notice_problem
@@ -175,12 +177,25 @@ class NetworkValidator:
         result = await trio.to_thread.run_sync(core.close_round)
         self.round_msg = None
         if self.rewards is not None:
-            self._sign_receipts(result, wire_round)
+            await self._deliver(self._sign_receipts(result, wire_round))
         if self.state_dir is not None:
             self.save_state(self.state_dir)
         return result
 
-    def _sign_receipts(self, result: RoundResult, wire_round: int) -> None:
+    async def _deliver(self, receipts: dict[str, SignedMessage]) -> None:
+        """Send each receipt to its miner over a connection the miner opened (never dialling it);
+        one that cannot be delivered now is logged and kept in ``receipts`` / ``receipts.hex``."""
+        assert self.p2p is not None
+        for miner, signed in receipts.items():
+            peer = self.p2p.peerbook.peer_of(miner)
+            try:
+                if peer is None:
+                    raise ValueError("no known peer for that address")
+                await self.p2p.requests.request(peer, RECEIPT, encode(signed), dial=False, timeout=10.0)
+            except (RequestFailed, RequestRefused, ValueError) as exc:
+                log.warning("diloco receipt for %s not delivered: %s", miner, exc)
+
+    def _sign_receipts(self, result: RoundResult, wire_round: int) -> dict[str, SignedMessage]:
         assert self.rewards is not None and self.p2p is not None
         issued = now_ms()
         out = round_receipts(
@@ -194,6 +209,7 @@ class NetworkValidator:
         if self.state_dir is not None and out.receipts:
             with (self.state_dir / "receipts.hex").open("a") as f:
                 f.writelines(encode(s).hex() + "\n" for s in out.receipts.values())
+        return out.receipts
 
     def save_state(self, folder: Path) -> None:
         """The round state (``DilocoValidator.save_state``) plus the task id and the last model's hash:
