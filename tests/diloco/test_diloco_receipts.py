@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from types import SimpleNamespace
 
+import pytest
+import trio
+
+from miner.diloco_net import NetworkMiner
+from p2p.reqresp import RequestRefused
+from protocol.encoding import encode
 from protocol.signing import Domain
 from validator.diloco.gauntlet import Gains
 from validator.diloco.receipts import round_receipts, round_task_id
@@ -111,3 +117,35 @@ def test_round_receipts_are_claimed_on_the_embedded_chain() -> None:
     paid = [paying.token_balance(_addr(i)) for i in (1, 2, 3, 4, 5)]
     assert abs(paid[0] - 2 * paid[1]) <= 2 and paid[0] + paid[1] >= 1000 * ether - 2
     assert paid[2:] == [0, 0, 0]  # excluded miners hold no receipt and get nothing
+
+
+def test_network_miner_keeps_only_its_own_receipts_from_its_validator() -> None:
+    validator, other, me = LocalSigner.create(), LocalSigner.create(), LocalSigner.create()
+    miner = NetworkMiner(None, me, validator.address, {})  # type: ignore[arg-type]  # no training here
+    miner.p2p = SimpleNamespace(domain=DOMAIN)  # type: ignore[assignment]  # only the domain is read
+
+    def signed(by: LocalSigner, miner_address: str) -> bytes:
+        result = RoundResult(
+            round=0,
+            verdicts={miner_address: Verdict(miner_address, "", gains=Gains(val=0.1, own=0.0, random=0.0))},
+            model_sha256="00" * 32,
+            val_loss_before=3.0,
+            val_loss_after=2.0,
+        )
+        out = round_receipts(
+            result, b"\x33" * 32, epoch=0, emission=10, domain=DOMAIN, signer=by, payouts={},
+            first_nonce=0, issued_at=1,
+        )  # fmt: skip
+        return encode(out.receipts[miner_address])
+
+    good = signed(validator, me.address)
+    trio.run(miner._on_receipt, "peer", good)
+    trio.run(miner._on_receipt, "peer", good)  # a repeat is kept once
+    assert len(miner.receipts) == 1
+    with pytest.raises(RequestRefused, match="another miner"):
+        trio.run(miner._on_receipt, "peer", signed(validator, other.address))
+    with pytest.raises(RequestRefused, match="does not follow"):
+        trio.run(miner._on_receipt, "peer", signed(other, me.address))
+    with pytest.raises(RequestRefused, match="does not verify"):
+        trio.run(miner._on_receipt, "peer", good[:-3] + b"\x00\x00\x00")
+    assert len(miner.receipts) == 1
