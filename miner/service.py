@@ -12,6 +12,7 @@ watchdog (peers lost, newer protocol versions) and blob-store garbage collection
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -29,7 +30,7 @@ from miner.db import ACTIVE_PHASES, MinerDB, TaskRow
 from miner.idle import IdleSource, system_idle_source
 from miner.jobs import JobStopped
 from miner.policy import Machine, TaskOffer, Verdict, admit, may_mine_now
-from miner.rewards import RewardRejected, accept_proof, accept_receipt, claim_one
+from miner.rewards import RewardRejected, accept_proof, accept_receipt
 from miner.steps import GiveUp, TaskSteps
 from node.child import child_command
 from node.events import Event
@@ -473,20 +474,38 @@ class MinerService:
                 log.debug("proof pickup epoch %d: %s", r["epoch"], exc)
 
     async def _claim_all(self) -> None:
+        """Claim every unclaimed proof: checked against its root on chain, batched per validator post
+        (one ``claimMany``, or ``claim`` for a single leaf; wallet.rewards.claim_proofs). A proof that
+        is refused (no root yet, a v1 proof: "ask the validator for a new proof") stays for a later
+        round; a failed transaction leaves every proof of its batch unclaimed for the next try."""
+        from wallet.rewards import claim_proofs  # web3 underneath: imported when there is a claim
+
         assert self.db is not None and self.registry_factory is not None
-        for row in self.db.proofs(claimed=False):
+        rows = self.db.proofs(claimed=False)
+        if not rows:
+            return
+        proofs = []
+        for row in rows:
             proof = decode(bytes(row["signed"])).message
-            # A v1 proof (stored before the upgrade) fails in claim_one: "ask the validator for a new proof".
             assert isinstance(proof, (ReceiptProof, ReceiptProofV1))
-            try:
-                if self._registry is None:
-                    factory: Callable[[], Any] = self.registry_factory
-                    self._registry = await trio.to_thread.run_sync(factory, abandon_on_cancel=True)  # type: ignore[call-arg]  # trio 0.35 has it; its stub lags
-                tx = await trio.to_thread.run_sync(claim_one, self._registry, proof, abandon_on_cancel=True)  # type: ignore[call-arg]
-            except Exception as exc:
-                log.info("claim for epoch %d not done yet: %s", proof.epoch, exc)
+            proofs.append(proof)
+        try:
+            if self._registry is None:
+                factory: Callable[[], Any] = self.registry_factory
+                self._registry = await trio.to_thread.run_sync(factory, abandon_on_cancel=True)  # type: ignore[call-arg]  # trio 0.35 has it; its stub lags
+            registry = self._registry
+            claim = functools.partial(claim_proofs, registry, proofs)
+            outcomes = await trio.to_thread.run_sync(claim, abandon_on_cancel=True)  # type: ignore[call-arg]
+        except Exception as exc:
+            log.info("claims not done yet: %s", exc)
+            return
+        for outcome in outcomes:
+            proof = outcome.proof
+            if outcome.status == "refused":
+                log.info("claim for epoch %d not done yet: %s", proof.epoch, outcome.message)
                 continue
-            self.db.mark_claimed(row["receipt_hash"], tx or "claimed by someone else")
+            tx = str(getattr(outcome.result, "tx_hash", "")) if outcome.status == "claimed" else ""
+            self.db.mark_claimed(proof.receipt_hash.hex(), tx or "claimed by someone else")
             log.info(
                 "claimed %d units for epoch %d (%s)",
                 proof.amount,
