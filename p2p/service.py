@@ -141,6 +141,7 @@ class P2PService:
         self.started_at = time.monotonic()
         self._nursery: trio.Nursery | None = None
         self._heartbeat_seq = now_ms()
+        self._last_addrs: list[str] = []
         self.stopping = trio.Event()
         self.host.get_network().register_notifee(_ConnectionWatch(self))
         self.refused_connections: dict[str, int] = {}
@@ -211,8 +212,15 @@ class P2PService:
         return await self.blobs.fetch(blob_hash, size, providers, public=public)
 
     def addrs(self) -> list[str]:
-        """Dialable addresses with /p2p/<peer id>."""
-        return dialable_addrs(self.host)
+        """Dialable addresses with /p2p/<peer id>.
+
+        While the host closes, its listeners' sockets go before our own tasks are cancelled, and
+        asking them fails (EBADF); the addresses last read are returned then."""
+        try:
+            self._last_addrs = dialable_addrs(self.host)
+        except OSError as exc:
+            log.debug("listener addresses unreadable (host closing?): %s", exc)
+        return list(self._last_addrs)
 
     # --- own messages ---------------------------------------------------------------------------
     def sign_identity(self) -> SignedMessage:
