@@ -3,21 +3,21 @@
 A Receipt counts only when it is signed by the task's validator under this network's domain and
 names this miner. A ReceiptProof counts only when its validator signed it, it matches a receipt we
 hold, and it leads to the Merkle root that validator posted on chain. Then the reward is claimed
-(anyone may claim; tokens always go to the payout address in the leaf), unless it was already.
+(anyone may claim; tokens always go to the payout address in the leaf), unless it was already:
+``wallet.rewards.claim_proofs`` does that part, in batches.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from miner.db import MinerDB
 from protocol.encoding import decode
 from protocol.messages import Receipt, ReceiptProof, receipt_hash
 from protocol.retired import RETIRED_PROOF_HINT, ReceiptProofV1
 from protocol.signing import Domain, recover_signer
-from wallet.epochs import check_proof, check_proof_matches_receipt, require_current_proof
+from wallet.epochs import check_proof_matches_receipt
 from wallet.receipts import verify_receipt
 
 log = logging.getLogger("magnet.miner")
@@ -87,21 +87,3 @@ def accept_proof(db: MinerDB, payload: bytes, domain: Domain) -> tuple[ReceiptPr
         raise RewardRejected(str(exc)) from None
     return proof, db.add_proof(proof.receipt_hash.hex(), proof.epoch, proof.validator, proof.amount, payload)
 
-
-def claim_one(registry: Any, proof: ReceiptProof | ReceiptProofV1) -> str:
-    """Verify ``proof`` against the root on chain and claim it; the tx hash ('' when already claimed)."""
-    proof = require_current_proof(proof)  # a v1 proof: "ask the validator for a new proof"
-    post = registry.post(proof.epoch, proof.validator)
-    check_proof(proof, post.root if post is not None else None)
-    if registry.is_claimed(proof.epoch, proof.validator, proof.index):
-        return ""
-    result = registry.claim(
-        proof.epoch,
-        proof.validator,
-        proof.index,
-        proof.receipt_hash,
-        proof.payout,
-        proof.amount,
-        list(proof.proof),
-    )
-    return str(getattr(result, "tx_hash", ""))

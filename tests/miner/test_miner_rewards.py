@@ -6,18 +6,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from miner.db import MinerDB
-from miner.rewards import RewardRejected, accept_proof, accept_receipt, claim_one
+from miner.rewards import RewardRejected, accept_proof, accept_receipt
 from node.store import Store
 from protocol.encoding import encode
 from protocol.messages import Receipt
 from protocol.retired import ReceiptProofV1
 from protocol.signing import Domain, sign
-from wallet.epochs import EpochFile, EpochFileError
+from wallet.epochs import EpochFile
+from wallet.registry import Registry
+from wallet.rewards import ClaimOutcome, claim_proofs
 from wallet.signer import LocalSigner
 
 DOMAIN = Domain(chain_id=1337, verifying_contract="0x" + "11" * 20, salt=b"\x01" * 32)
@@ -103,7 +105,19 @@ class FakeRegistry:
 
     def claim(self, *args: Any) -> Any:
         self.claims.append(args)
-        return type("Tx", (), {"tx_hash": "0xabc"})()
+        return type("Tx", (), {"tx_hash": "0xabc", "paid": [args[3]]})()
+
+    def claim_many(self, epoch: int, validator: str, leaves: list[tuple[Any, ...]]) -> Any:
+        self.claims.extend((epoch, validator, *leaf) for leaf in leaves)
+        return type("Tx", (), {"tx_hash": "0xdef", "paid": [leaf[1] for leaf in leaves]})()
+
+    def claimed_in(self, result: Any) -> list[dict[str, Any]]:
+        return [{"receiptHash": paid} for paid in result.paid]
+
+
+def claim(registry: FakeRegistry, proofs: list[Any]) -> list[ClaimOutcome]:
+    """The product's claim path (wallet.rewards.claim_proofs) against the fake chain."""
+    return claim_proofs(cast(Registry, registry), proofs)
 
 
 def epoch_with(receipts: list[Receipt]) -> EpochFile:
@@ -117,13 +131,15 @@ def test_a_proof_is_checked_against_the_receipt_and_the_root_on_chain_then_claim
     proof = epoch.proof_for(mine, 1_700_000_000_000)
     checked, new = accept_proof(db, encode(sign(proof, DOMAIN, VALIDATOR)), DOMAIN)
     assert new and checked.amount == mine.amount
-    with pytest.raises(EpochFileError, match="posted no root"):
-        claim_one(FakeRegistry(None), checked)
-    with pytest.raises(EpochFileError, match="differs from the root posted"):
-        claim_one(FakeRegistry(b"\x05" * 32), checked)
+    (no_root,) = claim(FakeRegistry(None), [checked])
+    assert no_root.status == "refused" and "posted no root" in no_root.message
+    (wrong_root,) = claim(FakeRegistry(b"\x05" * 32), [checked])
+    assert wrong_root.status == "refused" and "differs from the root posted" in wrong_root.message
     registry = FakeRegistry(epoch.root)
-    assert claim_one(registry, checked) == "0xabc"
-    assert claim_one(registry, checked) == ""  # already claimed: nothing sent twice
+    (claimed,) = claim(registry, [checked])
+    assert claimed.status == "claimed" and claimed.result is not None and claimed.result.tx_hash == "0xabc"
+    (again,) = claim(registry, [checked])
+    assert again.status == "skipped"  # already claimed: nothing sent twice
     # claim(epoch, validator, index, receipt_hash, payout, amount, proof)
     assert len(registry.claims) == 1 and registry.claims[0][4] == MINER.address
     assert registry.claims[0][2] == proof.index == epoch.index_of(mine)
@@ -140,8 +156,8 @@ def test_a_v1_proof_is_refused_with_ask_for_a_new_proof(db: MinerDB) -> None:
         accept_proof(db, encode(sign(old, DOMAIN, VALIDATOR)), DOMAIN)
     assert db.proofs() == []
     registry = FakeRegistry(epoch.root)
-    with pytest.raises(EpochFileError, match="ask the validator for a new proof"):
-        claim_one(registry, old)  # one stored before the upgrade
+    (outcome,) = claim(registry, [old])  # one stored before the upgrade
+    assert outcome.status == "refused" and "ask the validator for a new proof" in outcome.message
     assert registry.claims == []
 
 
