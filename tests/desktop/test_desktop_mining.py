@@ -99,7 +99,7 @@ def app_on_devnet(qtbot: Any, data_dir: Path, tmp_path: Path, train_s: int) -> I
 def test_start_mining_shows_states_progress_and_a_receipt(
     qtbot: Any, wallet_data_dir: Path, tmp_path: Path
 ) -> None:
-    with app_on_devnet(qtbot, wallet_data_dir, tmp_path, train_s=150) as (window, recorder):
+    with app_on_devnet(qtbot, wallet_data_dir, tmp_path, train_s=70) as (window, recorder):
         qtbot.waitUntil(lambda: "training" in recorder.states, timeout=120_000)
         # On a quiet machine the final run can finish between two percent reports, so progress > 0
         # is not guaranteed before the receipt: wait for either, then require progress events seen.
