@@ -30,7 +30,7 @@ def test_a_devnet_and_a_miner_from_another_process_run_a_task_to_claimed_rewards
         "--extra-miners",
         "1",
         "--train-seconds",
-        "120",
+        "70",
         "--data-dir",
         str(devnet_dir),
     )
