@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 
 def test_killed_miner_resumes_commits_and_gives_up_when_the_validator_is_gone(tmp_path: Path) -> None:
-    settings = DevnetSettings(miners=0, train_s=120, autoresearch=False)
+    settings = DevnetSettings(miners=0, train_s=60, autoresearch=False)
     net = start_devnet(tmp_path / "devnet", settings)
     miner_dir = tmp_path / "miner"
     password_file = make_wallet(miner_dir)
