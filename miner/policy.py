@@ -1,8 +1,9 @@
 """Admission policy: which tasks this machine takes, and whether it may mine right now. Pure functions.
 
-``admit`` judges one announced task against the machine (kind enabled, memory, GPU, a deadline
-reachable at the measured speed); ``may_mine_now`` judges the moment (battery, user idle, weekly
-schedule). Each answer is a ``Verdict`` whose reason is shown to the user as it is.
+``admit`` judges one announced task against the machine (kind enabled, memory, GPU, the base
+model's size against the training device's memory, a deadline reachable at the measured speed);
+``may_mine_now`` judges the moment (battery, user idle, weekly schedule). Each answer is a
+``Verdict`` whose reason is shown to the user as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from typing import Any
 
 from miner.config import MinerConfig
 from protocol import strict_json
+from trainer.fit import MEMORY_HEADROOM  # pure arithmetic: no torch
+
+MIB = 1 << 20
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WINDOW = re.compile(r"^\s*(?P<days>[a-z*,\-]+)\s+(?P<start>\d{1,2}:\d{2})-(?P<end>\d{1,2}:\d{2})\s*$")
@@ -34,7 +38,7 @@ class Machine:
     """What the policy knows of this machine now."""
 
     ram_mb: int
-    gpu_mb: int
+    gpu_mb: int  # free memory of the GPU this miner trains on; 0: it trains on the CPU
     cpu_cores: int
     speed_gflops: float  # measured sustained training speed; 0 when unknown
     on_battery: bool | None = None  # None: the platform cannot tell
@@ -52,6 +56,31 @@ class TaskOffer:
     join_by: float
     commit_by: float
     params_json: str = "{}"
+    base_model_size: int = 0  # bytes of the base model's bundle; 0: unknown
+
+
+def weight_factor(cuda: bool, qlora: bool) -> float:
+    """Least bytes in memory per byte of a base model file at the training precision: fp32 on the
+    CPU (never smaller than the file), 16-bit on CUDA (half an fp32 file at least), 4-bit QLoRA."""
+    if cuda and qlora:
+        return 0.55 / 4
+    return 0.5 if cuda else 1.0
+
+
+def size_bound(base_model_size: int, free_mb: int, cuda: bool, qlora: bool = False) -> Verdict:
+    """Refuse a base model whose weights alone exceed what a job may use (``MEMORY_HEADROOM`` of
+    ``free_mb``), saying the largest base model that would fit."""
+    usable = free_mb * MEMORY_HEADROOM
+    factor = weight_factor(cuda, qlora)
+    need = base_model_size / MIB * factor
+    if base_model_size > 0 and need > usable:
+        what = "GPU memory" if cuda else "RAM"
+        return Verdict(
+            False,
+            f"the base model alone needs ~{need:.0f} MiB of {what}, this miner may use {usable:.0f} "
+            f"MiB: base models up to {usable / factor:.0f} MiB fit here",
+        )
+    return Verdict(True, "the base model fits")
 
 
 def task_hparams(kind: str, params_json: str) -> dict[str, Any]:
@@ -94,6 +123,11 @@ def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float) -> Ve
             f"needs a GPU with {task.min_gpu_mb} MiB, this miner has {machine.gpu_mb} MiB"
             + (" (miner.gpu is 'cpu')" if cfg.gpu == "cpu" else ""),
         )
+    cuda = machine.gpu_mb > 0 and cfg.gpu != "cpu"
+    qlora = bool(cfg.pinned_hparams.get("qlora"))
+    bound = size_bound(task.base_model_size, machine.gpu_mb if cuda else ram, cuda, qlora)
+    if not bound.ok:
+        return bound
     usable = (task.commit_by - max(now, task.join_by) - cfg.commit_margin_s) * cfg.budget_fraction
     if usable <= 0:
         return Verdict(False, "no training time would be left before the commit deadline")

@@ -29,6 +29,7 @@ from miner.config import MinerConfig
 from miner.db import ACTIVE_PHASES, MinerDB, TaskRow
 from miner.idle import IdleSource, system_idle_source
 from miner.jobs import JobStopped
+from miner.memory import TrainingDevice, training_device
 from miner.policy import Machine, TaskOffer, Verdict, admit, may_mine_now
 from miner.rewards import RewardRejected, accept_proof, accept_receipt
 from miner.steps import GiveUp, TaskSteps
@@ -254,6 +255,7 @@ class MinerService:
             ann.join_by / 1000,
             ann.commit_by / 1000,
             ann.params_json,
+            ann.base_model_size,
         )
         return admit(offer, self.machine(), self.cfg, time.time())
 
@@ -355,14 +357,24 @@ class MinerService:
         import psutil
 
         idle = self.idle_source.idle_seconds() if self.cfg.idle_only else None
+        ram_mb = psutil.virtual_memory().available // (1 << 20)
+        device = self.training_device(ram_mb)
         return Machine(
-            ram_mb=psutil.virtual_memory().available // (1 << 20),
-            gpu_mb=0,
+            ram_mb=ram_mb,
+            gpu_mb=device.free_mb if device.cuda else 0,
             cpu_cores=self.cfg.max_threads or os.cpu_count() or 1,
             speed_gflops=self.speed_gflops,
             on_battery=self.on_battery() if self.cfg.pause_on_battery else None,
             idle_s=idle,
         )
+
+    def training_device(self, ram_mb: int | None = None) -> TrainingDevice:
+        """Where this miner's jobs train and the memory they may use there (RAM or the GPU's free)."""
+        if ram_mb is None:
+            import psutil
+
+            ram_mb = psutil.virtual_memory().available // (1 << 20)
+        return training_device(self.cfg.gpu, ram_mb, self.cfg.max_ram_mb)
 
     def device(self) -> str:
         return "cpu" if self.cfg.gpu == "cpu" else ("cuda" if self.cfg.gpu.startswith("cuda") else "auto")

@@ -20,7 +20,8 @@ import trio
 from miner import events as ev
 from miner.db import MinerDB, TaskRow
 from miner.jobs import JobDriver, JobFailed, JobSpec
-from miner.policy import task_hparams
+from miner.memory import estimate_fit
+from miner.policy import Verdict, task_hparams
 from protocol.encoding import decode, encode
 from protocol.messages import Assignment, Commitment, JoinRequest, Reveal, TaskAnnouncement, commitment_hash
 from protocol.routes import JOIN, REVEAL
@@ -171,8 +172,19 @@ class TaskSteps:
             await trio.to_thread.run_sync(
                 extract_bundle, self.svc.p2p.store.path(ann.base_model_sha256.hex()), base_dir
             )
+        fit = self.memory_fit(task, base_dir)
+        if not fit.ok:
+            raise GiveUp(f"the task does not fit this machine: {fit.reason}")
+        log.info("task %s: %s", task.id[:14], fit.reason)
         self.db.update(task.id, phase="downloaded")
         return True
+
+    def memory_fit(self, task: TaskRow, base_dir: Path) -> Verdict:
+        """The job's estimated peak memory (its base model's shape, the kind's batch, the operator's
+        pins and the task's parameters) against the free memory of the device it trains on."""
+        params = self.announcement(task).params_json
+        hparams = {**self.svc.cfg.pinned_hparams, **task_hparams(task.kind, params)}
+        return estimate_fit(base_dir, task.kind, hparams, self.svc.training_device())
 
     # --- train ------------------------------------------------------------------------------------
     async def _from_downloaded(self, task: TaskRow) -> bool:
