@@ -1,10 +1,11 @@
 """Training jobs in child processes, watched: progress in, stalls and crashes detected and restarted.
 
 ``JobDriver.run()`` starts ``python -m miner.train_child`` (autoresearch + final run + export), relays
-its JSON-lines events into trio, and returns the bundle path of the result. The watchdog: a child
-that sends nothing for ``stall_timeout_s`` is killed and started again (it resumes from its
-checkpoint), as is one that dies without a result; after ``max_restarts`` the job fails with the
-last reason. Each incident is reported through ``on_alert`` so the user sees why.
+its JSON-lines events into trio, and returns the bundle path of the result; ``on_ready`` gets the
+seconds from spawning the child to its ``ready`` event (its libraries loaded, its budget set).
+The watchdog: a child that sends nothing for ``stall_timeout_s`` is killed and started again (it
+resumes from its checkpoint), as is one that dies without a result; after ``max_restarts`` the job
+fails with the last reason. Each incident is reported through ``on_alert`` so the user sees why.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class JobDriver:
     nice: int = 0
     on_event: Callable[[dict[str, Any]], None] = lambda _e: None
     on_alert: Callable[[str, str], None] = lambda _problem, _action: None
+    on_ready: Callable[[float], None] = lambda _seconds: None  # spawn -> "ready" (libraries loaded), s
     command: list[str] = field(default_factory=lambda: child_command("miner.train_child"))
     env: dict[str, str] = field(default_factory=dict)  # extra environment (CUDA_VISIBLE_DEVICES for one GPU)
     restarts: int = 0
@@ -104,6 +106,7 @@ class JobDriver:
             )
 
     async def _attempt(self, spec: JobSpec) -> dict[str, Any]:
+        spawned = time.monotonic()
         handle = self._start(spec)
         self.handle = handle
         send, receive = trio.open_memory_channel[dict[str, Any]](math.inf)
@@ -112,7 +115,7 @@ class JobDriver:
         reader.start()
         try:
             async with receive:
-                return await self._watch(receive, spec)
+                return await self._watch(receive, spec, spawned)
         finally:
             if handle.proc.poll() is None:
                 with trio.CancelScope(shield=True):  # also when cancelled (deadline, stop): never orphan it
@@ -120,7 +123,7 @@ class JobDriver:
             self.handle = None
 
     async def _watch(
-        self, receive: trio.MemoryReceiveChannel[dict[str, Any]], spec: JobSpec
+        self, receive: trio.MemoryReceiveChannel[dict[str, Any]], spec: JobSpec, spawned: float
     ) -> dict[str, Any]:
         searching = spec.autoresearch and not spec.plan and spec.search_cutoff > 0
         alive = False  # the child has loaded its libraries and spoken: only then is a slow search its fault
@@ -163,6 +166,8 @@ class JobDriver:
                     "final": final,
                 }
             alive = True
+            if event.get("event") == "ready":
+                self.on_ready(time.monotonic() - spawned)
             if event.get("event") == "final_plan":
                 self.final_started = True
             self.on_event(event)

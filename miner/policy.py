@@ -104,8 +104,9 @@ def task_hparams(kind: str, params_json: str) -> dict[str, Any]:
         raise ValueError(f"{exc}: upgrade MAGNET") from None
 
 
-def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float) -> Verdict:
-    """Whether this machine should join ``task``, and why (the first reason that refuses)."""
+def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float, startup_s: float = 0.0) -> Verdict:
+    """Whether this machine should join ``task``, and why (the first reason that refuses).
+    ``startup_s``: seconds a training job takes here to load its libraries (not training time)."""
     if task.kind not in cfg.enabled_kinds:
         return Verdict(False, f"task kind {task.kind!r} is not enabled (miner.enabled_kinds)")
     try:
@@ -128,7 +129,8 @@ def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float) -> Ve
     bound = size_bound(task.base_model_size, machine.gpu_mb if cuda else ram, cuda, qlora)
     if not bound.ok:
         return bound
-    usable = (task.commit_by - max(now, task.join_by) - cfg.commit_margin_s) * cfg.budget_fraction
+    window = task.commit_by - max(now, task.join_by) - cfg.commit_margin_s - startup_s
+    usable = window * cfg.budget_fraction
     if usable <= 0:
         return Verdict(False, "no training time would be left before the commit deadline")
     if machine.speed_gflops > 0:

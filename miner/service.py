@@ -257,7 +257,8 @@ class MinerService:
             ann.params_json,
             ann.base_model_size,
         )
-        return admit(offer, self.machine(), self.cfg, time.time())
+        startup = self.steps.startup_estimate(ann.kind) or 0.0  # measured only: no guess refuses a task
+        return admit(offer, self.machine(), self.cfg, time.time(), startup)
 
     def _on_task_status(self, accepted: Any, _origin: str) -> None:
         msg = accepted.signed.message

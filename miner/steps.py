@@ -32,9 +32,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("magnet.miner")
 EXPORT_RESERVE_S = 5.0  # export + bundle + commitment after training stops
-# The training budget starts inside the child, after Python, torch and transformers loaded: ~5 s on
-# an idle 2-core machine, 15-20 s on a busy one. Kept out of the budget so the artifact is in time.
-STARTUP_RESERVE_S = 15.0
+# The training budget starts inside the child once Python, torch and transformers are loaded (its
+# "ready" event): ~5 s on an idle 2-core machine, 15-30 s on a busy one. The miner times spawn ->
+# ready for each job and keeps a per-kind estimate in its store (a slower start counts at once, a
+# faster one decays in); it plans with the estimate x STARTUP_MARGIN (the default before the first
+# measurement): the budget it hands over, the search cutoff, the earliest give-up, and admission.
+STARTUP_DEFAULT_S = 15.0
+STARTUP_MARGIN = 1.25
+STARTUP_FLOOR_S = 1.0
+STARTUP_DECAY = 0.3  # weight of a faster measurement against the estimate
 
 
 class GiveUp(Exception):
@@ -45,12 +51,43 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def decayed(estimate: float | None, measured: float) -> float:
+    """The next start-up estimate: a slower start replaces it, a faster one pulls it down slowly."""
+    if estimate is None or measured >= estimate:
+        return measured
+    return estimate + STARTUP_DECAY * (measured - estimate)
+
+
 class TaskSteps:
     """Drives one task through its phases for a ``MinerService``."""
 
     def __init__(self, svc: MinerService) -> None:
         self.svc = svc
         self.driver: JobDriver | None = None
+        self.job_command: list[str] | None = None  # None: python -m miner.train_child (tests swap it)
+        self.job_env: dict[str, str] = {}
+
+    def startup_estimate(self, kind: str) -> float | None:
+        """Seconds from spawning a training child of ``kind`` to its "ready" (None: never measured)."""
+        raw = self.db.meta(f"startup_s:{kind}")
+        return float(raw) if raw else None
+
+    def startup_reserve(self, kind: str) -> float:
+        """Seconds to plan for a job's start-up: the measured estimate with a margin, or the default."""
+        estimate = self.startup_estimate(kind)
+        if estimate is None:
+            return STARTUP_DEFAULT_S
+        return max(STARTUP_FLOOR_S, estimate * STARTUP_MARGIN)
+
+    def training_budget(self, kind: str, left: float) -> float:
+        """The budget handed to a job with ``left`` seconds until it must stop (the child sets its own
+        from the deadline once ready; this one is what it plans with until then)."""
+        return max(3.0, (left - self.startup_reserve(kind)) * self.svc.cfg.budget_fraction)
+
+    def record_startup(self, kind: str, seconds: float) -> None:
+        estimate = decayed(self.startup_estimate(kind), seconds)
+        self.db.set_meta(f"startup_s:{kind}", f"{estimate:.3f}")
+        log.info("%s training child ready in %.1f s (start-up estimate now %.1f s)", kind, seconds, estimate)
 
     async def advance(self, task: TaskRow) -> None:
         """Run the task's steps until it waits for the network or ends (terminal phase)."""
@@ -219,8 +256,12 @@ class TaskSteps:
         def spec() -> JobSpec:
             fresh = self.db.task(task.id) or task
             left = fresh.commit_by - time.time() - cfg.commit_margin_s - EXPORT_RESERVE_S
-            if left < 3:
-                raise GiveUp("task expired: the commit deadline is too close to train")
+            measured = self.startup_estimate(fresh.kind) or 0.0
+            if left < measured + 3:
+                raise GiveUp(
+                    "task expired: the commit deadline is too close to train"
+                    + (f" (the trainer takes ~{measured:.0f} s to start here)" if measured >= 1 else "")
+                )
             output_dir = out / "artifact"
             shutil.rmtree(output_dir, ignore_errors=True)  # a previous attempt's partial output
             train: dict[str, Any] = {
@@ -233,7 +274,7 @@ class TaskSteps:
                     # what the task fixes (grpo's rewards) wins over the operator's pins
                     **task_hparams(fresh.kind, self.announcement(fresh).params_json),
                 },
-                "budget_s": max(3.0, (left - STARTUP_RESERVE_S) * cfg.budget_fraction),
+                "budget_s": self.training_budget(fresh.kind, left),
                 "seed": _seed(fresh.id, self.svc.address),  # our own: two miners never train the same run
                 "device": self.svc.device(),
                 "threads": cfg.max_threads or None,
@@ -242,8 +283,9 @@ class TaskSteps:
             }
             deadline = fresh.commit_by - cfg.commit_margin_s - EXPORT_RESERVE_S
             self.svc.job_started, self.svc.job_budget_s = time.monotonic(), max(1.0, deadline - time.time())
-            # No final run by 60 % of the time left: the search overran (a busy machine); train plainly.
-            cutoff = time.time() + 0.6 * (deadline - time.time())
+            # No final run by 60 % of the time left after start-up: the search overran; train plainly.
+            ready = time.time() + min(self.startup_reserve(fresh.kind), left / 2)
+            cutoff = ready + 0.6 * (deadline - ready)
             search = {"max_trials": cfg.search_max_trials, "final_fraction": cfg.search_final_fraction}
             return JobSpec(train, cfg.autoresearch, fresh.plan, deadline, cfg.budget_fraction, search, cutoff)
 
@@ -255,7 +297,11 @@ class TaskSteps:
             cfg.nice,
             on_event=lambda e: self._on_job_event(task, e),
             on_alert=lambda p, a: self.svc.emit(ev.WatchdogAlert(task_id=task.id, problem=p, action=a)),
+            on_ready=lambda seconds: self.record_startup(task.kind, seconds),
         )
+        if self.job_command is not None:
+            self.driver.command = list(self.job_command)
+        self.driver.env.update(self.job_env)
         gpu = cfg.gpu.partition(":")[2]
         if cfg.gpu.startswith("cuda:") and gpu.isdigit():
             self.driver.env["CUDA_VISIBLE_DEVICES"] = gpu  # the one GPU this miner may use

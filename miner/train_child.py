@@ -2,9 +2,11 @@
 
 The trainer worker (trainer.worker) runs one recipe job; the miner also wants the budgeted
 hyperparameter search around it, still in a child process. This module is that child: the same
-JSON-lines events and caps as the worker (it reuses the worker's reporter and cap helpers), plus one
-event of its own, ``{"event": "final_plan", "hparams", "max_steps", "budget_s"}``, sent when the
-search hands over to the final run. The miner stores the plan: a miner restarted during the final
+JSON-lines events and caps as the worker (it reuses the worker's reporter and cap helpers), plus two
+events of its own: ``{"event": "ready", "budget_s"}`` once torch and transformers are loaded and the
+budget is set (the miner times spawn -> ready and plans later jobs with it), and
+``{"event": "final_plan", "hparams", "max_steps", "budget_s"}``, sent when the search hands over to
+the final run. The miner stores the plan: a miner restarted during the final
 run resumes it from its checkpoint with those exact settings (``plan`` in the job) instead of
 searching again.
 
@@ -68,6 +70,7 @@ def run(spec: dict[str, Any], reporter: Any) -> int:
         raw["budget_s"] = max(
             3.0, (float(spec["deadline"]) - time.time()) * float(spec.get("budget_fraction", 1.0))
         )
+    reporter.emit("ready", budget_s=raw["budget_s"])  # the miner times spawn -> ready to plan the next job
     recipe = get_recipe(raw["kind"])
     if not plan:  # the miner's pinned settings are for every kind: keep those this recipe has
         pinned = dict(raw.get("hparams") or {})

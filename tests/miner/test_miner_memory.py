@@ -5,29 +5,22 @@ download step, refused before it trains)."""
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import trio
+from miner_offline import BASE, DATA, add_task, offline_service
 
 from miner import events as ev
 from miner.config import MinerConfig
-from miner.db import MinerDB
 from miner.memory import LM_DEFAULTS, TrainingDevice, estimate_fit, training_device
 from miner.policy import Machine, TaskOffer, admit
-from miner.service import MinerService
 from miner.steps import GiveUp
-from node.store import Store
-from p2p.config import P2PConfig
 from protocol.bundle import write_bundle
-from protocol.encoding import encode
-from protocol.messages import TaskAnnouncement
-from protocol.signing import Domain, sign
 from trainer.models import bundled_base_model_dir
-from wallet.signer import LocalSigner
 
 MIB = 1 << 20
 NOW = 1_000_000.0
@@ -122,75 +115,18 @@ def test_a_job_that_does_not_fit_is_given_up_after_the_download_before_training(
     write_bundle(bundled_base_model_dir(), bundle, kind="model", skip_other_extensions=True)
     data = tmp_path / "train.jsonl"
     data.write_text('{"prompt": "a", "response": "b"}\n')
-    domain = Domain(chain_id=1337, verifying_contract="0x" + "11" * 20, salt=b"\x01" * 32)
-    validator = LocalSigner.create()
-    blobs = {"aa" * 32: bundle, "bb" * 32: data}
-
-    async def fetch(*_args: Any) -> None:
-        return None
-
-    p2p = SimpleNamespace(
-        config=P2PConfig(),
-        blobs=SimpleNamespace(fetch=fetch),
-        store=SimpleNamespace(pin=lambda _h: None, path=lambda h: blobs[h]),
-        host=SimpleNamespace(get_network=lambda: SimpleNamespace(get_connections=lambda: [])),
-    )
-    ann = TaskAnnouncement(
-        task_id=b"\x01" * 32,
-        validator=validator.address,
-        kind="instruct",
-        model_ref="tiny",
-        base_model_sha256=bytes.fromhex("aa" * 32),
-        base_model_size=bundle.stat().st_size,
-        train_data_sha256=bytes.fromhex("bb" * 32),
-        train_data_size=data.stat().st_size,
-        min_ram_mb=0,
-        min_gpu_mb=0,
-        est_tokens=1000,
-        est_gflop=1,
-        join_by=1,
-        commit_by=2,
-        reveal_by=3,
-        eval_metrics=("loss",),
-        test_weight_bps=10_000,
-        synthetic_weight_bps=0,
-        max_artifact_bytes=50_000_000,
-        reward_weight_e9=1_000_000_000,
-        test_split_hash=b"\x02" * 32,
-        pool_size=3,
-        params_json="{}",
-        issued_at=1,
-    )
     outcomes = {}
     for name, cap in (("roomy", 0), ("capped", 64)):
-        work = tmp_path / name
-        work.mkdir()
-        cfg = MinerConfig(gpu="cpu", max_ram_mb=cap)
-        svc = MinerService(cfg, p2p, domain, LocalSigner.create(), work)
-        events: list[Any] = []
-        svc.core = SimpleNamespace(emit=events.append)  # type: ignore[assignment]
-        svc.db = MinerDB(Store(work / "store.sqlite"))
-        task_id = "0x" + "01" * 32
-        svc.db.add_task(
-            task_id,
-            validator.address,
-            "peer",
-            "instruct",
-            encode(sign(ann, domain, validator)),
-            True,
-            "fits",
-            1.0,
-            2.0,
-            3.0,
+        svc, events = offline_service(
+            tmp_path / name, MinerConfig(gpu="cpu", max_ram_mb=cap), {BASE: bundle, DATA: data}
         )
-        svc.db.update(task_id, phase="assigned")
-        task = svc.db.task(task_id)
-        assert task is not None
+        task = add_task(svc, "assigned", time.time() + 600, bundle.stat().st_size)
         try:  # what TaskSteps.advance does with the step's answer
             trio.run(svc.steps._from_assigned, task)
         except GiveUp as exc:
             svc.steps.give_up(task, str(exc))
-        outcomes[name] = (svc.db.task(task_id), [e for e in events if isinstance(e, ev.TaskGivenUp)])
+        assert svc.db is not None
+        outcomes[name] = (svc.db.task(task.id), [e for e in events if isinstance(e, ev.TaskGivenUp)])
     roomy, roomy_events = outcomes["roomy"]
     assert roomy is not None and roomy.phase == "downloaded" and not roomy_events
     capped, capped_events = outcomes["capped"]

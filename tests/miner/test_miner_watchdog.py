@@ -34,11 +34,14 @@ def spec(tmp_path: Path, mode: str) -> JobSpec:
 def test_a_healthy_job_returns_its_bundle_without_alerts(tmp_path: Path) -> None:
     alerts: list[tuple[str, str]] = []
     events: list[dict[str, object]] = []
+    ready: list[float] = []
     job = driver(tmp_path, alerts)
-    job.on_event = events.append
+    job.on_event, job.on_ready = events.append, ready.append
+    started = time.monotonic()
     bundle = trio.run(job.run, lambda: spec(tmp_path, "ok"))
     assert Path(bundle).read_bytes() == b"bundle" and not alerts
     assert any(e.get("event") == "progress" for e in events)
+    assert len(ready) == 1 and 0 < ready[0] < time.monotonic() - started  # spawn -> ready, timed
 
 
 def test_a_stalled_job_is_detected_reported_restarted_and_finally_given_up(tmp_path: Path) -> None:
