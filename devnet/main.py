@@ -30,6 +30,7 @@ class DevnetResult:
     phase_s: dict[str, float] = field(default_factory=dict)
     total_s: float = 0.0
     problems: list[str] = field(default_factory=list)
+    startup_s: dict[str, float] = field(default_factory=dict)  # miner -> training child spawn-to-ready
 
 
 def measure_speed() -> float:
@@ -79,6 +80,7 @@ def run_devnet(
         for index in range(settings.tasks):
             _run_one(net, index, printer, result)
         _check_balances(net, result, printer)
+        _show_startup(net, result, printer)
         result.total_s = time.monotonic() - started
         result.ok = not result.problems
         printer.phase(
@@ -186,6 +188,22 @@ def _check_balances(net: Devnet, result: DevnetResult, printer: Printer) -> None
             )
 
 
+def _show_startup(net: Devnet, result: DevnetResult, printer: Printer) -> None:
+    """Each miner's measured start-up of its training child (what it plans its next budgets with).
+    A miner that was paid trained, so its child must have reported ready: a missing figure is a fault."""
+    kind = net.settings.kind
+    for i in range(len(net.miners)):
+        service = net.miner_service(i)
+        seconds = service.steps.startup_estimate(kind)
+        if seconds is not None:
+            result.startup_s[f"miner-{i + 1}"] = round(seconds, 1)
+        elif any(r["amount"] for r in service.receipts()):
+            result.problems.append(f"miner-{i + 1} trained but never timed its training child's start-up")
+    if result.startup_s:
+        figures = ", ".join(f"{name} {s:.1f} s" for name, s in result.startup_s.items())
+        printer.line(f"training child start-up (spawn to ready, the miners' estimate): {figures}")
+
+
 def write_joiner_config(net: Devnet) -> Path:
     """``miner.toml``: the devnet's miner settings for `magnet mine --config` in another process."""
     from devnet.network import miner_config
@@ -235,5 +253,6 @@ def summary(result: DevnetResult) -> dict[str, Any]:
         "ok": result.ok,
         "total_s": round(result.total_s, 1),
         "phase_s": {k: round(v, 1) for k, v in result.phase_s.items()},
+        "startup_s": result.startup_s,
         "problems": result.problems,
     }

@@ -40,5 +40,6 @@ def test_devnet_runs_a_task_of_this_kind_to_a_claimed_reward(kind: str, tmp_path
     assert last_json, out[-4000:]
     summary = json.loads(last_json[-1])
     assert summary.get("ok") is True and summary.get("problems") == [], out[-4000:]
+    assert summary["startup_s"]["miner-1"] > 0  # the real training child said "ready" and was timed
     assert f"{kind} on the bundled base model" in out
     assert "verified, signed by 0x" in out and "MAG (ok)" in out
