@@ -161,6 +161,14 @@ class NodeCore:
     def service(self, name: str) -> Service | None:
         return next((s for s in self._services if s.name == name), None)
 
+    def validator_source(self) -> Callable[[], frozenset[str]] | None:
+        """What the p2p service reads the validator set with: the profile's registry over its
+        JSON-RPC endpoint (``RegistryValidators``), or None when the profile names none."""
+        profile = self.profile
+        if profile is None or not profile.rpc_url:
+            return None
+        return RegistryValidators(profile.rpc_url, profile.registry, profile.chain_id)
+
     def services(self) -> tuple[str, ...]:
         return tuple(s.name for s in self._services)
 
@@ -519,6 +527,57 @@ class NodeCore:
                     log.exception("service %s failed while stopping", service.name)
         if deadline.cancelled_caught:
             log.error("services did not stop within %.1f s: cancelling them", graceful)
+
+
+VALIDATOR_RPC_TIMEOUT = 10.0  # seconds per JSON-RPC read of the validator set
+
+
+class RegistryValidators:
+    """Read the registry's validators: those that emitted ``ValidatorRegistered`` and still hold an
+    active stake of at least ``minStake`` (not removed). Blocking; ``p2p.validation.ChainAuthorizer``
+    calls it in a worker thread. Registrations are scanned incrementally (from the block after the
+    last scan); each call re-reads every candidate's stake. Chain errors raise (the caller keeps its
+    last set); the connection is made again on the next call."""
+
+    def __init__(self, rpc_url: str, registry: str, chain_id: int | None = None,
+                 rpc_timeout: float = VALIDATOR_RPC_TIMEOUT) -> None:
+        self.rpc_url = rpc_url
+        self.registry_address = registry
+        self.chain_id = chain_id
+        self.rpc_timeout = rpc_timeout
+        self.candidates: set[str] = set()
+        self.next_block = 0
+        self._registry: Any = None
+        self._min_stake: int | None = None
+
+    def __call__(self) -> frozenset[str]:
+        from wallet.chain import ChainClient
+        from wallet.registry import Registry
+
+        try:
+            if self._registry is None:
+                client = ChainClient.connect(self.rpc_url, None, rpc_timeout=self.rpc_timeout,
+                                             expected_chain_id=self.chain_id, retries=1)
+                self._registry = Registry(client, self.registry_address)
+            return self._read(self._registry)
+        except Exception:
+            self._registry = None
+            raise
+
+    def _read(self, registry: Any) -> frozenset[str]:
+        client = registry.client
+        latest = int(client._guard("eth_blockNumber", lambda: client.w3.eth.block_number))
+        for event in registry._events("ValidatorRegistered", self.next_block):
+            self.candidates.add(str(event["validator"]))
+        self.next_block = latest + 1  # later blocks were scanned too: scanning them again is harmless
+        if self._min_stake is None:
+            self._min_stake = int(client.call(registry.contract.functions.minStake()))
+        active = set()
+        for address in self.candidates:
+            info = registry.validator(address)
+            if info.registered and not info.removed and info.stake >= self._min_stake:
+                active.add(address)
+        return frozenset(active)
 
 
 def role_available(role: str) -> bool:
