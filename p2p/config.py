@@ -69,6 +69,15 @@ class P2PConfig:
         metadata=_help("Seconds a message from a sender whose Identity is unknown waits for it to be "
                        "fetched (the fetch goes on in the background); after that it is dropped."),
     )
+    validator_refresh: float = field(
+        default=60.0,
+        metadata=_help("Seconds between reads of the validator set from the chain registry (who may "
+                       "announce tasks and sign receipts); an unknown signer asks for an early read."),
+    )
+    validator_recheck: float = field(
+        default=10.0,
+        metadata=_help("Fewest seconds between two early reads of the validator set (unknown signers)."),
+    )
     ban_threshold: int = field(default=5, metadata=_help("Rejected messages after which a peer is banned."))
     ban_duration: float = field(default=900.0, metadata=_help("Seconds a banned peer stays disconnected."))
 

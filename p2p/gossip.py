@@ -99,6 +99,7 @@ class Gossip:
         self._fetching: dict[str, trio.Event] = {}
         self._nursery: trio.Nursery | None = None
         self.received = 0
+        self.rejected_by_reason: dict[str, int] = {}  # every refused message, by reason
         self._delivered = LruCache(8192)  # gossip keys already handed to the application
         # A node joining a busy network may ask one relay for many identities at once.
         reqresp.register(IDENTITY_REQUEST, self._serve_identity, max_request=256, rate=50.0, burst=200)
@@ -165,6 +166,7 @@ class Gossip:
         return True
 
     def _reject(self, peer: str, full_topic: str, verdict: Reject) -> None:
+        self.rejected_by_reason[verdict.reason] = self.rejected_by_reason.get(verdict.reason, 0) + 1
         count = (self.reputation.reject(peer, verdict.reason) if verdict.penalise
                  else self.reputation.rejections.get(peer, 0))
         log.info("rejected %s message from %s: %s", full_topic, peer, verdict.reason)

@@ -51,7 +51,7 @@ from p2p.host import (
 from p2p.peerbook import PeerBook
 from p2p.reputation import Reputation
 from p2p.reqresp import RequestResponse
-from p2p.validation import AllowListAuthorizer, Authorizer, MessageChecker
+from p2p.validation import AllowListAuthorizer, Authorizer, ChainAuthorizer, MessageChecker
 from protocol.messages import PROTOCOL_VERSION, ROLE_MINER, ROLE_RELAY, ROLE_VALIDATOR, Heartbeat, Identity
 from protocol.signing import Domain, SignedMessage, SignerLike, sign
 
@@ -64,6 +64,8 @@ IDENTITY_REPEATS = (1.5, 5.0, 15.0)  # heartbeats after the first connection
 # Each repeat lands at a random 75-125 % of its time: nodes started together (a restart, the devnet)
 # would otherwise re-announce in one burst (20 nodes: 380 EIP-712 checks at once, ~2 s of delay).
 IDENTITY_JITTER = 0.25
+VALIDATOR_POLL = 0.5  # seconds between checks whether the chain validator set wants a read
+FIRST_VALIDATOR_READ_WAIT = 5.0  # start-up waits this long for the first read of the set at most
 
 
 def now_ms() -> int:
@@ -130,7 +132,8 @@ class P2PService:
         self.reputation = Reputation(config.ban_threshold, config.ban_duration, on_ban=self._on_ban)
         self.peerbook = PeerBook()
         self.requests = RequestResponse(self.host, config, self.reputation.is_banned)
-        self.checker = MessageChecker(domain, self.peerbook, authorizer or AllowListAuthorizer(()),
+        self.authorizer: Authorizer = authorizer or AllowListAuthorizer(())
+        self.checker = MessageChecker(domain, self.peerbook, self.authorizer,
                                       config.max_message_bytes, config.clock_skew, config.validity_window)
         self.gossip = Gossip(self.host, config, self.checker, self.peerbook, self.reputation,
                              self.requests, self.bus)
@@ -143,6 +146,7 @@ class P2PService:
         self._heartbeat_seq = now_ms()
         self._last_addrs: list[str] = []
         self.stopping = trio.Event()
+        self.validators_read = trio.Event()  # the first read of a chain validator set was tried
         self.host.get_network().register_notifee(_ConnectionWatch(self))
         self.refused_connections: dict[str, int] = {}
         count_security_refusals(self.host, self._on_refused)
@@ -200,6 +204,11 @@ class P2PService:
         nursery.start_soon(self.discovery.run)
         nursery.start_soon(self._announce_loop)
         nursery.start_soon(self._unban_loop)
+        if isinstance(self.authorizer, ChainAuthorizer):
+            # Announcements heard before the first read would be refused: wait for it a little.
+            nursery.start_soon(self._validator_set_loop, self.authorizer)
+            with trio.move_on_after(FIRST_VALIDATOR_READ_WAIT):
+                await self.validators_read.wait()
         self.bus.emit(HostStarted(peer_id=self.peer_id.to_string(), addrs=self.addrs()))
 
     async def fetch_blob(self, blob_hash: str, size: int, hints: Sequence[ID | str] = (),
@@ -273,6 +282,14 @@ class P2PService:
         log.info("refused inbound connection from %s: %s", remote, reason)
         self.bus.emit(ConnectionRefused(remote=remote, reason=reason, count=count))
 
+    async def _validator_set_loop(self, authorizer: ChainAuthorizer) -> None:
+        """Read the chain validator set when due (in a worker thread: the read blocks)."""
+        while True:
+            if authorizer.due():
+                await trio.to_thread.run_sync(authorizer.refresh, abandon_on_cancel=True)  # type: ignore[call-arg]  # the stub lags trio 0.35
+            self.validators_read.set()
+            await trio.sleep(VALIDATOR_POLL)
+
     # --- bans -----------------------------------------------------------------------------------
     def _on_ban(self, peer: str, reason: str) -> None:
         log.warning("banning peer %s for %.0f s: %s", peer, self.config.ban_duration, reason)
@@ -307,6 +324,10 @@ class NodeP2P:
 
     Other services reach the network through ``core.service("p2p").p2p`` (gossip, blobs,
     requests, peer book) once the node has started.
+
+    Who counts as a validator: where the core offers ``validator_source()`` (``NodeCore`` does
+    when the profile names a JSON-RPC endpoint) a ``ChainAuthorizer`` over the registry, united
+    with the profile's ``validators``; otherwise the profile's list alone.
     """
 
     name = "p2p"
@@ -321,7 +342,7 @@ class NodeP2P:
         self.core = core
         self.local = LocalPeer(core.signer, ROLE_MINER)
         self.p2p = P2PService(core.config.p2p, core.data_dir.root, profile.domain(), self.local,
-                              authorizer=AllowListAuthorizer(profile.validators), bus=core.events,
+                              authorizer=node_authorizer(core, profile.validators), bus=core.events,
                               bootstrap=profile.bootstrap_peers)
 
     def _roles(self) -> int:
@@ -361,6 +382,17 @@ def create_service(core: CoreContext) -> NodeP2P:
     return NodeP2P(core)
 
 
+def node_authorizer(core: CoreContext, validators: Sequence[str]) -> Authorizer:
+    """The chain registry's validators (plus ``validators``) where the core can read them, else
+    ``validators`` alone. The read function comes from the core: p2p/ does not import wallet/."""
+    source = getattr(core, "validator_source", None)
+    fetch = source() if callable(source) else None
+    if fetch is None:
+        return AllowListAuthorizer(validators)
+    config = core.config.p2p
+    return ChainAuthorizer(fetch, validators, config.validator_refresh, config.validator_recheck)
+
+
 def peerbook_path(key_file: Path) -> Path:
     """Where a node writes its peer book for ``magnet peers`` (beside the peer key)."""
     return key_file.parent / "peers.json"
@@ -369,9 +401,15 @@ def peerbook_path(key_file: Path) -> Path:
 def save_peerbook(key_file: Path, service: P2PService) -> None:
     """Write the peer book (JSON, atomic) so ``magnet peers`` can show it from another process."""
     path = peerbook_path(key_file)
-    data = {"peer_id": service.peer_id.to_string(), "addrs": service.addrs(), "saved_at": time.time(),
-            "connected": [p.to_string() for p in service.host.get_network().get_connections_map()],
-            "peers": [record.summary() for record in service.peerbook.records()]}
+    data: dict[str, Any] = {
+        "peer_id": service.peer_id.to_string(), "addrs": service.addrs(), "saved_at": time.time(),
+        "connected": [p.to_string() for p in service.host.get_network().get_connections_map()],
+        "peers": [record.summary() for record in service.peerbook.records()]}
+    if isinstance(service.authorizer, ChainAuthorizer):
+        data["validators"] = service.authorizer.summary()
+    elif isinstance(service.authorizer, AllowListAuthorizer):
+        data["validators"] = {"chain": None, "static": len(service.authorizer.addresses)}
+    data["rejected"] = dict(service.gossip.rejected_by_reason)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     os.replace(tmp, path)

@@ -12,9 +12,10 @@ the peer book, so it is unit-tested without hosts; ``p2p.gossip`` wires it into 
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,6 +34,8 @@ from protocol.messages import (
     TaskStatus,
 )
 from protocol.signing import Domain, SignedMessage, recover_signer
+
+log = logging.getLogger("magnet.p2p")
 
 TOPIC_PREFIX = "/magnet/1/"
 
@@ -69,7 +72,7 @@ def topic_for(signed: SignedMessage) -> str:
 
 
 class Authorizer(Protocol):
-    """Who may act as a validator: the profile's allow-list now, the on-chain registry later."""
+    """Who may act as a validator: the profile's allow-list, or the chain registry (``ChainAuthorizer``)."""
 
     def is_validator(self, address: str) -> bool: ...
 
@@ -82,6 +85,78 @@ class AllowListAuthorizer:
 
     def is_validator(self, address: str) -> bool:
         return address.lower() in self.addresses
+
+
+class ChainAuthorizer:
+    """Validators read from the chain registry (``fetch``), plus a static allow-list.
+
+    ``fetch()`` blocks (a JSON-RPC read: the node wiring passes ``node.core.RegistryValidators``,
+    since p2p/ knows nothing of the chain) and returns the addresses that may act as validators
+    now. Gossip validation stays synchronous: ``is_validator`` is set membership over the last set
+    read. ``refresh()`` runs in a worker thread (``P2PService`` calls it every ``refresh_s`` and
+    earlier, at most every ``recheck_s``, when an unknown signer showed up, so a newly registered
+    validator is heard within seconds). A failed read keeps the last set and logs why. The static
+    list (the network profile's ``validators``) is always accepted: networks without a chain, or
+    an override while the chain is down.
+    """
+
+    def __init__(self, fetch: Callable[[], Iterable[str]], static: Iterable[str] = (),
+                 refresh_s: float = 60.0, recheck_s: float = 10.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.fetch = fetch
+        self.static = frozenset(a.lower() for a in static)
+        self.refresh_s = refresh_s
+        self.recheck_s = recheck_s
+        self.clock = clock
+        self.chain: frozenset[str] = frozenset()
+        self.loaded_at: float | None = None  # clock() of the last successful read
+        self.loaded_wall: float | None = None  # time.time() of it (for `magnet status`)
+        self.last_error = ""
+        self.reads = 0
+        self.failures = 0
+        self._attempted_at: float | None = None
+        self._early = False
+
+    def is_validator(self, address: str) -> bool:
+        key = address.lower()
+        if key in self.chain or key in self.static:
+            return True
+        self._early = True  # perhaps registered since the last read: read again soon
+        return False
+
+    def due(self) -> bool:
+        """Whether a read is wanted now: never done, ``refresh_s`` old, or asked for early."""
+        if self._attempted_at is None:
+            return True
+        since = self.clock() - self._attempted_at
+        return since >= self.refresh_s or (self._early and since >= self.recheck_s)
+
+    def refresh(self) -> bool:
+        """Read the set (blocking); on failure keep the last one. True when the read worked."""
+        self._attempted_at = self.clock()
+        self._early = False
+        try:
+            found = frozenset(a.lower() for a in self.fetch())
+        except Exception as exc:  # any chain failure: the last set stays, the log says why
+            self.failures += 1
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
+            kept = "none read yet" if self.loaded_at is None else f"keeping the last {len(self.chain)}"
+            log.warning("validator set not read from the chain (%s); %s; retry in %.0f s",
+                        self.last_error, kept, self.refresh_s)
+            return False
+        if found != self.chain:
+            log.info("validator set from the chain: %d (was %d)", len(found), len(self.chain))
+        self.chain = found
+        self.loaded_at = self.clock()
+        self.loaded_wall = time.time()
+        self.last_error = ""
+        self.reads += 1
+        return True
+
+    def summary(self) -> dict[str, object]:
+        """What ``magnet status`` shows: sizes, when read (unix time), the last error."""
+        return {"chain": len(self.chain), "static": len(self.static), "read_at": self.loaded_wall,
+                "reads": self.reads, "failures": self.failures, "error": self.last_error}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from node.config import Config, load_config
 from node.core import NodeCore
 from node.profile import NetworkProfile
 from p2p.service import NodeP2P
+from p2p.status import status_section
 from wallet.signer import LocalSigner
 
 pytestmark = pytest.mark.network
@@ -61,6 +62,9 @@ def test_node_joins_through_its_bootstrap_peer_and_peers_lists_it(tmp_path: Path
         if second is not None:
             second.stop()
         first.stop()
+    # The profile's JSON-RPC endpoint serves nothing: the chain validator set was never read.
+    section = status_section(first.config, first.data_dir)
+    assert section["validators_read"] == "never read" and "8545" in section["validators_error"]
     code = magnet(["peers", "--json", "--data-dir", str(tmp_path / "first")])
     captured = capsys.readouterr()
     assert code == 0, captured.err
