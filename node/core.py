@@ -59,6 +59,7 @@ ROLE_MODULES: Mapping[str, str] = {
     "miner": "miner.service",
     "validator": "validator.service",
 }
+NETWORK_ROLES = ("miner", "validator")  # roles that share the node's p2p service
 GRACEFUL_SHARE = 0.75  # of node.stop_timeout, for the services' own stop(); the rest for cancellation
 NODE_MIGRATIONS = [
     "CREATE TABLE node_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -201,10 +202,21 @@ class NodeCore:
                 raise
 
     def plug_in(self, role: str) -> Service:
-        """Create the service of ``role`` (``p2p``, ``miner``, ``validator``) and attach it."""
+        """Create the service of ``role`` (``p2p``, ``miner``, ``validator``) and attach it.
+
+        A role that uses the network (``NETWORK_ROLES``) gets the node's one p2p service: it is
+        plugged in first when missing and the node has a profile and a wallet (miner and
+        validator use ``core.service("p2p")``; without it each would open a host of its own).
+        The p2p role asked for again returns the one attached."""
         module_name = ROLE_MODULES.get(role)
         if module_name is None:
             raise CoreError(f"unknown role {role!r}; known: {', '.join(ROLE_MODULES)}")
+        existing = self.service(role)
+        if role == "p2p" and existing is not None:
+            return existing
+        if (role in NETWORK_ROLES and self.service("p2p") is None and self.signer is not None
+                and self.profile is not None):
+            self.plug_in("p2p")
         if not role_available(role):
             raise RoleNotAvailable(f"the {role} role is not available yet ({module_name} does not exist)")
         module = importlib.import_module(module_name)
