@@ -346,9 +346,9 @@ class NodeP2P:
                               bootstrap=profile.bootstrap_peers)
 
     def _roles(self) -> int:
-        if self.core.service("validator") is not None:
-            return ROLE_VALIDATOR
-        return ROLE_MINER if self.core.service("miner") is not None else ROLE_RELAY
+        roles = (ROLE_VALIDATOR if self.core.service("validator") is not None else 0) | (
+            ROLE_MINER if self.core.service("miner") is not None else 0)
+        return roles or ROLE_RELAY
 
     async def run(self, core: CoreContext, task_status: TaskStatus[None]) -> None:
         self.local.roles = self._roles()

@@ -213,3 +213,35 @@ def test_chain_authorizer_refresh_rules() -> None:
     assert auth.is_validator("0xbb") and not auth.is_validator("0xaa")
     summary = auth.summary()
     assert summary["chain"] == 1 and summary["static"] == 1 and summary["error"] == ""
+
+
+@pytest.mark.network
+def test_node_with_both_roles_runs_one_host(chain: Chain, tmp_path: Path) -> None:
+    """miner and validator plugged into one core share the p2p service the core adds for them,
+    whose authorizer reads the registry named by the profile; its Identity carries both roles."""
+    from node.config import load_config
+    from node.core import NodeCore
+    from node.profile import NetworkProfile
+    from p2p.service import NodeP2P
+
+    profile = NetworkProfile.new_devnet(chain.deployment.chain_id, chain.rpc.url, chain.deployment.registry,
+                                        chain.deployment.token)
+    config = load_config(path=tmp_path / "absent.toml", env={})
+    config.node.data_dir, config.node.stop_timeout = str(tmp_path / "both"), 5.0
+    profile.save(tmp_path / "network.json")
+    config.node.network = str(tmp_path / "network.json")
+    config.p2p.listen_addrs = ["/ip4/127.0.0.1/tcp/0"]
+    config.validator.api_enabled = False
+    core = NodeCore(config, chain.v1, log_to_file=False)
+    validator, miner = core.plug_in("validator"), core.plug_in("miner")
+    assert core.services() == ("p2p", "validator", "miner") and core.plug_in("p2p") is core.service("p2p")
+    p2p = core.service("p2p")
+    assert isinstance(p2p, NodeP2P)
+    assert getattr(validator, "p2p", None) is p2p.p2p and getattr(miner, "p2p", None) is p2p.p2p
+    assert isinstance(p2p.p2p.authorizer, ChainAuthorizer)
+    core.start()
+    try:
+        assert p2p.p2p.authorizer.is_validator(chain.v1.address)  # read from the chain at start-up
+        assert p2p.local.roles == ROLE_MINER | ROLE_VALIDATOR
+    finally:
+        core.stop()
