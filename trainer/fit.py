@@ -6,10 +6,12 @@ i MLP width; Korthikanti et al. (2022) give 34 h + 5 a s for the attention block
 branches plus the gated MLP add ~10 i), doubled at fp32. The fused attention kernels that transformers
 uses on CUDA (SDPA) do not materialise the s x s scores, so that term is counted only for fp32 (CPU)
 runs. Logits cost ~14 bytes per vocabulary entry per token (16-bit logits, the fp32 copy the loss
-makes, its softmax and gradients). Gradient checkpointing keeps ~2 h bytes per token per layer plus
-one layer's full activations. QLoRA keeps the linear weights in 4-bit NF4 (~0.55 bytes per parameter
-with its scales) but embeddings and norms in fp32, and its fp32 norms add ~24 h bytes per token per
-layer. bench/memory_fit.py checks these against CUDA peaks of real runs (125M-1.1B parameters).
+makes, its softmax and gradients), plus ~4 (16-bit) or 8 (fp32) with a LoRA on the output head
+(its output before the sum; not yet checked against a CUDA peak). Gradient checkpointing keeps
+~2 h bytes per token per layer plus one layer's full activations. QLoRA keeps the linear weights in
+4-bit NF4 (~0.55 bytes per parameter with its scales) but embeddings and norms in fp32, and its fp32
+norms add ~24 h bytes per token per layer. bench/memory_fit.py checks these against CUDA peaks of
+real runs (125M-1.1B parameters).
 
 Time = 4 x params x tokens (forward + activation gradients; the
 frozen weights need no weight gradients) at the benchmarked efficiency, which already folds in how
@@ -83,6 +85,9 @@ class TaskSize:
     gradient_checkpointing: bool = False
     weight_bytes: float = 4  # 4 fp32 (CPU), 2 bf16/fp16 (GPU)
     qlora: bool = False  # 4-bit NF4 linear weights (CUDA); weight_bytes then applies to nothing
+    # LoRA on the output head too (lora_targets "all-linear+head"): its A/B weights, and one more
+    # logits-sized tensor per micro-batch (the adapter's output before it is added to the head's).
+    lora_head: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,7 +106,10 @@ def estimate_memory(shape: ModelShape, task: TaskSize) -> int:
         weights = (shape.params - embeddings) * 0.55 + embeddings * 4
     else:
         weights = shape.params * task.weight_bytes
-    lora = shape.lora_params(task.lora_r) * 4 * 4  # weights, grads, two AdamW moments, fp32
+    lora_params = shape.lora_params(task.lora_r)
+    if task.lora_head:
+        lora_params += task.lora_r * (shape.hidden + shape.vocab)
+    lora = lora_params * 4 * 4  # weights, grads, two AdamW moments, fp32
     tokens = task.micro_batch_size * task.seq_len
     fp32 = task.weight_bytes >= 4 and not task.qlora
     act_scale = 2 if fp32 else 1
@@ -113,7 +121,7 @@ def estimate_memory(shape: ModelShape, task: TaskSize) -> int:
         activations = shape.layers * tokens * 2 * shape.hidden * act_scale + full_layer
     else:
         activations = shape.layers * full_layer
-    logits = tokens * shape.vocab * 14
+    logits = tokens * shape.vocab * (14 + (4 * act_scale if task.lora_head else 0))
     return int(weights + lora + activations + logits)
 
 

@@ -18,6 +18,12 @@ from trainer.models import read_model_config
 from trainer.recipes.base import TrainerError
 
 ALL_LINEAR = "all-linear"
+# Every linear layer including the output head (PEFT's "all-linear" leaves the head out). A LoRA on
+# the head moves the output distribution directly: on a small or barely trained base model that is
+# most of what a short fine-tune can gain (docs/TRAINER.md has the figures). With tied embeddings
+# the adapter changes only the head's output, never the shared input embedding.
+ALL_LINEAR_AND_HEAD = "all-linear+head"
+LORA_TARGET_PRESETS = (ALL_LINEAR, ALL_LINEAR_AND_HEAD)
 
 
 def qlora_available() -> bool:
@@ -70,15 +76,28 @@ def load_tokenizer(model_dir: str | Path) -> Any:
     return tokenizer
 
 
-def lora_config(hp: dict[str, Any]) -> Any:
+def target_modules(targets: str, model: Any = None) -> str | list[str]:
+    """PEFT's ``target_modules`` for a ``lora_targets`` value: a preset or comma-separated names.
+
+    ``all-linear+head`` needs the model: the names of all its linear layers (the head's included)."""
+    if targets == ALL_LINEAR:
+        return ALL_LINEAR
+    if targets == ALL_LINEAR_AND_HEAD:
+        if model is None:
+            raise TrainerError(f"lora_targets {ALL_LINEAR_AND_HEAD!r} is resolved against a loaded model")
+        linears = (name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear))
+        return sorted({name.rsplit(".", 1)[-1] for name in linears})
+    return [name.strip() for name in targets.split(",") if name.strip()]
+
+
+def lora_config(hp: dict[str, Any], model: Any = None) -> Any:
     from peft import LoraConfig
 
-    targets = hp.get("lora_targets", ALL_LINEAR)
     return LoraConfig(
         r=int(hp["lora_r"]),
         lora_alpha=round(float(hp["lora_alpha"])),
         lora_dropout=float(hp["lora_dropout"]),
-        target_modules=targets if targets == ALL_LINEAR else list(targets.split(",")),
+        target_modules=target_modules(str(hp.get("lora_targets", ALL_LINEAR)), model),
         bias="none",
         task_type="CAUSAL_LM",
     )
@@ -102,7 +121,7 @@ def wrap_lora(
     elif gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
-    peft_model = get_peft_model(model, lora_config(hp))
+    peft_model = get_peft_model(model, lora_config(hp, model))
     if init_adapter_dir is not None:
         _load_initial_weights(peft_model, Path(init_adapter_dir))
     return peft_model
@@ -116,7 +135,7 @@ def _load_initial_weights(peft_model: Any, adapter_dir: Path) -> None:
     if not path.is_file():
         raise TrainerError(f"initial adapter {path} is missing; train from fresh weights instead")
     weights = load_file(str(path))
-    expected = get_peft_model_state_dict(peft_model)
+    expected = get_peft_model_state_dict(peft_model, save_embedding_layers=False)
     wrong = sorted(k for k, v in expected.items() if k not in weights or weights[k].shape != v.shape)
     if wrong or len(weights) != len(expected):
         raise TrainerError(

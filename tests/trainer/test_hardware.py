@@ -94,6 +94,10 @@ def test_memory_estimate_moves_the_right_way() -> None:
     long = TaskSize(train_tokens=10**6, micro_batch_size=4, seq_len=1024, weight_bytes=2)
     short = TaskSize(train_tokens=10**6, micro_batch_size=8, seq_len=512, weight_bytes=2)
     assert estimate_memory(shape, long) == estimate_memory(shape, short)
+    # A LoRA on the output head: its weights and optimizer state, and one more logits-sized tensor.
+    head = dataclasses.replace(half, lora_head=True)
+    extra = 16 * 16 * (shape.hidden + shape.vocab) + 4 * 1024 * shape.vocab * 4
+    assert estimate_memory(shape, head) - estimate_memory(shape, half) == extra
 
 
 def test_fit_check_refuses_what_does_not_fit() -> None:

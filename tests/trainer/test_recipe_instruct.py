@@ -88,6 +88,30 @@ def test_adapter_reloads_with_peft_and_scores_the_same(
     assert direct == pytest.approx(eval_loss(tiny_llama_dir, sft_file, Path(result.artifact_dir)), rel=1e-5)
 
 
+def test_the_output_head_adapter_leaves_the_tied_input_embedding_alone(
+    trained: Any, tiny_llama_dir: Path
+) -> None:
+    """The default targets include the head (``all-linear+head``). The tiny model ties its head to the
+    input embedding: the adapter must carry only LoRA tensors and change the head's output, never the
+    shared embedding matrix."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    result, _ = trained
+    names = load_file(str(Path(result.artifact_dir) / ADAPTER_WEIGHTS)).keys()
+    assert any("lm_head.lora_B" in n for n in names) and all(".lora_" in n for n in names)
+    base: Any = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    assert base.config.tie_word_embeddings
+    embedding = base.get_input_embeddings().weight.detach().clone()
+    ids = torch.tensor([[5, 17, 42, 7]])
+    with torch.no_grad():
+        before = base(input_ids=ids).logits
+        model = PeftModel.from_pretrained(base, result.artifact_dir)
+        after = model(input_ids=ids).logits
+    assert torch.equal(model.get_input_embeddings().weight, embedding)
+    assert not torch.allclose(before, after)
+
+
 def test_same_seed_same_losses(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
     _, first = train(tiny_llama_dir, sft_file, tmp_path / "a", max_steps=4, seed=7)
     _, second = train(tiny_llama_dir, sft_file, tmp_path / "b", max_steps=4, seed=7)
@@ -258,9 +282,11 @@ def test_a_job_can_start_from_an_earlier_adapter(
     first, _ = train(tiny_llama_dir, sft_file, tmp_path / "a")
     hp = {**get_recipe("instruct").default_hparams(), **FAST_HP}
     base = load_base_model(tiny_llama_dir, "cpu", torch.float32)
-    loaded = get_peft_model_state_dict(wrap_lora(base, hp, init_adapter_dir=first.artifact_dir))
+    wrapped = wrap_lora(base, hp, init_adapter_dir=first.artifact_dir)
+    loaded = get_peft_model_state_dict(wrapped, save_embedding_layers=False)
     saved = load_file(str(Path(first.artifact_dir) / ADAPTER_WEIGHTS))
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
+    assert any("lm_head.lora_A" in k for k in saved)  # the default targets include the output head
     assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)  # trained, not fresh zeros
     other_rank = {**hp, "lora_r": 2 * int(hp["lora_r"])}
     with pytest.raises(TrainerError, match="does not match"):

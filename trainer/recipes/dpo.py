@@ -380,7 +380,7 @@ class DPORecipe(Recipe):
         reporter.phase("save")
         out = Path(job.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(out), safe_serialization=True)
+        model.save_pretrained(str(out), safe_serialization=True, save_embedding_layers=False)
         metrics = {"train_loss": sum(loop.state.losses[-10:]) / max(1, len(loop.state.losses[-10:]))}
         if val_set:
             reporter.phase("validate")

@@ -404,7 +404,7 @@ class GRPORecipe(Recipe):
         reporter.phase("save")
         out = Path(job.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(out), safe_serialization=True)
+        model.save_pretrained(str(out), safe_serialization=True, save_embedding_layers=False)
         tail = loop.mean_rewards[-10:]
         metrics = {"train_mean_reward": sum(tail) / max(1, len(tail))}
         if val_set:

@@ -22,7 +22,15 @@ from trainer.checkpoint import job_fingerprint
 from trainer.data import SFTExample, load_examples, split, tokenize_for_sft
 from trainer.evaluate import masked_test_loss
 from trainer.loop import SCHEDULES, LoopSettings, TrainingLoop
-from trainer.lora import load_adapter, load_base_model, load_tokenizer, qlora_available, wrap_lora
+from trainer.lora import (
+    ALL_LINEAR,
+    ALL_LINEAR_AND_HEAD,
+    load_adapter,
+    load_base_model,
+    load_tokenizer,
+    qlora_available,
+    wrap_lora,
+)
 from trainer.models import pick_device, pick_dtype
 from trainer.packing import PackedRow, pack_examples
 from trainer.recipes.base import (
@@ -89,7 +97,7 @@ class InstructRecipe(Recipe):
             "lora_r": 16,
             "lora_alpha": 32.0,
             "lora_dropout": 0.05,
-            "lora_targets": "all-linear",
+            "lora_targets": ALL_LINEAR_AND_HEAD,
             "gradient_checkpointing": False,
             "qlora": False,
         }
@@ -108,7 +116,8 @@ class InstructRecipe(Recipe):
             "lora_alpha": ParamSpec("float_log", 4.0, 128.0),
             "lora_dropout": ParamSpec("float", 0.0, 0.2),
             "lora_targets": ParamSpec(
-                "categorical", choices=("all-linear", "q_proj,v_proj", "q_proj,k_proj,v_proj,o_proj")
+                "categorical",
+                choices=(ALL_LINEAR_AND_HEAD, ALL_LINEAR, "q_proj,v_proj", "q_proj,k_proj,v_proj,o_proj"),
             ),
         }
 
@@ -163,7 +172,7 @@ class InstructRecipe(Recipe):
         reporter.phase("save")
         out = Path(job.output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(str(out), safe_serialization=True)
+        model.save_pretrained(str(out), safe_serialization=True, save_embedding_layers=False)
         metrics = {"train_loss": _tail_mean(loop.state.losses)}
         if val_set:
             reporter.phase("validate")
