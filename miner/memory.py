@@ -61,7 +61,7 @@ class TrainingDevice:
     """Where a job of this miner trains, and how much of its memory the job may use."""
 
     name: str  # "cpu" or "cuda:N"
-    free_mb: int
+    free_mb: int  # 0 on a GPU: unknown (no NVML)
 
     @property
     def cuda(self) -> bool:
@@ -115,6 +115,12 @@ def read_config(base_dir: Path) -> dict[str, Any]:
 def estimate_fit(base_dir: Path, kind: str, hparams: dict[str, Any], device: TrainingDevice) -> Verdict:
     """Whether the job's estimated peak fits ``device``; refused (with what to change) when not."""
     size = task_size(kind, hparams, device.cuda)
+    if device.cuda and device.free_mb <= 0:  # NVML absent: the GPU's memory cannot be read
+        return Verdict(
+            True,
+            f"the free memory of {device.name} is unknown (install nvidia-ml-py: "
+            "pip install 'magnet[gpu]'): the memory fit is not checked",
+        )
     if size is None:
         return Verdict(True, f"no memory estimate for {kind} tasks (admitted on the base model's size)")
     try:

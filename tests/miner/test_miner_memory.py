@@ -97,7 +97,7 @@ def test_the_mirrored_defaults_are_the_recipes_defaults() -> None:
         assert {k: defaults[k] for k in mirrored} == mirrored, kind
 
 
-def test_the_device_follows_the_gpu_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_device_follows_the_gpu_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import miner.memory as memory
 
     monkeypatch.setattr(memory, "gpu_free_mb", lambda ttl_s=10.0: {0: 20_000, 1: 5_000})
@@ -106,6 +106,10 @@ def test_the_device_follows_the_gpu_setting(monkeypatch: pytest.MonkeyPatch) -> 
     assert training_device("cpu", 8000, 2000) == TrainingDevice("cpu", 2000)
     monkeypatch.setattr(memory, "gpu_free_mb", lambda ttl_s=10.0: {})
     assert training_device("auto", 8000, 0) == TrainingDevice("cpu", 8000)
+    unknown = training_device("cuda:0", 8000, 0)  # a GPU named, but no NVML to read its memory
+    assert unknown == TrainingDevice("cuda:0", 0)
+    verdict = estimate_fit(model_dir(tmp_path, LLAMA_7B), "instruct", {}, unknown)
+    assert verdict.ok and "nvidia-ml-py" in verdict.reason
 
 
 def test_a_job_that_does_not_fit_is_given_up_after_the_download_before_training(tmp_path: Path) -> None:
