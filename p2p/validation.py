@@ -13,6 +13,7 @@ the peer book, so it is unit-tested without hosts; ``p2p.gossip`` wires it into 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -36,6 +37,7 @@ from protocol.messages import (
 from protocol.signing import Domain, SignedMessage, recover_signer
 
 log = logging.getLogger("magnet.p2p")
+UNKNOWN_SIGNERS_KEPT = 4096  # refused signers remembered for confirmed_outsider
 
 TOPIC_PREFIX = "/magnet/1/"
 
@@ -98,6 +100,10 @@ class ChainAuthorizer:
     validator is heard within seconds). A failed read keeps the last set and logs why. The static
     list (the network profile's ``validators``) is always accepted: networks without a chain, or
     an override while the chain is down.
+
+    A refusal penalises the relaying peer only once a read that began after the signer was first
+    refused still lacks it (``confirmed_outsider``): honest peers relaying a validator registered
+    since our last read are not pushed towards a ban.
     """
 
     def __init__(self, fetch: Callable[[], Iterable[str]], static: Iterable[str] = (),
@@ -115,14 +121,27 @@ class ChainAuthorizer:
         self.reads = 0
         self.failures = 0
         self._attempted_at: float | None = None
+        self._read_started: float | None = None  # clock() at the start of the last good read
         self._early = False
+        self._unknown: OrderedDict[str, float] = OrderedDict()  # refused signer -> first refused
+        self._unknown_lock = threading.Lock()  # is_validator (trio thread) vs refresh (worker)
 
     def is_validator(self, address: str) -> bool:
         key = address.lower()
         if key in self.chain or key in self.static:
             return True
         self._early = True  # perhaps registered since the last read: read again soon
+        if key not in self._unknown:
+            with self._unknown_lock:
+                self._unknown[key] = self.clock()
+                while len(self._unknown) > UNKNOWN_SIGNERS_KEPT:
+                    self._unknown.popitem(last=False)
         return False
+
+    def confirmed_outsider(self, address: str) -> bool:
+        """True when a read that began after ``address`` was first refused did not list it."""
+        first = self._unknown.get(address.lower())
+        return first is not None and self._read_started is not None and self._read_started > first
 
     def due(self) -> bool:
         """Whether a read is wanted now: never done, ``refresh_s`` old, or asked for early."""
@@ -133,7 +152,7 @@ class ChainAuthorizer:
 
     def refresh(self) -> bool:
         """Read the set (blocking); on failure keep the last one. True when the read worked."""
-        self._attempted_at = self.clock()
+        started = self._attempted_at = self.clock()
         self._early = False
         try:
             found = frozenset(a.lower() for a in self.fetch())
@@ -147,6 +166,10 @@ class ChainAuthorizer:
         if found != self.chain:
             log.info("validator set from the chain: %d (was %d)", len(found), len(self.chain))
         self.chain = found
+        self._read_started = started
+        with self._unknown_lock:
+            for key in found.intersection(self._unknown):
+                del self._unknown[key]  # a validator now: a later refusal starts afresh
         self.loaded_at = self.clock()
         self.loaded_wall = time.time()
         self.last_error = ""
@@ -251,7 +274,8 @@ class MessageChecker:
         if binding is not None:
             return binding
         if msg.TYPE in VALIDATOR_ONLY and not self.authorizer.is_validator(signer):
-            return Reject("unauthorized")
+            confirmed = getattr(self.authorizer, "confirmed_outsider", None)
+            return Reject("unauthorized", penalise=confirmed(signer) if callable(confirmed) else True)
         first = self.first_seen.get(msg_id)
         if first is not None and first != gossip_key:
             return Reject("replay")

@@ -161,12 +161,19 @@ def test_chain_validators_over_gossip(chain: Chain, tmp_path: Path) -> None:
             await wait_for(lambda: refused() == 1, 10, "the outsider's announcement refused",
                            lambda: miner.gossip.rejected_by_reason)
             assert announcements_from(chain.outsider) == 0
+            outsider_id = outsider.peer_id.to_string()
+            assert miner.reputation.rejections.get(outsider_id, 0) == 0  # perhaps registered since the read
+            await wait_for(lambda: miner_auth.confirmed_outsider(chain.outsider.address), 10,
+                           "a read after the refusal")
+            await raw(outsider, chain.outsider)
+            await wait_for(lambda: refused() == 2, 10, "the outsider refused again")
+            assert miner.reputation.rejections.get(outsider_id, 0) == 1  # now it counts against the relay
 
             await trio.to_thread.run_sync(lambda: chain.registry(chain.v2).request_unstake(2 * ETHER))
             await wait_for(lambda: not miner_auth.is_validator(chain.v2.address), 10,
                            "v2 dropped after a read")
             await raw(v2, chain.v2)
-            await wait_for(lambda: refused() == 2, 10, "v2's announcement refused after unstaking",
+            await wait_for(lambda: refused() == 3, 10, "v2's announcement refused after unstaking",
                            lambda: miner.gossip.rejected_by_reason)
 
             failures = miner_auth.failures
@@ -188,7 +195,7 @@ def test_chain_authorizer_refresh_rules() -> None:
     """Reads when due, early (rate-limited) for an unknown signer, keeps the set on failure, and
     always accepts the static list."""
     now = [0.0]
-    answers: list[Any] = [["0xAa"], RuntimeError("node down"), ["0xBb"]]
+    answers: list[Any] = [["0xAa"], RuntimeError("node down"), ["0xBb"], ["0xBb"]]
 
     def fetch() -> list[str]:
         answer = answers.pop(0)
@@ -201,7 +208,7 @@ def test_chain_authorizer_refresh_rules() -> None:
     assert auth.refresh() and auth.is_validator("0xAA") and not auth.due()
     now[0] = 5.0
     assert not auth.is_validator("0xbb")  # unknown: an early read is wanted, but not before recheck_s
-    assert not auth.due()
+    assert not auth.due() and not auth.confirmed_outsider("0xbb")  # not re-read yet: no penalty
     now[0] = 10.0
     assert auth.due()
     assert not auth.refresh()  # the chain fails: the last set stays
@@ -211,6 +218,10 @@ def test_chain_authorizer_refresh_rules() -> None:
     now[0] = 70.0
     assert auth.due() and auth.refresh()
     assert auth.is_validator("0xbb") and not auth.is_validator("0xaa")
+    assert not auth.confirmed_outsider("0xaa")  # dropped by this read: refused since, not re-read
+    now[0] = 131.0
+    assert auth.refresh() and auth.confirmed_outsider("0xaa")  # a later read lacks it: penalised now
+    assert not auth.confirmed_outsider("0xdd")  # never refused
     summary = auth.summary()
     assert summary["chain"] == 1 and summary["static"] == 1 and summary["error"] == ""
 
