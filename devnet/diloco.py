@@ -29,7 +29,9 @@ import torch
 import trio
 from libp2p.peer.peerinfo import PeerInfo
 
-from miner.diloco_net import NetworkMiner
+from miner.db import MinerDB
+from miner.diloco_net import NetworkMiner, claim_held
+from node.store import Store
 from p2p.config import P2PConfig
 from p2p.service import LocalPeer, P2PService
 from p2p.validation import Accept, AllowListAuthorizer
@@ -40,13 +42,18 @@ from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params
 from trainer.diloco.spec import RoundSpec
 from trainer.diloco.world import SHARED_DATASETS, World, build_world
+from validator.db import ValidatorDB
 from validator.diloco.network import NetworkValidator
 from validator.diloco.receipts import RoundRewards
 from validator.diloco.rounds import KIND, DilocoValidator, RoundConfig, RoundResult
+from validator.epoch_close import EpochCloser
+from validator.service import P2PNet, registry_access
+from wallet.devnet import DevnetChain, start_embedded_chain
 from wallet.receipts import verify_receipt
+from wallet.registry import RegistryParams
 from wallet.signer import LocalSigner
 
-DOMAIN = Domain(chain_id=31337, verifying_contract="0x" + "d1" * 20, salt=b"devnet-diloco".ljust(32, b"."))
+SALT = b"devnet-diloco".ljust(32, b".")
 ROUND_EMISSION = 10**18  # base units split among the accepted of each round
 NAMES = ["honest-1", "honest-2", "honest-3", "noise", "liar", "quitter"]
 
@@ -95,9 +102,17 @@ async def run_network(world: World, root: Path, rounds: int, inner_steps: int, s
                       compression=CompressionConfig(scheme=scheme))  # fmt: skip
     core = DilocoValidator(world.model, dict(world.params), world.shards, world.val, cfg, b"devnet-secret")
     v_signer = LocalSigner.create()
-    net_v = NetworkValidator(core, v_signer, rewards=RoundRewards(emission=ROUND_EMISSION))
+    # One epoch holds every round; its emission is what the rounds hand out, so the claimed balances
+    # equal the receipts' amounts (the registry scales a lone poster's leaves to the whole emission).
+    params = RegistryParams(epoch_length=3600, emission_per_epoch=rounds * ROUND_EMISSION)
+    chain = start_embedded_chain([v_signer], params=params, serve=False)
+    domain = Domain(chain.chain_id, chain.deployment.registry, SALT)  # the devnet chain's own domain
+    v_registry = chain.registry(v_signer)
+    v_db = ValidatorDB(Store(root / "validator.sqlite"))
+    rewards = RoundRewards(emission=ROUND_EMISSION, epoch_of=lambda _ms: v_registry.current_epoch())
+    net_v = NetworkValidator(core, v_signer, rewards=rewards, db=v_db)
     auth = AllowListAuthorizer([v_signer.address])
-    v_p2p = P2PService(_config(), root / "validator", DOMAIN, LocalPeer(v_signer, ROLE_VALIDATOR),
+    v_p2p = P2PService(_config(), root / "validator", domain, LocalPeer(v_signer, ROLE_VALIDATOR),
                        authorizer=auth, push_policy=net_v.allow_push)  # fmt: skip
     miners: list[NetworkMiner] = []
     services: list[P2PService] = []
@@ -108,8 +123,10 @@ async def run_network(world: World, root: Path, rounds: int, inner_steps: int, s
         cls = NoiseMiner if name == "noise" else DilocoMiner
         worker = cls(signer.address, copy.deepcopy(world.model), world.shards)
         net_cls = {"quitter": QuittingMiner, "liar": ShardLiar}.get(name, NetworkMiner)
-        miners.append(net_cls(worker, signer, v_signer.address, dict(world.params), cfg.inner))
-        services.append(P2PService(_config(), root / f"miner{i}", DOMAIN, LocalPeer(signer, ROLE_MINER),
+        miners.append(net_cls(worker, signer, v_signer.address, dict(world.params), cfg.inner,
+                              db=MinerDB(Store(root / f"miner{i}.sqlite"))))  # fmt: skip
+        chain.fund(signer.address)  # gas for its own claim
+        services.append(P2PService(_config(), root / f"miner{i}", domain, LocalPeer(signer, ROLE_MINER),
                                    authorizer=auth))  # fmt: skip
     results: list[RoundResult] = []
     async with trio.open_nursery() as nursery:
@@ -129,20 +146,54 @@ async def run_network(world: World, root: Path, rounds: int, inner_steps: int, s
             result = await net_v.run_round(expected=expected)
             results.append(result)
             _print_round(result, names, time.monotonic() - started)
+        await _close_epoch_and_claim(chain, v_db, v_p2p, net_v, miners, names, root / "epochs")
         for service in [v_p2p, *services]:
             service.stop()
     for m in miners:
         for err in m.errors:
             print(f"  ({names[m.signer.address]}: {err})")
-    _print_receipts([s for m in miners for s in m.receipts], names)
+    _print_receipts([s for m in miners for s in m.receipts], names, domain)
     return results, core, names
 
 
-def _print_receipts(receipts: list[SignedMessage], names: dict[str, str]) -> None:
+async def _close_epoch_and_claim(chain: DevnetChain, v_db: ValidatorDB, v_p2p: P2PService,
+                                 net_v: NetworkValidator, miners: list[NetworkMiner],
+                                 names: dict[str, str], epochs_dir: Path) -> None:  # fmt: skip
+    """The validator's ordinary epoch close (epoch file, root on chain, proofs in val_proof), the
+    proofs delivered to the miners' receipt books, then each miner's own claim (claim_proofs)."""
+    epochs = v_db.epochs_with_receipts()
+    if not epochs:
+        return
+    chain.advance_to_epoch(epochs[-1] + 1)
+    signer = net_v.signer
+    closer = EpochCloser(v_db, v_p2p.domain, signer, P2PNet(v_p2p),
+                         registry_access(chain.registry(signer), signer.address),  # type: ignore[arg-type]
+                         epochs_dir)  # fmt: skip
+    await closer.run_once()
+    for epoch in epochs:
+        row = v_db.epoch(epoch)
+        state = f"{row['state']} (root {bytes(row['root']).hex()[:12]})" if row else "not closed"
+        print(f"epoch {epoch}: {len(v_db.receipts(epoch=epoch))} round receipts, {state}")
+    await net_v.deliver_pending()
+    await _wait(lambda: all(len(m.db.proofs()) == len(m.db.receipts()) for m in miners if m.db),
+                30, "the proofs to reach the miners")  # fmt: skip
+    chain.advance_to_epoch(epochs[-1] + 2)  # claims open once the posting window has closed
+    print("claimed per miner (proofs, MAG on chain):")
+    for m in miners:
+        assert m.db is not None
+        registry = chain.registry(m.signer)  # type: ignore[arg-type]
+        outcomes = await trio.to_thread.run_sync(claim_held, m.db, registry)
+        paid = sum(o.proof.amount for o in outcomes if o.status == "claimed")
+        balance = registry.token_balance(m.signer.address)
+        name = names[m.signer.address]
+        print(f"  {name:9} {len(outcomes)} {balance / 10**18:.4f} (leaf amounts {paid / 10**18:.4f})")
+
+
+def _print_receipts(receipts: list[SignedMessage], names: dict[str, str], domain: Domain) -> None:
     """Per miner: the validator-signed round receipts it holds (delivered to it) and their total."""
     held: dict[str, list[int]] = {n: [] for n in names.values()}
     for signed in receipts:
-        verify_receipt(signed, DOMAIN)
+        verify_receipt(signed, domain)
         receipt = signed.message
         assert isinstance(receipt, Receipt)
         held[names[receipt.miner]].append(receipt.amount)

@@ -17,15 +17,18 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import trio
 
+from miner.db import MinerDB
+from miner.rewards import RewardRejected, accept_proof
 from p2p.reqresp import RequestRefused
 from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
 from protocol.encoding import decode
 from protocol.messages import DilocoContribution, DilocoRound, Receipt, receipt_hash
-from protocol.routes import RECEIPT
+from protocol.routes import PROOF, RECEIPT
 from protocol.signing import SignedMessage, SignerLike, sign
 from trainer.diloco.config import CompressionConfig, InnerConfig
 from trainer.diloco.miner import DilocoMiner
@@ -33,6 +36,9 @@ from trainer.diloco.params import Params, params_from_bytes
 from trainer.diloco.shards import shard_for
 from trainer.diloco.spec import RoundSpec
 from wallet.receipts import verify_receipt
+
+if TYPE_CHECKING:
+    from wallet.rewards import ClaimOutcome
 
 log = logging.getLogger("magnet.diloco")
 
@@ -72,15 +78,37 @@ class NetworkMiner:
     errors: list[str] = field(default_factory=list)
     on_round: Callable[[DilocoRound], None] | None = None
     receipts: list[SignedMessage] = field(default_factory=list)  # round receipts from ``validator``
+    db: MinerDB | None = None  # the receipt book: receipts and proofs kept here are claimed as usual
 
-    def attach(self, p2p: P2PService, nursery: trio.Nursery) -> None:
+    def attach(self, p2p: P2PService, nursery: trio.Nursery, serve_routes: bool = True) -> None:
+        """Follow the rounds; with ``serve_routes`` also serve RECEIPT and PROOF (a miner service
+        that serves them itself hands DiLoCo receipts to ``take_receipt`` instead)."""
         self.p2p = p2p
         self._nursery = nursery
         p2p.gossip.on(DilocoRound, self._on_round)
-        p2p.requests.register(RECEIPT, self._on_receipt, max_request=4096)
+        if serve_routes:
+            p2p.requests.register(RECEIPT, self._on_receipt, max_request=4096)
+            p2p.requests.register(PROOF, self._on_proof, max_request=16384)
+
+    async def _on_proof(self, _peer: str, payload: bytes) -> bytes:
+        """Keep the epoch proof of a round receipt held in the book (checked against it)."""
+        if self.db is None or self.p2p is None:
+            raise RequestRefused("this miner keeps no receipt book")
+        try:
+            proof, new = accept_proof(self.db, payload, self.p2p.domain)
+        except RewardRejected as exc:
+            raise RequestRefused(str(exc)) from None
+        if new:
+            log.info("diloco proof for epoch %d: %d units", proof.epoch, proof.amount)
+        return b""
 
     async def _on_receipt(self, _peer: str, payload: bytes) -> bytes:
-        """Keep a round receipt signed by the followed validator for this miner; refuse anything else."""
+        self.take_receipt(payload)
+        return b""
+
+    def take_receipt(self, payload: bytes) -> SignedMessage:
+        """Keep a round receipt signed by the followed validator for this miner (in memory and in the
+        receipt book ``db``); refuse anything else with ``RequestRefused``."""
         assert self.p2p is not None
         try:
             signed = decode(payload)
@@ -92,11 +120,15 @@ class NetworkMiner:
             raise RequestRefused("the receipt names another miner")
         if signer.lower() != self.validator.lower():
             raise RequestRefused("the receipt is from a validator this miner does not follow")
-        if all(receipt_hash(receipt) != receipt_hash(r.message) for r in self.receipts):  # type: ignore[arg-type]
+        digest = receipt_hash(receipt)
+        if all(digest != receipt_hash(r.message) for r in self.receipts):  # type: ignore[arg-type]
             self.receipts.append(signed)
             log.info("diloco receipt: rank %d of %d, %d units in epoch %d",
                      receipt.rank, receipt.pool_size, receipt.amount, receipt.epoch)  # fmt: skip
-        return b""
+        if self.db is not None:
+            self.db.add_receipt("0x" + receipt.task_id.hex(), receipt.validator, receipt.epoch, receipt.rank,
+                                receipt.pool_size, receipt.amount, digest.hex(), payload)  # fmt: skip
+        return signed
 
     def _on_round(self, accepted: Accept, origin: str) -> None:
         msg = accepted.signed.message
@@ -134,3 +166,17 @@ class NetworkMiner:
         except Exception as exc:  # one failed round must not stop the miner; the validator marks it missing
             log.warning("diloco round %d failed: %s", msg.round, exc)
             self.errors.append(f"round {msg.round}: {exc}")
+
+
+def claim_held(db: MinerDB, registry: Any) -> list[ClaimOutcome]:
+    """Claim every unclaimed proof in the receipt book through ``wallet.rewards.claim_proofs`` (as
+    ``MinerService`` does) and mark the claimed ones; for a miner run without the service."""
+    from wallet.rewards import claim_proofs  # web3 underneath: imported when there is a claim
+
+    proofs = [decode(bytes(row["signed"])).message for row in db.proofs(claimed=False)]
+    outcomes = claim_proofs(registry, proofs)  # type: ignore[arg-type]  # rows hold ReceiptProofs only
+    for outcome in outcomes:
+        if outcome.status != "refused":
+            tx = str(getattr(outcome.result, "tx_hash", "")) or "claimed by someone else"
+            db.mark_claimed(outcome.proof.receipt_hash.hex(), tx)
+    return outcomes

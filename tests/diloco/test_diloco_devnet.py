@@ -48,6 +48,14 @@ def test_magnet_devnet_kind_diloco_runs_rounds() -> None:
     want = {"honest-1": 3, "honest-2": 3, "honest-3": 3, "noise": 0, "liar": 0, "quitter": 1}
     assert {n: c for n, (c, _) in held.items()} == want
     assert sum(total for _, total in held.values()) == pytest.approx(3.0, abs=1e-3)  # 1 MAG a round
+    # the ordinary epoch path: one root posted over the 10 round receipts, proofs to the miners' books,
+    # each miner's own claim (wallet.rewards.claim_proofs); the balances on chain are the receipts'
+    assert any(ln.startswith("epoch 0: 10 round receipts, posted") for ln in lines), lines
+    start = lines.index("claimed per miner (proofs, MAG on chain):") + 1
+    claimed = {ln.split()[0]: (int(ln.split()[1]), float(ln.split()[2])) for ln in lines[start : start + 6]}
+    assert {n: c for n, (c, _) in claimed.items()} == want
+    for name, (_, balance) in claimed.items():
+        assert balance == pytest.approx(held[name][1], abs=1e-3), (name, balance, held[name])
     ratings = lines[lines.index("ratings (OpenSkill ordinal, best first):") + 1 :]
     assert {r.split()[0] for r in ratings[-2:]} == {"noise", "liar"}
     assert {r.split()[0] for r in ratings[:3]} == {"honest-1", "honest-2", "honest-3"}

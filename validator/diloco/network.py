@@ -36,11 +36,13 @@ from p2p.validation import Accept
 from protocol import strict_json
 from protocol.encoding import encode
 from protocol.messages import ZERO32, DilocoContribution, DilocoRound
-from protocol.routes import RECEIPT
+from protocol.routes import PROOF, RECEIPT
 from protocol.signing import SignedMessage, SignerLike, sign
 from trainer.diloco.shards import shard_for
+from validator.db import ValidatorDB
+from validator.diloco.ledger import store_round_receipts
 from validator.diloco.notices import notice_problem
-from validator.diloco.receipts import RoundRewards, round_receipts
+from validator.diloco.receipts import RoundRewards, round_receipts, round_task_id
 from validator.diloco.rounds import DilocoValidator, RoundResult
 
 log = logging.getLogger("magnet.diloco")
@@ -59,9 +61,11 @@ class NetworkValidator:
     when building the service, so miners can push their pseudo-gradients to it)."""
 
     def __init__(self, core: DilocoValidator, signer: SignerLike, task_id: bytes | None = None,
-                 state_dir: Path | None = None, rewards: RoundRewards | None = None) -> None:  # fmt: skip
+                 state_dir: Path | None = None, rewards: RoundRewards | None = None,
+                 db: ValidatorDB | None = None) -> None:  # fmt: skip
         self.core = core
         self.rewards = rewards
+        self.db = db  # with it, receipts go to val_receipt (ledger.py): epochs, roots, proofs, claims
         self.receipts: list[SignedMessage] = []  # every receipt signed so far (with ``rewards``)
         self.signer = signer
         self.state_dir = state_dir
@@ -73,6 +77,9 @@ class NetworkValidator:
             self._prev_hash = bytes.fromhex(str(saved["prev_model_sha256"]))
             log.info("diloco: continuing task %s after round %d", self.task_id.hex()[:12], core.round)
         self.shard_seed = hashlib.sha256(b"magnet-diloco-shards" + self.task_id).digest()
+        # Without a db the nonces continue after the receipts already written to receipts.hex.
+        hex_file = state_dir / "receipts.hex" if state_dir is not None else None
+        self._nonce_base = len(hex_file.read_text().split()) if hex_file and hex_file.exists() else 0
         self.p2p: P2PService | None = None
         self.round_msg: DilocoRound | None = None
         self._pushes: dict[str, int] = {}
@@ -184,29 +191,67 @@ class NetworkValidator:
 
     async def _deliver(self, receipts: dict[str, SignedMessage]) -> None:
         """Send each receipt to its miner over a connection the miner opened (never dialling it);
-        one that cannot be delivered now is logged and kept in ``receipts`` / ``receipts.hex``."""
-        assert self.p2p is not None
+        one that cannot be delivered now is logged and kept (``val_receipt``, else ``receipts.hex``)."""
         for miner, signed in receipts.items():
-            peer = self.p2p.peerbook.peer_of(miner)
-            try:
-                if peer is None:
-                    raise ValueError("no known peer for that address")
-                await self.p2p.requests.request(peer, RECEIPT, encode(signed), dial=False, timeout=10.0)
-            except (RequestFailed, RequestRefused, ValueError) as exc:
-                log.warning("diloco receipt for %s not delivered: %s", miner, exc)
+            if await self._send(miner, RECEIPT, encode(signed)) and self.db is not None:
+                task_id = "0x" + signed.message.task_id.hex()  # type: ignore[attr-defined]
+                self.db.mark("val_receipt", "delivered", {"task_id": task_id, "miner": miner})
+
+    async def _send(self, miner: str, route: str, payload: bytes) -> bool:
+        assert self.p2p is not None
+        peer = self.p2p.peerbook.peer_of(miner)
+        try:
+            if peer is None:
+                raise ValueError("no known peer for that address")
+            await self.p2p.requests.request(peer, route, payload, dial=False, timeout=10.0)
+            return True
+        except (RequestFailed, RequestRefused, ValueError) as exc:
+            log.warning("diloco %s for %s not delivered: %s", route, miner, exc)
+            return False
+
+    def round_task_ids(self) -> list[str]:
+        """The task ids (0x hex) of this run's rounds so far, as stored in ``val_receipt``."""
+        return ["0x" + round_task_id(self.task_id, r).hex() for r in range(self.core.round + 1)]
+
+    async def deliver_pending(self) -> int:
+        """Send this run's receipts and epoch proofs not delivered yet (the validator service's
+        delivery loop only knows task joiners); returns how many were delivered now."""
+        if self.db is None:
+            return 0
+        ids, sent = set(self.round_task_ids()), 0
+        for r in self.db.receipts():
+            if r["task_id"] not in ids or r["delivered"]:
+                continue
+            if await self._send(r["miner"], RECEIPT, bytes(r["signed"])):
+                self.db.mark("val_receipt", "delivered", {"task_id": r["task_id"], "miner": r["miner"]})
+                sent += 1
+        for p in self.db.proofs():
+            if p["task_id"] not in ids or p["delivered"]:
+                continue
+            if await self._send(p["miner"], PROOF, bytes(p["signed"])):
+                keys = {"epoch": p["epoch"], "task_id": p["task_id"], "miner": p["miner"]}
+                self.db.mark("val_proof", "delivered", keys)
+                sent += 1
+        return sent
 
     def _sign_receipts(self, result: RoundResult, wire_round: int) -> dict[str, SignedMessage]:
         assert self.rewards is not None and self.p2p is not None
         issued = now_ms()
-        out = round_receipts(
-            result, self.task_id, epoch=self.rewards.epoch_of(issued), emission=self.rewards.emission,
-            domain=self.p2p.domain, signer=self.signer, payouts=self.rewards.payouts,
-            first_nonce=len(self.receipts), issued_at=issued, round_number=wire_round,
-        )  # fmt: skip
+        if self.db is not None:
+            out = store_round_receipts(
+                self.db, result, self.task_id, wire_round=wire_round, rewards=self.rewards,
+                domain=self.p2p.domain, signer=self.signer, now_ms=issued,
+            )  # fmt: skip
+        else:
+            out = round_receipts(
+                result, self.task_id, epoch=self.rewards.epoch_of(issued), emission=self.rewards.emission,
+                domain=self.p2p.domain, signer=self.signer, payouts=self.rewards.payouts,
+                first_nonce=self._nonce_base + len(self.receipts), issued_at=issued, round_number=wire_round,
+            )  # fmt: skip
         self.receipts.extend(out.receipts.values())
         for miner, reason in out.excluded.items():
             log.info("diloco round %d: no receipt for %s (%s)", wire_round, miner, reason)
-        if self.state_dir is not None and out.receipts:
+        if self.state_dir is not None and self.db is None and out.receipts:
             with (self.state_dir / "receipts.hex").open("a") as f:
                 f.writelines(encode(s).hex() + "\n" for s in out.receipts.values())
         return out.receipts

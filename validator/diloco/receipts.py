@@ -14,8 +14,8 @@ enter an epoch file and Merkle root like a task receipt. Field mapping:
 Excluded miners (any verdict with a reason: no_improvement, wrong_shard, missing, ...) get no
 receipt; their reason is returned so the caller can record it.
 
-Not yet done (issue #9): storing these in the validator's database (``val_receipt``) so the epoch
-path picks them up, and sending them to the miners; see docs/DILOCO.md.
+``validator.diloco.ledger`` stores them in the validator's ``val_receipt`` (nonces from its stored
+counter), from where the ordinary epoch close posts their root and makes their proofs.
 """
 
 from __future__ import annotations
