@@ -44,3 +44,43 @@ class TrainerConfig:
             "(from 30 s it races a few candidates in equal time slots)."
         },
     )
+
+
+@dataclass
+class DilocoConfig:
+    """Settings of DiLoCo rounds (section ``[diloco]``; validator/diloco, miner/diloco_net.py)."""
+
+    enabled: bool = field(
+        default=False,
+        metadata={"help": "Validator: run DiLoCo rounds; miner: join the rounds its validator announces."},
+    )
+    rounds: int = field(default=3, metadata={"help": "Validator: rounds to run (0: until stopped)."})
+    inner_steps: int = field(default=10, metadata={"help": "H: inner AdamW steps a miner runs per round."})
+    compression: str = field(
+        default="int8", metadata={"help": "Pseudo-gradient compression: int8, int4, int2 or topk."}
+    )
+    round_s: float = field(default=120.0, metadata={"help": "Validator: deadline of each round, seconds."})
+    expected: int = field(
+        default=0,
+        metadata={
+            "help": "Validator: close a round once this many contributions are handled (0: at the deadline)."
+        },
+    )
+    base_model: str = field(
+        default="tiny-world",
+        metadata={
+            "help": "Base model of the run; only the built-in two-domain tiny Llama, tiny-world, so far."
+        },
+    )
+    datasets: str = field(
+        default="",
+        metadata={"help": "Folder with the GSM8K and HH files of the shards ('': the shared datasets)."},
+    )
+    texts: int = field(default=60, metadata={"help": "Texts per domain cut into shards."})
+    validator: str = field(
+        default="", metadata={"help": "Miner: the validator whose rounds to join ('': the profile's first)."}
+    )
+    emission_per_round: float = field(
+        default=1.0,
+        metadata={"help": "Validator: MAG each round splits among its accepted miners (receipts)."},
+    )
