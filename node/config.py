@@ -28,7 +28,7 @@ import tomli_w
 
 from miner.config import MinerConfig
 from p2p.config import P2PConfig
-from trainer.config import TrainerConfig
+from trainer.config import DilocoConfig, TrainerConfig
 from validator.config import ValidatorConfig
 from wallet.config import ChainConfig, WalletConfig
 
@@ -74,6 +74,7 @@ class Config:
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     miner: MinerConfig = field(default_factory=MinerConfig)
     validator: ValidatorConfig = field(default_factory=ValidatorConfig)
+    diloco: DilocoConfig = field(default_factory=DilocoConfig)
 
 
 def default_config_path() -> Path:
