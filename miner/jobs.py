@@ -47,6 +47,9 @@ class JobSpec:
     budget_fraction: float = 1.0
     search: dict[str, Any] = field(default_factory=dict)  # trainer.autoresearch.SearchSettings fields
     search_cutoff: float = 0.0  # unix time: no final run started by then -> train with defaults instead
+    # > 0 with a deadline: once the child is ready the cutoff moves to this share of the time it has
+    # left (a slow start must not eat the search's time: under load the start alone took 30-45 s)
+    search_share: float = 0.0
 
 
 @dataclass
@@ -168,6 +171,9 @@ class JobDriver:
             alive = True
             if event.get("event") == "ready":
                 self.on_ready(time.monotonic() - spawned)
+                if spec.search_share > 0 and spec.deadline > 0:
+                    now = time.time()
+                    spec.search_cutoff = now + spec.search_share * max(0.0, spec.deadline - now)
             if event.get("event") == "final_plan":
                 self.final_started = True
             self.on_event(event)

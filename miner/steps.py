@@ -41,6 +41,7 @@ STARTUP_DEFAULT_S = 15.0
 STARTUP_MARGIN = 1.25
 STARTUP_FLOOR_S = 1.0
 STARTUP_DECAY = 0.3  # weight of a faster measurement against the estimate
+SEARCH_SHARE = 0.6  # of the time left once the child is ready: no final run by then -> train plainly
 
 
 class GiveUp(Exception):
@@ -284,10 +285,20 @@ class TaskSteps:
             deadline = fresh.commit_by - cfg.commit_margin_s - EXPORT_RESERVE_S
             self.svc.job_started, self.svc.job_budget_s = time.monotonic(), max(1.0, deadline - time.time())
             # No final run by 60 % of the time left after start-up: the search overran; train plainly.
+            # The driver moves the cutoff to 60 % of what is left when the child says it is ready.
             ready = time.time() + min(self.startup_reserve(fresh.kind), left / 2)
-            cutoff = ready + 0.6 * (deadline - ready)
+            cutoff = ready + SEARCH_SHARE * (deadline - ready)
             search = {"max_trials": cfg.search_max_trials, "final_fraction": cfg.search_final_fraction}
-            return JobSpec(train, cfg.autoresearch, fresh.plan, deadline, cfg.budget_fraction, search, cutoff)
+            return JobSpec(
+                train,
+                cfg.autoresearch,
+                fresh.plan,
+                deadline,
+                cfg.budget_fraction,
+                search,
+                cutoff,
+                SEARCH_SHARE,
+            )
 
         self.driver = JobDriver(
             out,

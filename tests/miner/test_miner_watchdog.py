@@ -68,17 +68,30 @@ def test_a_crashed_job_is_restarted_and_the_restart_finishes(tmp_path: Path) -> 
 
 
 def test_a_search_that_overruns_its_cutoff_falls_back_to_plain_training(tmp_path: Path) -> None:
+    """The child takes 1 s to start: the cutoff planned before (0.5 s) has passed when it is ready, so
+    it moves to half of the 3 s left then; the search is cut there, not at once, nor at the stall."""
     alerts: list[tuple[str, str]] = []
     job = driver(tmp_path, alerts, stall_s=60.0)
+    job.env = {"FAKE_CHILD_STARTUP_S": "1.0"}
+    ready: list[float] = []
+    alerted: list[float] = []
+    job.on_ready = lambda _s: ready.append(time.monotonic())
+    job.on_alert = lambda problem, action: (
+        alerts.append((problem, action)),
+        alerted.append(time.monotonic()),
+    )
     started = time.monotonic()
 
     def slow_search() -> JobSpec:
-        return replace(spec(tmp_path, "slow_search"), autoresearch=True, search_cutoff=time.time() + 1.5)
+        now = time.time()
+        base = spec(tmp_path, "slow_search")
+        return replace(base, autoresearch=True, search_cutoff=now + 0.5, deadline=now + 4.0, search_share=0.5)
 
     bundle = trio.run(job.run, slow_search)
     assert Path(bundle).exists() and job.search_abandoned
     assert time.monotonic() - started < 30  # the cutoff, not the 60 s stall timeout, ended the search
     assert alerts[0][0] == "search overran" and "default settings" in alerts[0][1]
+    assert alerted[0] - ready[0] > 0.8  # cut at the moved cutoff (~1.5 s after ready), not on arrival
 
 
 def test_a_job_cancelled_by_its_deadline_leaves_no_training_process_behind(tmp_path: Path) -> None:
