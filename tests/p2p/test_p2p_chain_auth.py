@@ -4,6 +4,9 @@ libp2p hosts on 127.0.0.1."""
 
 from __future__ import annotations
 
+import gc
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +92,14 @@ def chain() -> Iterator[Chain]:
     env = Chain()
     yield env
     env.rpc.close()
+    # The web3 clients keep their HTTP connections alive (and the server a thread per connection):
+    # collected now, their sockets close here, not during a later test that counts sockets.
+    gc.collect()
+    deadline = time.monotonic() + 5.0
+    while any(t.name.startswith("Thread-") and "process_request" in t.name for t in threading.enumerate()):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
 
 
 def test_registry_reader_follows_stake(chain: Chain) -> None:
