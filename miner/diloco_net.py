@@ -17,6 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -30,7 +31,8 @@ from protocol.encoding import decode
 from protocol.messages import DilocoContribution, DilocoRound, Receipt, receipt_hash
 from protocol.routes import PROOF, RECEIPT
 from protocol.signing import SignedMessage, SignerLike, sign
-from trainer.diloco.config import CompressionConfig, InnerConfig
+from trainer.config import DilocoConfig
+from trainer.diloco.config import CompressionConfig, InnerConfig, check_base_model
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params, params_from_bytes
 from trainer.diloco.shards import shard_for
@@ -180,3 +182,49 @@ def claim_held(db: MinerDB, registry: Any) -> list[ClaimOutcome]:
             tx = str(getattr(outcome.result, "tx_hash", "")) or "claimed by someone else"
             db.mark_claimed(outcome.proof.receipt_hash.hex(), tx)
     return outcomes
+
+
+class MinerRounds:
+    """The miner side of a DiLoCo run inside ``MinerService`` (``[diloco] enabled = true``): builds
+    the run's world (the same texts, tokenizer and shards as the validator's), then follows
+    ``validator``'s rounds with a ``NetworkMiner`` on the service's host, keeping round receipts and
+    their proofs in the service's receipt book (the service claims them with its other proofs)."""
+
+    def __init__(self, cfg: DilocoConfig, signer: SignerLike, validator: str, folder: Path) -> None:
+        CompressionConfig(scheme=cfg.compression)  # a bad setting fails at start, before any work
+        check_base_model(cfg.base_model)
+        if not validator:
+            raise ValueError("[diloco] validator is empty and the network profile names no validator")
+        self.cfg, self.signer, self.validator, self.folder = cfg, signer, validator, folder
+        self.miner: NetworkMiner | None = None
+        self.ready = trio.Event()
+
+    def owns(self, receipt: Receipt) -> bool:
+        """A round receipt of the followed validator (its task id is not a task the miner took)."""
+        return self.miner is not None and receipt.validator.lower() == self.validator.lower()
+
+    async def run(self, p2p: P2PService, db: MinerDB, nursery: trio.Nursery) -> None:
+        from trainer.diloco.world import run_world  # torch and transformers: only when rounds are on
+
+        world = await trio.to_thread.run_sync(run_world, self.cfg, self.folder / "world")
+        worker = DilocoMiner(self.signer.address, world.model, world.shards)
+        inner = InnerConfig(inner_steps=self.cfg.inner_steps)
+        self.miner = NetworkMiner(worker, self.signer, self.validator, dict(world.params), inner, db=db)
+        self.miner.attach(p2p, nursery, serve_routes=False)
+        self.ready.set()
+        log.info("diloco: following the rounds of validator %s", self.validator)
+
+    def take(self, payload: bytes, db: MinerDB) -> bool:
+        """The service's RECEIPT route hands every receipt here first: True when it was a round
+        receipt of the followed validator, now in the book (``RequestRefused`` when it does not
+        verify); False for anything else (a task receipt), which the service takes as before."""
+        try:
+            receipt = decode(payload).message
+        except Exception:
+            return False
+        if not isinstance(receipt, Receipt) or self.miner is None or not self.owns(receipt):
+            return False
+        if db.task("0x" + receipt.task_id.hex()) is not None:
+            return False
+        self.miner.take_receipt(payload)
+        return True

@@ -6,6 +6,12 @@ import math
 from dataclasses import dataclass
 
 COMPRESSIONS = ("topk", "int8", "int4", "int2")
+BASE_MODELS = ("tiny-world",)  # what ``[diloco] base_model`` may name so far (trainer.diloco.world)
+
+
+def check_base_model(name: str) -> None:
+    if name not in BASE_MODELS:
+        raise ValueError(f"[diloco] base_model {name!r} is not supported; use one of {BASE_MODELS}")
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,15 @@ Imports torch and transformers at module level: never import it on a GUI start p
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from trainer.config import DilocoConfig
+from trainer.diloco.config import check_base_model
 from trainer.diloco.data import ShardSet, domain_texts, join_shard_sets, split_shards, token_windows
 from trainer.diloco.params import Params, model_params
 from trainer.models import tiny_llama
@@ -44,3 +47,15 @@ def build_world(
         sets.append(split_shards(token_windows(tok, ts[:texts], SEQ_LEN), shards_per_domain, domain))
         val[domain] = token_windows(tok, ts[texts:], SEQ_LEN)[:12]
     return World(model, model_params(model), join_shard_sets(*sets), torch.cat(list(val.values())), val)
+
+
+def run_world(cfg: DilocoConfig, folder: Path) -> World:
+    """The world of a run configured by ``[diloco]``: validator and miners build the same one (the
+    same texts, tokenizer and shards); the validator's global model replaces the initial weights."""
+    check_base_model(cfg.base_model)
+    datasets = Path(cfg.datasets) if cfg.datasets else SHARED_DATASETS
+    with _BUILD_LOCK:  # transformers' loading patches module-level state: one build at a time
+        return build_world(folder, datasets, texts=cfg.texts, shards_per_domain=3)
+
+
+_BUILD_LOCK = threading.Lock()
