@@ -91,6 +91,7 @@ class ValidatorService:
         p2p: Any,
         chain: ChainAccess | None = None,
         own_p2p: bool = False,
+        diloco: Any = None,
     ) -> None:
         problems = cfg.problems()
         if problems:
@@ -108,6 +109,8 @@ class ValidatorService:
         self.api: Any = None
         self._stopping = trio.Event()
         self.gate = JoinGate(cfg)
+        self.diloco_cfg = diloco  # trainer.config.DilocoConfig: DiLoCo rounds when enabled
+        self.rounds: Any = None  # validator.diloco.role.ValidatorRounds while they run
 
     # --- lifecycle -------------------------------------------------------------------------------
     async def run(self, core: CoreContext, task_status: TaskStatus[None]) -> None:
@@ -121,6 +124,7 @@ class ValidatorService:
                 await nursery.start(self.p2p.run)
             self.engine.nursery = nursery
             self._wire(intake)
+            self._start_rounds(nursery)
             for loop in (self._lifecycle_loop, self._delivery_loop, self._epoch_loop, self._synthetic_loop):
                 nursery.start_soon(loop)
             self._start_api()
@@ -149,10 +153,24 @@ class ValidatorService:
         requests.register(PROOF_PICKUP, self._on_proof_pickup, max_request=64)
         self.p2p.gossip.on(Commitment, self._on_commitment)
 
-        async def push_policy(peer: str, _blob_hash: str, size: int) -> bool:
-            return intake.accept_push(peer, size)
+        async def push_policy(peer: str, blob_hash: str, size: int) -> bool:
+            if intake.accept_push(peer, size):
+                return True
+            return self.rounds is not None and bool(await self.rounds.allow_push(peer, blob_hash, size))
 
         self.p2p.blobs.push_policy = push_policy
+
+    def _start_rounds(self, nursery: trio.Nursery) -> None:
+        """DiLoCo rounds (validator/diloco/role.py) when ``[diloco] enabled``."""
+        if self.diloco_cfg is None or not self.diloco_cfg.enabled:
+            return
+        from validator.diloco.role import ValidatorRounds
+
+        assert self.db is not None
+        chain = self.chain
+        epoch_of = chain.current_epoch if chain is not None else (lambda: 0)
+        self.rounds = ValidatorRounds(self.diloco_cfg, self.db, self.signer, self.root / "diloco", epoch_of)
+        nursery.start_soon(self.rounds.run, self.p2p)
 
     @staticmethod
     def _guard(handler: Any) -> Any:
@@ -342,6 +360,7 @@ def create_service(core: CoreContext) -> ValidatorService:
         p2p,
         chain_access(profile.rpc_url, profile.registry, signer),
         own_p2p=own,
+        diloco=core.config.diloco,
     )
 
 
