@@ -67,7 +67,9 @@ class MinerService:
         registry: Callable[[], Any] | None = None,
         idle_source: IdleSource | None = None,
         on_battery: Callable[[], bool | None] | None = None,
+        diloco: Any = None,
     ) -> None:
+        self.rounds = diloco  # miner.diloco_net.MinerRounds: joins DiLoCo rounds ([diloco] enabled)
         self.cfg = cfg
         self.p2p = p2p
         self.net_cfg = p2p.config
@@ -146,6 +148,8 @@ class MinerService:
             if self.own_p2p:
                 await nursery.start(self.p2p.run)
             self._wire()
+            if self.rounds is not None:
+                nursery.start_soon(self.rounds.run, self.p2p, self.db, nursery)
             for loop in (self._mining_loop, self._rewards_loop, self._network_loop, self._gc_loop):
                 nursery.start_soon(loop)
             if self.speed_gflops == 0:
@@ -301,6 +305,8 @@ class MinerService:
         return b""
 
     async def _on_receipt(self, _peer: str, payload: bytes) -> bytes:
+        if self.rounds is not None and self.rounds.take(payload, self.db):
+            return b""  # a DiLoCo round receipt, now in the receipt book
         self._take_receipt(payload)
         return b""
 
@@ -627,7 +633,20 @@ def create_service(core: CoreContext) -> MinerService:
         core.data_dir.root / "miner",
         own_p2p=own,
         registry=registry if rpc_url else None,
+        diloco=_rounds(core, profile.validators),
     )
+
+
+def _rounds(core: CoreContext, validators: tuple[str, ...]) -> Any:
+    """The DiLoCo rounds this miner joins when ``[diloco] enabled`` (miner/diloco_net.py)."""
+    cfg = core.config.diloco
+    if not cfg.enabled:
+        return None
+    from miner.diloco_net import MinerRounds
+
+    assert core.signer is not None
+    validator = cfg.validator or (validators[0] if validators else "")
+    return MinerRounds(cfg, core.signer, validator, core.data_dir.root / "miner" / "diloco")
 
 
 def _plugged_p2p(core: CoreContext) -> Any:
