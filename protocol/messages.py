@@ -9,7 +9,8 @@ Times are unix milliseconds (uint64); sizes are bytes; hashes are sha256 unless 
 Rules for changing this file: a registered (TYPE, VERSION) is released forever. To change a type, add a
 new class with the same TYPE, VERSION + 1 and a different field list, keep the old class registered
 (rename it ``<Name>V1`` and move it to ``protocol/retired.py``), and add a vector file for the new one.
-Retired versions: ReceiptProof v1 (``protocol.retired.ReceiptProofV1``).
+Retired versions: ReceiptProof v1 (``protocol.retired.ReceiptProofV1``), DilocoRound v1
+(``protocol.retired.DilocoRoundV1``).
 """
 
 from __future__ import annotations
@@ -382,7 +383,7 @@ class DilocoRound(Message):
     """A validator opens one round of a diloco task: the global model to start from and the rules."""
 
     TYPE = "DilocoRound"
-    VERSION = 1
+    VERSION = 2
     SIGNER_FIELD = "validator"
 
     task_id: bytes = _task_id()
@@ -404,11 +405,23 @@ class DilocoRound(Message):
     )
     topk_bps: int = wire("uint16", "For 'topk': share of each tensor's entries sent, basis points; else 0.")
     deadline: int = wire("uint64", "Contributions pushed after this time are late and not merged, unix ms.")
+    inner_lr_e9: int = wire("uint64", "Inner AdamW learning rate x 10^9 (before the run's warm-up / decay).")
+    batch_size: int = wire("uint32", "Token windows per inner step.")
+    block: int = wire(
+        "uint32", "Entries per scale for 'int8' / 'int4' / 'int2' (even for int4, x4 for int2); at least 1 always."
+    )
     issued_at: int = _issued_at()
 
     def check(self) -> None:
         rule(self.shard_count >= 1, "DilocoRound: shard_count must be at least 1")
         rule(self.inner_steps >= 1, "DilocoRound: inner_steps must be at least 1")
+        rule(self.inner_lr_e9 >= 1, "DilocoRound: inner_lr_e9 must be positive")
+        rule(self.batch_size >= 1, "DilocoRound: batch_size must be at least 1")
+        packed = {"int4": 2, "int2": 4}.get(self.compression, 1)
+        rule(
+            self.block >= 1 and self.block % packed == 0,
+            "DilocoRound: block must be at least 1 (even for int4, a multiple of 4 for int2)",
+        )
         rule(
             (self.round == 0) == (self.prev_model_sha256 == ZERO32),
             "DilocoRound: prev_model_sha256 must be zero exactly in round 0",

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from protocol.base import Message, register
+from protocol.base import Message, register, rule
+
+# the names DilocoRoundV1 shares with the current messages (defined before messages imports this)
+from protocol.messages import BPS, DILOCO_COMPRESSIONS, ZERO32, _issued_at, _task_id
 from protocol.schema import wire
 
 
@@ -38,3 +41,50 @@ RETIRED_PROOF_HINT = (
     "this is a version 1 ReceiptProof (its leaf has no index): the registry no longer accepts v1 "
     "proofs; ask the validator for a new proof (ReceiptProof v2)"
 )
+
+
+@register
+@dataclass(frozen=True)
+class DilocoRoundV1(Message):
+    """A validator opens one round of a diloco task (v1: without inner lr, batch size and block)."""
+
+    TYPE = "DilocoRound"
+    VERSION = 1
+    SIGNER_FIELD = "validator"
+
+    task_id: bytes = _task_id()
+    validator: str = wire("address", "EVM address of the validator (signer).")
+    round: int = wire("uint32", "Round number, 0 for the first; one DilocoRound per round.")
+    model_sha256: bytes = wire("bytes32", "sha256 of the global model blob (public) miners start from.")
+    model_size: int = wire("uint64", "Size of the global model blob, bytes.")
+    prev_model_sha256: bytes = wire(
+        "bytes32", "sha256 of the previous round's global model; zero in round 0."
+    )
+    shard_seed: bytes = wire(
+        "bytes32",
+        "Shard rule seed: shard = uint256(sha256(seed ++ uint32be(round) ++ address)) mod shard_count.",
+    )
+    shard_count: int = wire("uint32", "Number of data shards the training data is split into.")
+    inner_steps: int = wire("uint32", "H: inner optimizer steps each miner runs this round.")
+    compression: str = wire(
+        "string", "How the pseudo-gradient is compressed (with error feedback).", choices=DILOCO_COMPRESSIONS
+    )
+    topk_bps: int = wire("uint16", "For 'topk': share of each tensor's entries sent, basis points; else 0.")
+    deadline: int = wire("uint64", "Contributions pushed after this time are late and not merged, unix ms.")
+    issued_at: int = _issued_at()
+
+    def check(self) -> None:
+        rule(self.shard_count >= 1, "DilocoRound: shard_count must be at least 1")
+        rule(self.inner_steps >= 1, "DilocoRound: inner_steps must be at least 1")
+        rule(
+            (self.round == 0) == (self.prev_model_sha256 == ZERO32),
+            "DilocoRound: prev_model_sha256 must be zero exactly in round 0",
+        )
+        rule(
+            self.compression == "topk" or self.topk_bps == 0,
+            "DilocoRound: topk_bps must be 0 unless compression is 'topk'",
+        )
+        rule(
+            self.compression != "topk" or 0 < self.topk_bps <= BPS,
+            "DilocoRound: 'topk' needs 0 < topk_bps <= 10000",
+        )

@@ -201,6 +201,24 @@ def samples(signer: str, other: str) -> dict[str, Message]:
             compression="topk",
             topk_bps=1_000,
             deadline=T0 + 600_000,
+            inner_lr_e9=3_000_000,
+            batch_size=8,
+            block=256,
+            issued_at=T0,
+        ),
+        "DilocoRoundV1": retired.DilocoRoundV1(
+            task_id=task,
+            validator=signer,
+            round=2,
+            model_sha256=h("global-2"),
+            model_size=1_234_567,
+            prev_model_sha256=h("global-1"),
+            shard_seed=h("shard-seed"),
+            shard_count=64,
+            inner_steps=50,
+            compression="topk",
+            topk_bps=1_000,
+            deadline=T0 + 600_000,
             issued_at=T0,
         ),
         "DilocoContribution": m.DilocoContribution(
@@ -276,6 +294,10 @@ def make_consistent(type_name: str, values: dict[str, Any]) -> dict[str, Any]:
         elif v["prev_model_sha256"] == m.ZERO32:
             v["prev_model_sha256"] = b"\x01" * 32
         v["topk_bps"] = 1 + v["topk_bps"] % m.BPS if v["compression"] == "topk" else 0
+        if "block" in v:  # version 2
+            v["inner_lr_e9"] = max(1, v["inner_lr_e9"])
+            v["batch_size"] = max(1, v["batch_size"])
+            v["block"] = 4 * (1 + v["block"] % 1024)
     elif type_name == "DilocoContribution":
         v["delta_size"] = max(1, v["delta_size"])
     return v
