@@ -29,6 +29,7 @@ from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
 from protocol.encoding import decode
 from protocol.messages import DilocoContribution, DilocoRound, Receipt, receipt_hash
+from protocol.retired import DilocoRoundV1
 from protocol.routes import PROOF, RECEIPT
 from protocol.signing import SignedMessage, SignerLike, sign
 from trainer.config import DilocoConfig
@@ -45,16 +46,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("magnet.diloco")
 
 
-def spec_from_round(msg: DilocoRound, miner: str, inner: InnerConfig) -> RoundSpec:
+def spec_from_round(msg: DilocoRound | DilocoRoundV1, miner: str, inner: InnerConfig) -> RoundSpec:
     """The in-process RoundSpec a miner trains against, from the signed round (rounds count from 1
-    in process, from 0 on the wire)."""
+    in process, from 0 on the wire). A v2 round names the inner lr, batch size and compression
+    block; from a v1 round the miner's own ``inner`` and the compression default are used."""
     fraction = msg.topk_bps / 10_000 if msg.compression == "topk" else 0.1
+    inner = replace(inner, inner_steps=msg.inner_steps)
+    block = CompressionConfig().block
+    if isinstance(msg, DilocoRound):
+        inner = replace(inner, inner_lr=msg.inner_lr_e9 / 1e9, batch_size=msg.batch_size)
+        block = msg.block
+    compression = CompressionConfig(scheme=msg.compression, topk_fraction=fraction, block=block)
     return RoundSpec(
         round=msg.round + 1, base_model_sha256=msg.model_sha256.hex(), deadline_ms=msg.deadline,
         shard_seed=int.from_bytes(msg.shard_seed, "big"), n_shards=msg.shard_count,
         assignment={miner: shard_for(miner, msg.round, msg.shard_seed, msg.shard_count)},
-        inner=replace(inner, inner_steps=msg.inner_steps),
-        compression=CompressionConfig(scheme=msg.compression, topk_fraction=fraction),
+        inner=inner, compression=compression,
     )  # fmt: skip
 
 
@@ -134,7 +141,8 @@ class NetworkMiner:
 
     def _on_round(self, accepted: Accept, origin: str) -> None:
         msg = accepted.signed.message
-        if not isinstance(msg, DilocoRound) or accepted.signer.lower() != self.validator.lower():
+        followed = accepted.signer.lower() == self.validator.lower()
+        if not isinstance(msg, DilocoRound | DilocoRoundV1) or not followed:
             return
         self._nursery.start_soon(self._contribute, msg, origin)
 
@@ -142,7 +150,7 @@ class NetworkMiner:
         """The shard named in the notice: the one the rule gives (dishonest test miners override it)."""
         return spec.assignment[self.worker.address]
 
-    async def _contribute(self, msg: DilocoRound, origin: str) -> None:
+    async def _contribute(self, msg: DilocoRound | DilocoRoundV1, origin: str) -> None:
         assert self.p2p is not None
         started = time.monotonic()
         try:

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from miner.diloco_net import spec_from_round
 from protocol.encoding import decode, encode
 from protocol.errors import ProtocolError
 from protocol.messages import ZERO32, DilocoContribution, DilocoRound
+from protocol.retired import DilocoRoundV1
 from protocol.signing import sign
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "protocol"))
 from protocol_samples import T0, KeySigner, domain, h, samples
 
+from trainer.diloco.config import CompressionConfig, InnerConfig
 from validator.diloco.notices import notice_problem
 
 
@@ -44,6 +48,10 @@ def test_round_and_contribution_sign_encode_decode() -> None:
         ({"inner_steps": 0}, "inner_steps must be at least 1"),
         ({"shard_count": 0}, "shard_count must be at least 1"),
         ({"compression": "zip"}, "compression"),
+        ({"inner_lr_e9": 0}, "inner_lr_e9 must be positive"),
+        ({"batch_size": 0}, "batch_size must be at least 1"),
+        ({"block": 0}, "block must be at least 1"),
+        ({"compression": "int2", "topk_bps": 0, "block": 6}, "a multiple of 4 for int2"),
     ],
 )
 def test_round_rules_refuse(changes: dict[str, object], words: str) -> None:
@@ -54,6 +62,30 @@ def test_round_rules_refuse(changes: dict[str, object], words: str) -> None:
 def test_round_zero_and_int8_are_accepted() -> None:
     msg = replace(_round(), round=0, prev_model_sha256=ZERO32, compression="int8", topk_bps=0)
     assert msg.round == 0
+
+
+def test_v2_round_sets_the_inner_lr_batch_and_block_and_v1_rounds_still_decode() -> None:
+    """v2 carries what v1 left to the miner's defaults; every released v1 vector still decodes, and a
+    miner turns a v1 round into a spec with its own InnerConfig and the default block."""
+    miner = KeySigner(b"\x03" * 32).address
+    spec = spec_from_round(replace(_round(), compression="int4", topk_bps=0, block=64), miner, InnerConfig())
+    assert (spec.inner.inner_lr, spec.inner.batch_size, spec.inner.inner_steps) == (0.003, 8, 50)
+    assert (spec.compression.scheme, spec.compression.block) == ("int4", 64)
+    vectors = Path(__file__).resolve().parent.parent / "protocol" / "vectors"
+    files = [json.loads((vectors / f).read_text()) for f in ("v1_diloco.json", "v1_diloco_int.json")]
+    old = [v for doc in files for v in doc["vectors"] if v["type"] == "DilocoRound"]
+    assert old and all(v["version"] == 1 for v in old)
+    mine = InnerConfig(inner_lr=1e-3, batch_size=4)
+    for vector in old:
+        v1 = decode(vector["encoded"].encode()).message
+        assert isinstance(v1, DilocoRoundV1)
+        spec = spec_from_round(v1, miner, mine)
+        assert (spec.inner.inner_lr, spec.inner.batch_size) == (1e-3, 4)
+        assert spec.compression.block == CompressionConfig().block
+        assert spec.inner.inner_steps == v1.inner_steps
+    new = json.loads((vectors / "v1_diloco_round_v2.json").read_text())["vectors"]
+    assert [(v["type"], v["version"]) for v in new] == [("DilocoRound", 2)]
+    assert decode(new[0]["encoded"].encode()).message == _round()
 
 
 def test_contribution_needs_a_delta() -> None:

@@ -162,7 +162,8 @@ class NetworkValidator:
             prev_model_sha256=self._prev_hash, shard_seed=seed, shard_count=count,
             inner_steps=cfg.inner.inner_steps, compression=scheme,
             topk_bps=round(cfg.compression.topk_fraction * 10_000) if scheme == "topk" else 0,
-            deadline=spec.deadline_ms, issued_at=start,
+            deadline=spec.deadline_ms, inner_lr_e9=round(cfg.inner.inner_lr * 1e9),
+            batch_size=cfg.inner.batch_size, block=cfg.compression.block, issued_at=start,
         )  # fmt: skip
         self._pushes, self._pending, self._handled = {}, {}, set()
         await self.p2p.gossip.publish(sign(self.round_msg, self.p2p.domain, self.signer))
