@@ -34,6 +34,7 @@ from protocol.routes import PROOF, RECEIPT
 from protocol.signing import SignedMessage, SignerLike, sign
 from trainer.config import DilocoConfig
 from trainer.diloco.config import CompressionConfig, InnerConfig, check_base_model
+from trainer.diloco.data import datasets_folder
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params, params_from_bytes
 from trainer.diloco.shards import shard_for
@@ -201,6 +202,7 @@ class MinerRounds:
     def __init__(self, cfg: DilocoConfig, signer: SignerLike, validator: str, folder: Path) -> None:
         CompressionConfig(scheme=cfg.compression)  # a bad setting fails at start, before any work
         check_base_model(cfg.base_model)
+        datasets_folder(cfg.datasets)  # the shards' files are there
         if not validator:
             raise ValueError("[diloco] validator is empty and the network profile names no validator")
         self.cfg, self.signer, self.validator, self.folder = cfg, signer, validator, folder

@@ -27,6 +27,7 @@ from protocol.messages import ROLE_MINER, ROLE_VALIDATOR
 from protocol.signing import Domain
 from trainer.config import DilocoConfig
 from validator.config import ValidatorConfig
+from validator.diloco.role import ValidatorRounds
 from validator.service import ValidatorService, registry_access
 from wallet.devnet import start_embedded_chain
 from wallet.registry import RegistryParams
@@ -101,3 +102,19 @@ def test_services_run_and_join_rounds_to_claimed_rewards(tmp_path: Path) -> None
                 await svc.stop()
 
     trio.run(main)
+
+
+def test_bad_diloco_settings_fail_at_start_with_what_to_set(tmp_path: Path) -> None:
+    signer = LocalSigner.create()
+    bad = [
+        (DilocoConfig(enabled=True, base_model="llama-7b"), "base_model 'llama-7b' is not supported"),
+        (DilocoConfig(enabled=True, compression="zip"), "scheme must be one of"),
+        (DilocoConfig(enabled=True, datasets=str(tmp_path)), "set \\[diloco\\] datasets to a folder"),
+    ]
+    for cfg, words in bad:
+        with pytest.raises(ValueError, match=words):
+            MinerRounds(cfg, signer, signer.address, tmp_path)
+        with pytest.raises(ValueError, match=words):
+            ValidatorRounds(cfg, None, signer, tmp_path, lambda: 0)  # type: ignore[arg-type]  # no db needed
+    with pytest.raises(ValueError, match="names no validator"):
+        MinerRounds(DilocoConfig(enabled=True), signer, "", tmp_path)

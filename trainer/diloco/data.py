@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     import torch
 
 DOMAIN_FILES = {"gsm8k": "gsm8k_train.jsonl", "hh": "hh_rlhf_harmless_test.jsonl.gz"}
+SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"  # beside the clone
+
+
+def datasets_folder(setting: str) -> Path:
+    """The ``[diloco] datasets`` folder ('' = the shared datasets beside the clone), checked to hold
+    every domain's file, so a run fails at start with what to set rather than mid-build."""
+    folder = Path(setting) if setting else SHARED_DATASETS
+    missing = [name for name in DOMAIN_FILES.values() if not (folder / name).is_file()]
+    if missing:
+        raise ValueError(
+            f"[diloco] datasets: {folder} lacks {', '.join(missing)}; set [diloco] datasets to a folder "
+            "holding the GSM8K and HH-RLHF files"
+        )
+    return folder
 
 
 def domain_texts(domain: str, limit: int, datasets_dir: Path) -> list[str]:
@@ -71,6 +85,4 @@ def split_shards(windows: torch.Tensor, n_shards: int, domain: str) -> ShardSet:
 
 def join_shard_sets(*sets: ShardSet) -> ShardSet:
     """One shard set from several (e.g. maths shards then dialogue shards)."""
-    return ShardSet(
-        tuple(s for ss in sets for s in ss.shards), tuple(d for ss in sets for d in ss.domains)
-    )
+    return ShardSet(tuple(s for ss in sets for s in ss.shards), tuple(d for ss in sets for d in ss.domains))

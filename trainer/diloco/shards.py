@@ -58,4 +58,3 @@ def assign_shards(miners: Sequence[str], round_no: int, seed: int, n_shards: int
     random.Random(_digest("perm", seed, round_no)).shuffle(perm)
     by_lower = {m.lower(): m for m in miners}
     return {by_lower[m]: perm[i % n_shards] for i, m in enumerate(order)}
-

@@ -13,12 +13,19 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from trainer.config import DilocoConfig
 from trainer.diloco.config import check_base_model
-from trainer.diloco.data import ShardSet, domain_texts, join_shard_sets, split_shards, token_windows
+from trainer.diloco.data import SHARED_DATASETS as SHARED_DATASETS  # re-exported: tests, bench, devnet
+from trainer.diloco.data import (
+    ShardSet,
+    datasets_folder,
+    domain_texts,
+    join_shard_sets,
+    split_shards,
+    token_windows,
+)
 from trainer.diloco.params import Params, model_params
 from trainer.models import tiny_llama
 
 SEQ_LEN = 64
-SHARED_DATASETS = Path(__file__).resolve().parents[3] / "shared" / "datasets"  # beside the clone
 
 
 @dataclass(frozen=True)
@@ -53,7 +60,7 @@ def run_world(cfg: DilocoConfig, folder: Path) -> World:
     """The world of a run configured by ``[diloco]``: validator and miners build the same one (the
     same texts, tokenizer and shards); the validator's global model replaces the initial weights."""
     check_base_model(cfg.base_model)
-    datasets = Path(cfg.datasets) if cfg.datasets else SHARED_DATASETS
+    datasets = datasets_folder(cfg.datasets)
     with _BUILD_LOCK:  # transformers' loading patches module-level state: one build at a time
         return build_world(folder, datasets, texts=cfg.texts, shards_per_domain=3)
 

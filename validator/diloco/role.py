@@ -21,6 +21,7 @@ import trio
 from protocol.signing import SignerLike
 from trainer.config import DilocoConfig
 from trainer.diloco.config import CompressionConfig, InnerConfig, check_base_model
+from trainer.diloco.data import datasets_folder
 from validator.db import ValidatorDB
 from validator.diloco.network import NetworkValidator
 from validator.diloco.receipts import RoundRewards
@@ -37,6 +38,7 @@ class ValidatorRounds:
                  epoch_of: Callable[[], int]) -> None:  # fmt: skip
         CompressionConfig(scheme=cfg.compression)  # a bad scheme or base model fails here, before any work
         check_base_model(cfg.base_model)
+        datasets_folder(cfg.datasets)  # the shards' files are there
         self.cfg, self.db, self.signer, self.folder, self.epoch_of = cfg, db, signer, folder, epoch_of
         self.net: NetworkValidator | None = None
         self.results: list[RoundResult] = []
