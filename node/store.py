@@ -54,10 +54,11 @@ class Store:
         self.path = path
         self._lock = threading.RLock()
         self._depth = 0
+        self._conn: sqlite3.Connection | None = None  # close() works even when connect() fails
         try:
             # isolation_level=None: we issue BEGIN/COMMIT ourselves, so Python never opens
             # transactions behind our back (and executescript never commits half a migration).
-            self._conn: sqlite3.Connection | None = sqlite3.connect(
+            self._conn = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=busy_timeout
             )
             self._configure(synchronous.upper())

@@ -70,6 +70,14 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
         Store(path)
 
 
+def test_a_store_that_cannot_be_opened_is_a_clear_error(tmp_path: Path) -> None:
+    """connect() itself fails (the parent is a file): the StoreError names the path, not an
+    AttributeError from cleaning up a connection that never existed."""
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError, match="cannot open store"):
+        Store(tmp_path / "file" / "s.sqlite")
+
+
 def test_transaction_rolls_back_on_error_and_nests(tmp_path: Path) -> None:
     with Store(tmp_path / "s.sqlite") as store:
         store.migrate("ledger", LEDGER)
