@@ -33,6 +33,7 @@ LM_DEFAULTS: dict[str, dict[str, Any]] = {
         "micro_batch_size": 8,
         "max_length": 512,
         "lora_r": 16,
+        "lora_targets": "all-linear+head",
         "gradient_checkpointing": False,
         "qlora": False,
     },
@@ -40,6 +41,7 @@ LM_DEFAULTS: dict[str, dict[str, Any]] = {
         "micro_batch_size": 4,
         "max_length": 512,
         "lora_r": 16,
+        "lora_targets": "all-linear",
         "gradient_checkpointing": False,
         "qlora": False,
     },
@@ -49,6 +51,7 @@ LM_DEFAULTS: dict[str, dict[str, Any]] = {
         "max_prompt_tokens": 384,
         "max_new_tokens": 128,
         "lora_r": 16,
+        "lora_targets": "all-linear",
         "gradient_checkpointing": False,
         "qlora": False,
     },
@@ -93,6 +96,7 @@ def task_size(kind: str, hparams: dict[str, Any], cuda: bool) -> TaskSize | None
         gradient_checkpointing=bool(hp["gradient_checkpointing"]),
         weight_bytes=2 if cuda else 4,
         qlora=qlora,
+        lora_head=hp["lora_targets"] == "all-linear+head",  # trainer.lora.ALL_LINEAR_AND_HEAD (torch)
     )
 
 
