@@ -198,7 +198,9 @@ class NetworkValidator:
                 task_id = "0x" + signed.message.task_id.hex()  # type: ignore[attr-defined]
                 self.db.mark("val_receipt", "delivered", {"task_id": task_id, "miner": miner})
 
-    async def _send(self, miner: str, route: str, payload: bytes) -> bool:
+    async def _send(self, miner: str, route: str, payload: bytes, retry: bool = False) -> bool:
+        """Deliver over the miner's own connection; a failure is a warning the first time, debug on
+        the retries of ``deliver_pending`` (a miner that left is tried again every few seconds)."""
         assert self.p2p is not None
         peer = self.p2p.peerbook.peer_of(miner)
         try:
@@ -207,7 +209,7 @@ class NetworkValidator:
             await self.p2p.requests.request(peer, route, payload, dial=False, timeout=10.0)
             return True
         except (RequestFailed, RequestRefused, ValueError) as exc:
-            log.warning("diloco %s for %s not delivered: %s", route, miner, exc)
+            (log.debug if retry else log.warning)("diloco %s for %s not delivered: %s", route, miner, exc)
             return False
 
     def round_task_ids(self) -> list[str]:
@@ -223,13 +225,13 @@ class NetworkValidator:
         for r in self.db.receipts():
             if r["task_id"] not in ids or r["delivered"]:
                 continue
-            if await self._send(r["miner"], RECEIPT, bytes(r["signed"])):
+            if await self._send(r["miner"], RECEIPT, bytes(r["signed"]), retry=True):
                 self.db.mark("val_receipt", "delivered", {"task_id": r["task_id"], "miner": r["miner"]})
                 sent += 1
         for p in self.db.proofs():
             if p["task_id"] not in ids or p["delivered"]:
                 continue
-            if await self._send(p["miner"], PROOF, bytes(p["signed"])):
+            if await self._send(p["miner"], PROOF, bytes(p["signed"]), retry=True):
                 keys = {"epoch": p["epoch"], "task_id": p["task_id"], "miner": p["miner"]}
                 self.db.mark("val_proof", "delivered", keys)
                 sent += 1
