@@ -408,7 +408,8 @@ class DilocoRound(Message):
     inner_lr_e9: int = wire("uint64", "Inner AdamW learning rate x 10^9 (before the run's warm-up / decay).")
     batch_size: int = wire("uint32", "Token windows per inner step.")
     block: int = wire(
-        "uint32", "Entries per scale for 'int8' / 'int4' / 'int2' (even for int4, x4 for int2); at least 1 always."
+        "uint32",
+        "Entries per scale for 'int8' / 'int4' / 'int2' (even for int4, x4 for int2); at least 1 always.",
     )
     issued_at: int = _issued_at()
 
