@@ -11,6 +11,11 @@ was posted. For each validator and each task (its receipts share one ``issued_at
   before the task (the same floats the validator computed, bit for bit);
 * the amounts = ``scoring.epoch_amounts`` of ``w x 10^9`` over the task's miners by those weights.
 
+DiLoCo round receipts (the groups an epoch file lists under ``rounds``, whose task id must be
+``keccak("magnet-diloco" || run || round)``, so task receipts cannot be listed as a round) follow the
+round rule instead: the round's emission (the sum of its amounts) split by their signed scores; in
+the task history they weigh 0, as in the validator's own settling.
+
 Tolerance: amounts must agree exactly (integers); weights are reported to 1e-12. A mismatch is
 listed with the receipt it concerns. Receipts older than the earliest file given are not known to
 the audit: give it every epoch file of the last seven days before the first task audited.
@@ -18,8 +23,10 @@ the audit: give it every epoch file of the last seven days before the first task
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +43,7 @@ WEIGHT_TOLERANCE = 1e-12
 class AuditReport:
     epochs: int = 0
     tasks: int = 0
+    rounds: int = 0  # DiLoCo round groups among the tasks
     receipts: int = 0
     mismatches: list[str] = field(default_factory=list)
     chain_checked: int = 0
@@ -50,6 +58,7 @@ class AuditReport:
             "agrees": self.agrees,
             "epochs": self.epochs,
             "tasks": self.tasks,
+            "rounds": self.rounds,
             "receipts": self.receipts,
             "chain_checked": self.chain_checked,
             "mismatches": self.mismatches,
@@ -76,12 +85,14 @@ def audit_files(
     loaded = [load_epoch_file(data, domain) for data in files]
     report.epochs = len(loaded)
     by_validator: dict[str, list[Receipt]] = defaultdict(list)
+    rounds: dict[str, set[bytes]] = defaultdict(set)
     for epoch_file in loaded:
         by_validator[epoch_file.validator].extend(_receipts(epoch_file))
+        rounds[epoch_file.validator].update(epoch_file.round_task_ids)
         if chain_post is not None:
             _check_post(epoch_file, chain_post(epoch_file.epoch, epoch_file.validator), report)
-    for receipts in by_validator.values():
-        _audit_validator(receipts, cfg, report)
+    for validator, receipts in by_validator.items():
+        _audit_validator(receipts, cfg, report, rounds[validator])
     return report
 
 
@@ -106,11 +117,18 @@ def _check_post(epoch_file: EpochFile, post: Any, report: AuditReport) -> None:
         report.mismatches.append(f"{where}: the posted root or total differs from the file's")
 
 
-def _audit_validator(receipts: list[Receipt], cfg: ValidatorConfig, report: AuditReport) -> None:
+def _audit_validator(
+    receipts: list[Receipt],
+    cfg: ValidatorConfig,
+    report: AuditReport,
+    rounds: AbstractSet[bytes] = frozenset(),
+) -> None:
     by_task: dict[bytes, list[Receipt]] = defaultdict(list)
     for r in receipts:
         by_task[r.task_id].append(r)
-    weights_e9 = {task: task_weight_e9(rs, cfg) for task, rs in by_task.items()}
+    # A DiLoCo round's receipts weigh nothing in the task history (the validator's settling finds
+    # no task row for them) and are checked by the round rule.
+    weights_e9 = {task: 0 if task in rounds else task_weight_e9(rs, cfg) for task, rs in by_task.items()}
     scores = [
         TaskScore(
             r.miner, r.task_id.hex(), r.issued_at / 1000.0, r.rank, r.pool_size, weights_e9[r.task_id] / E9
@@ -125,6 +143,10 @@ def _audit_validator(receipts: list[Receipt], cfg: ValidatorConfig, report: Audi
             report.mismatches.append(f"task 0x{task.hex()}: its receipts carry different issued_at times")
             continue
         now_ms = issued.pop()
+        if task in rounds:
+            report.rounds += 1
+            _audit_round(task, task_receipts, report)
+            continue
         history = [s for s, r in zip(scores, receipts, strict=True) if r.issued_at <= now_ms]
         weights = miner_weights(history, now_ms / 1000.0, cfg)
         report.weights["0x" + task.hex()] = {r.miner: weights.get(r.miner, 0.0) for r in task_receipts}
@@ -137,6 +159,27 @@ def _audit_validator(receipts: list[Receipt], cfg: ValidatorConfig, report: Audi
                     f"task 0x{task.hex()[:12]} miner {r.miner}: receipt amount {r.amount}, "
                     f"recomputed {expected[r.miner]}"
                 )
+
+
+def _audit_round(task: bytes, receipts: list[Receipt], report: AuditReport) -> None:
+    """The round rule (validator/diloco/receipts.py): the round's emission (the sum of its amounts)
+    split by the signed scores (``score_e9``) with ``epoch_amounts``; ranks follow the scores;
+    ``pool_size`` is the number of receipts."""
+    where = f"DiLoCo round 0x{task.hex()[:12]}"
+    emission = sum(r.amount for r in receipts)
+    expected = epoch_amounts({r.miner: float(r.score_e9) for r in receipts}, emission)
+    for r in receipts:
+        if r.amount != expected[r.miner]:
+            report.mismatches.append(
+                f"{where} miner {r.miner}: receipt amount {r.amount}, recomputed {expected[r.miner]}"
+            )
+    by_rank = sorted(receipts, key=lambda r: r.rank)
+    if [r.rank for r in by_rank] != list(range(1, len(receipts) + 1)) or any(
+        r.pool_size != len(receipts) for r in receipts
+    ):
+        report.mismatches.append(f"{where}: ranks are not 1..{len(receipts)} or a pool size differs")
+    elif any(a.score_e9 < b.score_e9 for a, b in itertools.pairwise(by_rank)):
+        report.mismatches.append(f"{where}: a lower score is ranked above a higher one")
 
 
 MAX_EPOCH_FILE = 64 * 1024 * 1024

@@ -29,10 +29,25 @@ from validator.db import ValidatorDB
 from validator.intake import now_ms
 from validator.lifecycle import ChainAccess, Net
 from validator.tasks import write_durably
-from wallet.epochs import EpochFile
+from wallet.epochs import EpochFile, RoundGroup
 
 log = logging.getLogger("magnet.validator.epochs")
 DONE_STATES = ("posted", "empty", "missed", "conflict")
+
+
+# val_meta key + task id ("0x..") -> {"run": "0x..", "round": N}: the DiLoCo round whose receipts carry
+# that task id (written by validator.diloco.ledger with the receipts).
+ROUND_KEY = "diloco_round:"
+
+
+def round_groups(db: ValidatorDB, task_ids: set[str]) -> list[RoundGroup]:
+    """The DiLoCo round groups among ``task_ids``, as stored with their receipts."""
+    groups = []
+    for task_id in sorted(task_ids):
+        stored = db.meta(ROUND_KEY + task_id)
+        if stored is not None:
+            groups.append(RoundGroup(bytes.fromhex(stored["run"][2:]), int(stored["round"])))
+    return groups
 
 
 class EpochCloser:
@@ -63,8 +78,10 @@ class EpochCloser:
                 await self.close(epoch, current)
 
     def epoch_file(self, epoch: int) -> EpochFile:
-        signed = [decode(bytes(r["signed"])) for r in self.db.receipts(epoch=epoch)]
-        return EpochFile.build(epoch, self.signer.address, self.domain, signed)
+        rows = self.db.receipts(epoch=epoch)
+        signed = [decode(bytes(r["signed"])) for r in rows]
+        rounds = round_groups(self.db, {r["task_id"] for r in rows})  # DiLoCo round receipts
+        return EpochFile.build(epoch, self.signer.address, self.domain, signed, rounds)
 
     async def close(self, epoch: int, current: int) -> None:
         built = self.epoch_file(epoch)

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from eth_utils.crypto import keccak
+
 from protocol import strict_json
 from protocol.encoding import canonical_json, decode, encode
 from protocol.errors import FieldError, ProtocolError
@@ -29,13 +31,57 @@ from wallet.receipts import verify_receipt
 
 FORMAT = "magnet-epoch"
 # 2: leaves carry their index (the receipt's position in "receipts"); version 1 roots hashed no index.
+# 3: as 2, plus "rounds": which receipts are DiLoCo round receipts (RoundGroup). A file without
+# rounds is still written and read as version 2, byte for byte as before.
 VERSION = 2
+VERSION_WITH_ROUNDS = 3
+MAX_ROUNDS = 10_000
 MAX_EPOCH_FILE_BYTES = 256 * 1024 * 1024  # ~100k receipts
 MAX_RECEIPTS = 200_000
 
 
 class EpochFileError(ProtocolError):
     """An epoch file is malformed or does not match its receipts, root or the chain."""
+
+
+def diloco_round_task_id(run_id: bytes, round_number: int) -> bytes:
+    """The task id of the receipts of round ``round_number`` of DiLoCo run ``run_id``:
+    ``keccak(b"magnet-diloco" || run id || round as 8 bytes big-endian)``. Ordinary tasks have random
+    ids, so a task's receipts cannot be passed off as a round's."""
+    if not 0 <= round_number < 1 << 64:
+        raise ValueError(f"round must fit in 64 bits, got {round_number}")
+    return bytes(keccak(b"magnet-diloco" + bytes(run_id) + round_number.to_bytes(8, "big")))
+
+
+@dataclass(frozen=True, order=True)
+class RoundGroup:
+    """The receipts of one DiLoCo round in an epoch file: their task id is
+    ``diloco_round_task_id(run_id, round)``. The audit checks them by the round rule (the emission
+    split by their scores) instead of the task rule."""
+
+    run_id: bytes
+    round: int
+
+    @property
+    def task_id(self) -> bytes:
+        return diloco_round_task_id(self.run_id, self.round)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": "0x" + self.run_id.hex(), "round": self.round}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> RoundGroup:
+        if not isinstance(raw, dict) or set(raw) != {"run", "round"}:
+            raise EpochFileError("each 'rounds' entry must be {\"run\": \"0x..\", \"round\": N}")
+        run, number = raw["run"], raw["round"]
+        if not isinstance(run, str) or not run.startswith("0x") or len(run) != 66:
+            raise EpochFileError(f"round entry: run must be 0x and 32 bytes of hex, got {run!r:.80}")
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 <= number < 1 << 64:
+            raise EpochFileError(f"round entry: round must be an integer in [0, 2^64), got {number!r:.40}")
+        try:
+            return cls(bytes.fromhex(run[2:]), number)
+        except ValueError:
+            raise EpochFileError(f"round entry: run is not hex: {run!r:.80}") from None
 
 
 @dataclass(frozen=True)
@@ -46,12 +92,19 @@ class EpochFile:
     validator: str
     domain: Domain
     receipts: tuple[SignedMessage, ...]
+    rounds: tuple[RoundGroup, ...] = ()
 
     @classmethod
     def build(
-        cls, epoch: int, validator: str, domain: Domain, receipts: Iterable[SignedMessage]
+        cls,
+        epoch: int,
+        validator: str,
+        domain: Domain,
+        receipts: Iterable[SignedMessage],
+        rounds: Iterable[RoundGroup] = (),
     ) -> EpochFile:
-        """Check every receipt (signature, epoch, validator, no duplicates) and order them."""
+        """Check every receipt (signature, epoch, validator, no duplicates) and order them; each
+        round group listed must name receipts of the file, once."""
         ordered = sorted(receipts, key=lambda s: receipt_hash(_receipt(s)))
         if not ordered:
             raise EpochFileError(f"epoch {epoch}: no receipts to publish")
@@ -70,7 +123,24 @@ class EpochFile:
             if digest in seen:
                 raise EpochFileError("the same receipt appears twice in the epoch file")
             seen.add(digest)
-        return cls(epoch, validator, domain, tuple(ordered))
+        groups = tuple(sorted(rounds))
+        if len(groups) > MAX_ROUNDS:
+            raise EpochFileError(f"epoch {epoch}: {len(groups)} round groups exceed the cap of {MAX_ROUNDS}")
+        if len(set(groups)) != len(groups):
+            raise EpochFileError(f"epoch {epoch}: a DiLoCo round is listed twice")
+        task_ids = {_receipt(s).task_id for s in ordered}
+        for group in groups:
+            if group.task_id not in task_ids:
+                raise EpochFileError(
+                    f"epoch {epoch}: round {group.round} of DiLoCo run 0x{group.run_id.hex()[:12]} is "
+                    "listed but no receipt of the file belongs to it"
+                )
+        return cls(epoch, validator, domain, tuple(ordered), groups)
+
+    @property
+    def round_task_ids(self) -> dict[bytes, RoundGroup]:
+        """Task id -> round group, for the DiLoCo round receipts of this file."""
+        return {group.task_id: group for group in self.rounds}
 
     @cached_property
     def leaves(self) -> list[bytes]:
@@ -105,9 +175,9 @@ class EpochFile:
 
     def to_bytes(self) -> bytes:
         """The canonical file: sorted keys, no whitespace; one encoding per epoch file."""
-        doc = {
+        doc: dict[str, Any] = {
             "format": FORMAT,
-            "version": VERSION,
+            "version": VERSION_WITH_ROUNDS if self.rounds else VERSION,
             "epoch": self.epoch,
             "validator": self.validator,
             "domain": self.domain.to_json(),
@@ -115,6 +185,8 @@ class EpochFile:
             "total": str(self.total),
             "receipts": [json.loads(encode(s)) for s in self.receipts],
         }
+        if self.rounds:
+            doc["rounds"] = [group.to_json() for group in self.rounds]
         return canonical_json(doc)
 
     @cached_property
@@ -164,16 +236,23 @@ def load_epoch_file(data: bytes, domain: Domain) -> EpochFile:
         doc = strict_json.loads(data, "epoch file", floats=True)
     except ValueError as exc:
         raise EpochFileError(f"epoch file is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") != VERSION:
-        raise EpochFileError(f"not a {FORMAT} version {VERSION} file")
+    versions = (VERSION, VERSION_WITH_ROUNDS)
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT or doc.get("version") not in versions:
+        raise EpochFileError(f"not a {FORMAT} version {VERSION} or {VERSION_WITH_ROUNDS} file")
     if doc.get("domain") != domain.to_json():
         raise EpochFileError("epoch file belongs to another network (chain, registry or salt differ)")
     raw = doc.get("receipts")
     if not isinstance(raw, list) or len(raw) > MAX_RECEIPTS:
         raise EpochFileError(f"epoch file 'receipts' must be a list of at most {MAX_RECEIPTS} receipts")
+    raw_rounds = doc.get("rounds", [])
+    if not isinstance(raw_rounds, list) or len(raw_rounds) > MAX_ROUNDS:
+        raise EpochFileError(f"epoch file 'rounds' must be a list of at most {MAX_ROUNDS} entries")
+    rounds = [RoundGroup.from_json(r) for r in raw_rounds]
     try:
         receipts = [decode(canonical_json(r)) for r in raw]
-        built = EpochFile.build(int(doc.get("epoch", -1)), str(doc.get("validator")), domain, receipts)
+        built = EpochFile.build(
+            int(doc.get("epoch", -1)), str(doc.get("validator")), domain, receipts, rounds
+        )
     except (ProtocolError, TypeError, ValueError) as exc:
         raise EpochFileError(f"epoch file has an invalid receipt: {exc}") from None
     if built.to_bytes() != data:

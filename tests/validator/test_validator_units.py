@@ -3,6 +3,7 @@ swarm of fresh identities, intake checks, settlement, the epoch post (never twic
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from validator.service import registry_access
 from validator.settle import settle
 from validator.tasks import TaskInputError, load_rows, resolve_model, split_rows
 from wallet.devnet import start_embedded_chain
+from wallet.epochs import EpochFile, load_epoch_file
 from wallet.registry import RegistryParams
 from wallet.signer import LocalSigner
 
@@ -294,23 +296,56 @@ def test_settle_post_once_and_audit(parts: Any, tmp_path: Path) -> None:
     miners = [LocalSigner.create() for _ in range(3)]
     for round_ in range(2):
         settled_task(parts, {m: (5 + i + round_) * 10**9 for i, m in enumerate(miners)}, 0, domain)
+        if round_ == 0:  # a DiLoCo round between the tasks: in the history of the second one
+            diloco_round(parts, [m.address for m in miners[:2]], domain)
     receipts = [decode(bytes(r["signed"])).message for r in parts.db.receipts()]
-    assert all(isinstance(r, Receipt) for r in receipts) and len(receipts) == 6
+    assert all(isinstance(r, Receipt) for r in receipts) and len(receipts) == 8
     assert parts.db.meta("ratings")["ratings"]  # ratings kept per kind
     chain = registry_access(devnet.registry(parts.signer), parts.signer.address)
     closer = EpochCloser(parts.db, domain, parts.signer, FakeNet(), chain, tmp_path / "epochs")
     devnet.advance_to_epoch(1)
     trio.run(closer.run_once)
-    assert parts.db.epoch(0)["state"] == "posted" and len(parts.db.proofs(0)) == 6
+    assert parts.db.epoch(0)["state"] == "posted" and len(parts.db.proofs(0)) == 8
     parts.db.set_epoch(0, state="posting")  # as if killed after sending the post, before recording it
     trio.run(closer.run_once)
     assert parts.db.epoch(0)["state"] == "posted"
     assert len(devnet.registry().epoch_posts()) == 1  # posted exactly once
     files = [p.read_bytes() for p in sorted((tmp_path / "epochs").glob("*.json"))]
     report = audit_files(files, domain, parts.cfg, devnet.registry().post)
-    assert report.agrees and report.tasks == 2 and report.receipts == 6 and report.chain_checked == 1, report
+    assert report.agrees and report.tasks == 3 and report.rounds == 1 and report.receipts == 8, report
+    assert report.chain_checked == 1
     lying = ValidatorConfig(place_scores=[3.0, 2.0, 1.0])  # other parameters than the validator used
     assert not audit_files(files, domain, lying).agrees
+    # A round receipt whose amount does not follow the round rule (the emission split by the signed
+    # scores) is a mismatch; without the file's round list the audit would judge it as a task.
+    built = load_epoch_file(files[0], domain)
+    skewed = []
+    for signed in built.receipts:
+        r = signed.message
+        assert isinstance(r, Receipt)
+        if r.task_id in built.round_task_ids:
+            r = dataclasses.replace(r, amount=r.amount + (1 if r.rank == 1 else -1))
+        skewed.append(sign(r, domain, parts.signer))
+    bad = EpochFile.build(0, parts.signer.address, domain, skewed, built.rounds).to_bytes()
+    mismatches = audit_files([bad], domain, parts.cfg).mismatches
+    assert len(mismatches) == 2 and all("DiLoCo round" in m for m in mismatches), mismatches
+
+
+def diloco_round(parts: Any, miners: list[str], domain: Domain) -> None:
+    """One DiLoCo round's receipts, stored as the validator's rounds store them (validator/diloco)."""
+    from validator.diloco.gauntlet import Gains
+    from validator.diloco.ledger import store_round_receipts
+    from validator.diloco.receipts import RoundRewards
+    from validator.diloco.rounds import RoundResult, Verdict
+
+    gains = [Gains(val=0.03, own=0.01, random=0.0), Gains(val=0.01, own=0.01, random=0.0)]
+    verdicts = {m: Verdict(m, "", gains=g) for m, g in zip(miners, gains, strict=True)}
+    result = RoundResult(0, verdicts, "00" * 32, 3.0, 2.5)
+    rewards = RoundRewards(emission=10**18, epoch_of=lambda _ms: 0)
+    now = int(time.time() * 1000)
+    stored = store_round_receipts(parts.db, result, b"\x44" * 32, wire_round=0, rewards=rewards,
+                                  domain=domain, signer=parts.signer, now_ms=now)  # fmt: skip
+    assert len(stored.receipts) == 2
 
 
 def test_audit_and_status_commands(parts: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

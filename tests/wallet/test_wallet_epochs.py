@@ -13,6 +13,7 @@ from wallet.epochs import (
     EpochFile,
     EpochFileError,
     RetiredProofError,
+    RoundGroup,
     check_proof,
     check_proof_matches_receipt,
     load_epoch_file,
@@ -139,3 +140,37 @@ def test_a_v1_proof_is_refused_with_what_to_do(chain_env: ChainEnv) -> None:
             check()
     with pytest.raises(RetiredProofError, match="ask the validator for a new proof"):
         check_proof_matches_receipt(old, built.receipts[0].message)  # type: ignore[arg-type]
+
+
+def test_diloco_round_groups_are_listed_checked_and_survive_a_round_trip(chain_env: ChainEnv) -> None:
+    """Version 3 lists which receipts belong to a DiLoCo round; a file without rounds stays version 2.
+    A listed round must name receipts of the file (its task id is derived from run and round)."""
+    domain = make_domain(registry=chain_env.deployment.registry)
+    group = RoundGroup(b"\x11" * 32, 4)
+    miners = [LocalSigner.create().address for _ in range(2)]
+    v1 = chain_env.v1
+    round_receipts = [
+        sign_receipt(make_receipt(v1.address, m, 5, nonce=i, task_id=group.task_id), domain, v1)
+        for i, m in enumerate(miners)
+    ]
+    task_receipt = sign_receipt(make_receipt(v1.address, miners[0], 9, nonce=7), domain, v1)
+    built = EpochFile.build(0, chain_env.v1.address, domain, [*round_receipts, task_receipt], [group])
+    data = built.to_bytes()
+    doc = json.loads(data)
+    assert doc["version"] == 3 and doc["rounds"] == [{"run": "0x" + "11" * 32, "round": 4}]
+    loaded = load_epoch_file(data, domain)
+    assert loaded.rounds == (group,) and loaded.round_task_ids == {group.task_id: group}
+    assert (loaded.root, loaded.total) == (built.root, 19)
+    plain = EpochFile.build(0, chain_env.v1.address, domain, [task_receipt])
+    assert json.loads(plain.to_bytes())["version"] == 2 and "rounds" not in json.loads(plain.to_bytes())
+    with pytest.raises(EpochFileError, match="no receipt of the file belongs to it"):
+        EpochFile.build(0, chain_env.v1.address, domain, [task_receipt], [group])  # a task passed off
+    with pytest.raises(EpochFileError, match="listed twice"):
+        EpochFile.build(0, chain_env.v1.address, domain, round_receipts, [group, group])
+    for bad in ({"run": "0x11", "round": 4}, {"run": "0x" + "11" * 32, "round": -1}, {"round": 4}):
+        tampered = {**doc, "rounds": [bad]}
+        with pytest.raises(EpochFileError, match="round"):
+            load_epoch_file(json.dumps(tampered).encode(), domain)
+    downgraded = {**doc, "version": 2}  # rounds in a version-2 file: not the canonical encoding
+    with pytest.raises(EpochFileError, match="not canonical"):
+        load_epoch_file(json.dumps(downgraded, separators=(",", ":"), sort_keys=True).encode(), domain)

@@ -9,7 +9,10 @@ Nonces come from the same stored counter as task receipts (``receipt_nonce`` in 
 and advanced in the transaction that stores the receipts, so a restarted validator never reissues
 one; ``issued_at`` is moved past the latest stored receipt (``settle.receipt_time``) like a task's.
 A round whose receipts are already stored (a restart between storing them and saving the round
-state reopens the same round) is not signed again: the stored receipts are returned.
+state reopens the same round) is not signed again: the stored receipts are returned. Each round's
+(run id, round) is stored beside its receipts (``val_meta``), and the epoch close lists it in the
+epoch file (``wallet.epochs.RoundGroup``), so ``magnet audit`` checks those receipts by the round
+rule rather than the task rule.
 """
 
 from __future__ import annotations
@@ -20,11 +23,10 @@ from protocol.signing import Domain, SignedMessage, SignerLike
 from validator.db import ValidatorDB
 from validator.diloco.receipts import RoundReceipts, RoundRewards, round_receipts, round_task_id
 from validator.diloco.rounds import RoundResult
+from validator.epoch_close import ROUND_KEY
 from validator.settle import receipt_time
 
 NONCE_KEY = "receipt_nonce"  # shared with validator.settle (db.next_counter("receipt_nonce"))
-
-
 def stored_round_receipts(db: ValidatorDB, task_id: bytes) -> dict[str, SignedMessage]:
     """The receipts already stored for one round's task id, by miner."""
     return {r["miner"]: decode(bytes(r["signed"])) for r in db.receipts("0x" + task_id.hex())}
@@ -59,6 +61,8 @@ def store_round_receipts(
         if not out.receipts:
             return out
         db.set_meta(NONCE_KEY, first + len(out.receipts) - 1)
+        # The epoch close lists the round in the epoch file from this (validator.epoch_close).
+        db.set_meta(ROUND_KEY + "0x" + task_id.hex(), {"run": "0x" + run_id.hex(), "round": wire_round})
         for miner, signed in out.receipts.items():
             r = signed.message
             assert isinstance(r, Receipt)

@@ -7,8 +7,9 @@ enter an epoch file and Merkle root like a task receipt. Field mapping:
   of a run, never equal to a random task id of an ordinary task in practice;
 * ``rank``: 1 = highest Gauntlet score (``Gains.score``) among the accepted, ties to the smaller
   address; ``pool_size``: how many were accepted;
-* ``score_e9`` and ``amount``: the round's ``emission`` split by the positive Gauntlet scores
-  (``scoring.epoch_amounts``: exact integers); ``score_e9`` is the score itself x 10^9;
+* ``score_e9`` and ``amount``: ``score_e9`` is the Gauntlet score x 10^9 (negative ones 0), and the
+  round's ``emission`` is split by those integers (``scoring.epoch_amounts``: exact), so the audit
+  recomputes every amount from the receipts;
 * ``test_loss_e9``: the global model's validation loss after the merge; ``synthetic_loss_e9`` 0.
 
 Excluded miners (any verdict with a reason: no_improvement, wrong_shard, missing, ...) get no
@@ -23,21 +24,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from eth_utils.crypto import keccak
-
 from protocol.messages import Receipt
 from protocol.signing import Domain, SignedMessage, SignerLike, sign
 from validator.diloco.rounds import RoundResult
 from validator.scoring import epoch_amounts
+from wallet.epochs import diloco_round_task_id
 
 E9 = 1_000_000_000
 
 
 def round_task_id(run_id: bytes, round_number: int) -> bytes:
-    """The 32-byte task id of round ``round_number`` of DiLoCo run ``run_id``."""
-    if not 0 <= round_number < 1 << 64:
-        raise ValueError(f"round_task_id: round must fit in 64 bits, got {round_number}")
-    return keccak(b"magnet-diloco" + bytes(run_id) + round_number.to_bytes(8, "big"))
+    """The 32-byte task id of round ``round_number`` of DiLoCo run ``run_id``
+    (``wallet.epochs.diloco_round_task_id``: the audit recomputes it from the epoch file)."""
+    try:
+        return diloco_round_task_id(run_id, round_number)
+    except ValueError as exc:
+        raise ValueError(f"round_task_id: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,10 @@ def round_receipts(
     from 0 (``DilocoRound.round``), the in-process validator from 1."""
     accepted = [v for v in result.verdicts.values() if v.accepted]
     ordered = sorted(accepted, key=lambda v: (-(v.gains.score if v.gains else 0.0), v.miner.lower()))
-    scores = {v.miner: max(0.0, v.gains.score if v.gains else 0.0) for v in ordered}
-    amounts = epoch_amounts(scores, emission)
+    # The split uses the scores as signed (score_e9), so that `magnet audit` recomputes the amounts
+    # exactly from the receipts alone (validator/audit.py, the round rule).
+    scores_e9 = {v.miner: round(max(0.0, v.gains.score if v.gains else 0.0) * E9) for v in ordered}
+    amounts = epoch_amounts({m: float(e9) for m, e9 in scores_e9.items()}, emission)
     task_id = round_task_id(run_id, result.round if round_number is None else round_number)
     loss_e9 = round(max(0.0, result.val_loss_after) * E9)
     receipts: dict[str, SignedMessage] = {}
@@ -90,7 +94,7 @@ def round_receipts(
             pool_size=len(ordered),
             test_loss_e9=loss_e9,
             synthetic_loss_e9=0,
-            score_e9=round(scores[v.miner] * E9),
+            score_e9=scores_e9[v.miner],
             amount=amounts[v.miner],
             epoch=epoch,
             nonce=first_nonce + rank - 1,
