@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def _help(text: str) -> dict[str, str]:
@@ -140,8 +141,17 @@ class ValidatorConfig:
     min_split_rows: int = field(
         default=2, metadata=_help("Fewest rows in each of the train, test and synthetic splits."))
     synthetic_generator: str = field(
-        default="auto", metadata=_help("Synthetic evaluation data: 'arithmetic', 'held_back', or 'auto' "
-                                       "(arithmetic for GSM8K-style question/answer rows, else held_back)."))
+        default="auto", metadata=_help("Synthetic evaluation data: 'arithmetic', 'held_back', 'teacher' or "
+                                       "'auto' (arithmetic for GSM8K-style question/answer rows, else "
+                                       "teacher for instruct tasks when teacher_model is set, else "
+                                       "held_back)."))
+    teacher_model: str = field(
+        default="", metadata=_help("Local causal LM directory (safetensors, no remote code) whose "
+                                   "greedy answers to held-back prompts are the 'teacher' synthetic "
+                                   "rows; '': none."))
+    teacher_max_new_tokens: int = field(
+        default=128, metadata=_help("Most tokens the teacher writes per answer."))
+    teacher_batch_size: int = field(default=8, metadata=_help("Prompts the teacher answers at once."))
     eval_max_examples: int = field(
         default=64, metadata=_help("Most rows of each private split evaluated per artifact."))
     max_artifact_bytes: int = field(
@@ -205,4 +215,12 @@ class ValidatorConfig:
             found.append("validator: need 1 <= min_pool_to_start <= ideal_min_pool <= pool_size")
         if self.time_scale <= 0 or self.day_s <= 0:
             found.append("validator.time_scale and validator.day_s must be positive")
+        if self.synthetic_generator == "teacher" and not self.teacher_model:
+            found.append("validator.synthetic_generator 'teacher' needs validator.teacher_model (a local "
+                         "model directory)")
+        if self.teacher_model and not (Path(self.teacher_model).expanduser() / "config.json").is_file():
+            found.append(f"validator.teacher_model {self.teacher_model!r} is not a model directory "
+                         "(no config.json)")
+        if self.teacher_max_new_tokens < 1 or self.teacher_batch_size < 1:
+            found.append("validator.teacher_max_new_tokens and teacher_batch_size must be at least 1")
         return found

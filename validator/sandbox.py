@@ -187,3 +187,43 @@ def evaluation_job(
         "seed": seed,
         "rewards": rewards,
     }
+
+
+MAX_TEACHER_ANSWER_CHARS = 16_384
+
+
+class TeacherError(RuntimeError):
+    """The teacher model could not answer (its job failed in the sandbox, or its output is unusable)."""
+
+
+def run_teacher(rows: list[dict[str, Any]], work_dir: Path, cfg: ValidatorConfig) -> list[str]:
+    """The configured teacher model's answers to ``rows`` (instruct rows; their answers are ignored),
+    one per row in order, made in the evaluation sandbox with its limits; blocking."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex[:10]
+    rows_file, out_file = work_dir / f"teach-{name}.jsonl", work_dir / f"teach-{name}.answers.jsonl"
+    rows_file.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    job = {
+        "mode": "teach",
+        "model_dir": str(Path(cfg.teacher_model).expanduser().resolve()),
+        "rows_file": str(rows_file),
+        "out_file": str(out_file),
+        "max_new_tokens": cfg.teacher_max_new_tokens,
+        "batch_size": cfg.teacher_batch_size,
+        "threads": cfg.eval_threads,
+    }
+    outcome = run_sandboxed(job, work_dir, cfg)
+    if outcome.error or outcome.malformed or not out_file.is_file():
+        why = outcome.error or outcome.malformed or "it wrote no answers"
+        raise TeacherError(f"the teacher model {cfg.teacher_model} could not answer: {why}")
+    answers = []
+    for i, line in enumerate(out_file.read_text(encoding="utf-8").splitlines()):
+        row = strict_json.loads(line, f"teacher answer {i}")
+        answer = row.get("answer") if isinstance(row, dict) else None
+        if not isinstance(answer, str) or len(answer) > MAX_TEACHER_ANSWER_CHARS:
+            raise TeacherError(f"teacher answer {i} is not a string of at most {MAX_TEACHER_ANSWER_CHARS} "
+                               "characters")
+        answers.append(answer)
+    if len(answers) != len(rows):
+        raise TeacherError(f"the teacher answered {len(answers)} of {len(rows)} prompts")
+    return answers

@@ -14,7 +14,8 @@ Jobs (JSON): ``{"mode": "evaluate", ...}`` extracts an artifact bundle into a fr
 the bundle caps, checks its manifest against the base model with the recipe's ``check_artifact``
 (names, shapes, dtypes, rank) before anything is loaded, then runs the trainer's ``evaluate`` on each
 private split; ``{"mode": "selfcheck", ...}`` tries a connect and an allocation and reports what
-happened (the validator's start-up check, and what the tests use).
+happened (the validator's start-up check, and what the tests use); ``{"mode": "teach", ...}`` has
+a teacher model answer held-back prompts (trainer.teacher) and writes the answers to a file.
 
 Events are JSON lines on the original stdout (trainer.worker's reporter); everything else goes to
 stderr. Error kinds: ``malformed`` (bundle or manifest rejected), ``oom``, ``crash``, ``invalid``.
@@ -127,6 +128,27 @@ def evaluate(job: dict[str, Any], reporter: Any) -> None:
         reporter.emit("result", split=split, metrics=metrics)
 
 
+def teach(job: dict[str, Any], reporter: Any) -> None:
+    """The teacher model's answers to held-back prompts (validator.synthetic, generator ``teacher``):
+    rows in ``rows_file`` (jsonl), answers to ``out_file`` (jsonl of {"answer": str}), same order."""
+    from trainer.data import read_records
+    from trainer.teacher import row_prompt
+    from trainer.teacher import teach as answer
+
+    rows = read_records(job["rows_file"])
+    prompts = [row_prompt(row, f"held-back row {i}") for i, row in enumerate(rows)]
+    answers = answer(
+        job["model_dir"], prompts, int(job["max_new_tokens"]), int(job.get("batch_size") or 8)
+    )
+    Path(job["out_file"]).write_text(
+        "".join(json.dumps({"answer": a}, ensure_ascii=False) + "\n" for a in answers), encoding="utf-8"
+    )
+    reporter.emit("check", name="teach", ok=True, message=f"{len(answers)} answers")
+
+
+MODES = {"selfcheck": selfcheck, "teach": teach}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m validator.sandbox_child")
     parser.add_argument("job", type=Path)
@@ -148,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             from trainer.worker import apply_thread_cap
 
             apply_thread_cap(int(job["threads"]))
-        (selfcheck if job.get("mode") == "selfcheck" else evaluate)(job, reporter)
+        MODES.get(str(job.get("mode")), evaluate)(job, reporter)
         reporter.emit("done")
         return 0
     except SystemExit as exc:

@@ -11,7 +11,11 @@ seed. Two come built in:
 * ``held_back``: rows from a private pool that are not in the rows the miners saw, compared by the
   sha256 of their canonical JSON, sampled with the seeded RNG.
 
-A teacher-model generator would register the same way; none is built in (it needs the trainer).
+* ``teacher``: held-back rows (picked as ``held_back`` picks them) answered afresh by a teacher
+  model (``request.teacher``: the validator's configured ``teacher_model``, run in the evaluation
+  sandbox by ``validator.sandbox.run_teacher``): each row keeps its prompt columns and its answer
+  column (``output``, ``answer`` or ``completion``) becomes the teacher's greedy answer. Rows the
+  teacher answers with nothing are left out.
 """
 
 from __future__ import annotations
@@ -34,6 +38,8 @@ class SyntheticRequest:
     pool: Sequence[Row] = ()  # candidate rows, for generators that select rather than make
     seen: Sequence[Row] = ()  # rows the miners were given (train split)
     exclude: frozenset[str] = field(default_factory=frozenset)  # questions never to produce
+    # The teacher model: instruct rows -> its answers, one per row (the ``teacher`` generator).
+    teacher: Callable[[list[Row]], list[str]] | None = None
 
 
 class SyntheticGenerator(Protocol):
@@ -210,6 +216,29 @@ class HeldBackSplit:
         digests = sorted(unseen)  # canonical order, so the pool's order does not matter
         picked = random.Random(request.seed).sample(digests, min(request.count, len(digests)))
         return [unseen[d] for d in picked]
+
+
+ANSWER_COLUMNS = ("output", "answer", "completion")  # trainer.data.sft_example's answer columns
+
+
+@register_generator("teacher")
+class TeacherAnswers:
+    """Held-back prompts answered by the teacher model (module docstring)."""
+
+    def generate(self, request: SyntheticRequest) -> list[Row]:
+        if request.teacher is None:
+            raise ValueError("the teacher generator needs a teacher model: set validator.teacher_model")
+        picked = HeldBackSplit().generate(request)
+        usable = [r for r in picked if any(c in r for c in ANSWER_COLUMNS)]
+        answers = request.teacher(usable) if usable else []
+        if len(answers) != len(usable):
+            raise ValueError(f"the teacher answered {len(answers)} of {len(usable)} prompts")
+        rows = []
+        for row, answer in zip(usable, answers, strict=True):
+            if answer.strip():
+                column = next(c for c in ANSWER_COLUMNS if c in row)
+                rows.append({**row, column: answer})
+        return rows
 
 
 def final_answer(answer: str) -> int:

@@ -25,6 +25,8 @@ import hashlib
 import json
 import os
 import random
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -215,7 +217,25 @@ def pick_generator(rows: list[dict[str, Any]], kind: str, cfg: ValidatorConfig) 
         isinstance(r.get("answer"), str) and GSM8K_ANSWER_MARK in r["answer"] and "question" in r
         for r in rows
     )
-    return "arithmetic" if kind == "instruct" and gsm8k else "held_back"
+    if kind == "instruct" and gsm8k:
+        return "arithmetic"
+    return "teacher" if kind == "instruct" and cfg.teacher_model else "held_back"
+
+
+def teacher_of(cfg: ValidatorConfig) -> Callable[[list[dict[str, Any]]], list[str]]:
+    """The configured teacher model as a function of rows, run in the evaluation sandbox."""
+    from validator.sandbox import TeacherError, run_teacher
+
+    def answer(rows: list[dict[str, Any]]) -> list[str]:
+        with tempfile.TemporaryDirectory(prefix="magnet-teacher-") as work:
+            try:
+                return run_teacher(rows, Path(work), cfg)
+            except TeacherError as exc:
+                raise TaskInputError(
+                    f"{exc}; check validator.teacher_model or use another generator"
+                ) from None
+
+    return answer
 
 
 def split_rows(
@@ -242,8 +262,12 @@ def split_rows(
         pool=pool,
         seen=train,
         exclude=questions([*train, *test]) if generator == "arithmetic" else frozenset(),
+        teacher=teacher_of(cfg) if generator == "teacher" else None,
     )
-    synthetic = make_generator(generator).generate(request)
+    try:
+        synthetic = make_generator(generator).generate(request)
+    except (KeyError, ValueError) as exc:
+        raise TaskInputError(f"synthetic generator {generator!r}: {exc}") from None
     if not synthetic:
         raise TaskInputError(f"the {generator} generator produced no synthetic rows for this data")
     return train, test, synthetic
