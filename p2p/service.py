@@ -145,6 +145,8 @@ class P2PService:
         self._nursery: trio.Nursery | None = None
         self._heartbeat_seq = now_ms()
         self._last_addrs: list[str] = []
+        self._loops: trio.Nursery | None = None
+        self._loops_done = trio.Event()
         self.stopping = trio.Event()
         self.validators_read = trio.Event()  # the first read of a chain validator set was tried
         self.host.get_network().register_notifee(_ConnectionWatch(self))
@@ -187,6 +189,12 @@ class P2PService:
                     task_status.started(self)
                     await self.stopping.wait()
                     self._nursery = None
+                    # Our loops go first: once the host closes, its listeners' sockets are gone
+                    # and a publish (libp2p reads the listen addresses for it) raised EBADF.
+                    if self._loops is not None:
+                        self._loops.cancel_scope.cancel()
+                    with trio.move_on_after(STOP_TIMEOUT):
+                        await self._loops_done.wait()
                     with trio.move_on_after(STOP_TIMEOUT):
                         await self.host.close()
                     nursery.cancel_scope.cancel()
@@ -201,15 +209,28 @@ class P2PService:
         await self.gossip.pubsub.wait_until_ready()
         await self.gossip.subscribe_all(nursery)
         self.gossip.set_identity(self.sign_identity())
-        nursery.start_soon(self.discovery.run)
-        nursery.start_soon(self._announce_loop)
-        nursery.start_soon(self._unban_loop)
+        await nursery.start(self._run_loops)
         if isinstance(self.authorizer, ChainAuthorizer):
             # Announcements heard before the first read would be refused: wait for it a little.
-            nursery.start_soon(self._validator_set_loop, self.authorizer)
             with trio.move_on_after(FIRST_VALIDATOR_READ_WAIT):
                 await self.validators_read.wait()
         self.bus.emit(HostStarted(peer_id=self.peer_id.to_string(), addrs=self.addrs()))
+
+    async def _run_loops(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        """Discovery, announcements, unbans and validator-set reads: one nursery, cancelled (and
+        waited for) before the host closes."""
+        try:
+            async with trio.open_nursery() as loops:
+                self._loops = loops
+                loops.start_soon(self.discovery.run)
+                loops.start_soon(self._announce_loop)
+                loops.start_soon(self._unban_loop)
+                if isinstance(self.authorizer, ChainAuthorizer):
+                    loops.start_soon(self._validator_set_loop, self.authorizer)
+                task_status.started()
+        finally:
+            self._loops = None
+            self._loops_done.set()
 
     async def fetch_blob(self, blob_hash: str, size: int, hints: Sequence[ID | str] = (),
                          public: bool = True) -> BlobInfo:
