@@ -80,8 +80,7 @@ def _battery() -> str:
 def _gpus() -> list[GpuReading]:
     from trainer import hardware  # psutil and the standard library only at import time
 
-    nvml = getattr(hardware, "_nvml_gpus", None)  # the NVML part only: the torch fallback is not cheap
-    found = nvml() if nvml is not None else []
+    found = hardware.nvml_gpus()  # the NVML part only: the torch fallback is not cheap
     return [
         GpuReading(
             name=g.name,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from miner.policy import Verdict
+from miner.policy import Verdict, ram_cap
 from protocol import strict_json
 from protocol.errors import ProtocolError
 from trainer.fit import MEMORY_HEADROOM, ModelShape, TaskSize, estimate_memory
@@ -152,16 +152,16 @@ def gpu_free_mb(ttl_s: float = 10.0) -> dict[int, int]:
     global _gpu_cache
     if time.monotonic() - _gpu_cache[0] < ttl_s:
         return _gpu_cache[1]
-    from trainer.hardware import _nvml_gpus  # NVML only: never torch in the node
+    from trainer.hardware import nvml_gpus  # NVML only: never torch in the node
 
-    free = {g.index: (g.memory_free_bytes or g.memory_total_bytes) // MIB for g in _nvml_gpus()}
+    free = {g.index: (g.memory_free_bytes or g.memory_total_bytes) // MIB for g in nvml_gpus()}
     _gpu_cache = (time.monotonic(), free)
     return free
 
 
 def training_device(gpu_setting: str, ram_mb: int, max_ram_mb: int) -> TrainingDevice:
     """The device a job trains on for ``miner.gpu`` ('auto', 'cpu', 'cuda:N'), with its usable memory."""
-    ram = min(ram_mb, max_ram_mb) if max_ram_mb > 0 else ram_mb
+    ram = ram_cap(ram_mb, max_ram_mb)
     if gpu_setting == "cpu":
         return TrainingDevice("cpu", ram)
     gpus = gpu_free_mb()

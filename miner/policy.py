@@ -104,6 +104,11 @@ def task_hparams(kind: str, params_json: str) -> dict[str, Any]:
         raise ValueError(f"{exc}: upgrade MAGNET") from None
 
 
+def ram_cap(ram_mb: int, max_ram_mb: int) -> int:
+    """The RAM a miner may use: the machine's, capped by ``miner.max_ram_mb`` when that is set (> 0)."""
+    return min(ram_mb, max_ram_mb) if max_ram_mb > 0 else ram_mb
+
+
 def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float, startup_s: float = 0.0) -> Verdict:
     """Whether this machine should join ``task``, and why (the first reason that refuses).
     ``startup_s``: seconds a training job takes here to load its libraries (not training time)."""
@@ -115,7 +120,7 @@ def admit(task: TaskOffer, machine: Machine, cfg: MinerConfig, now: float, start
         return Verdict(False, f"cannot train this task: {exc}")
     if now > task.join_by:
         return Verdict(False, "the join window has closed")
-    ram = min(machine.ram_mb, cfg.max_ram_mb) if cfg.max_ram_mb > 0 else machine.ram_mb
+    ram = ram_cap(machine.ram_mb, cfg.max_ram_mb)
     if task.min_ram_mb > ram:
         return Verdict(False, f"needs {task.min_ram_mb} MiB of RAM, this miner may use {ram} MiB")
     if task.min_gpu_mb > 0 and (cfg.gpu == "cpu" or task.min_gpu_mb > machine.gpu_mb):

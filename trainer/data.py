@@ -199,19 +199,33 @@ def _text(row: dict[str, Any], key: str, where: str, required: bool = True) -> s
     return value
 
 
-def sft_example(row: dict[str, Any], where: str) -> SFTExample:
-    """One instruct row in any accepted column mapping."""
-    if "instruction" in row and "output" in row:
-        prompt = render_prompt(_text(row, "instruction", where), _text(row, "input", where, required=False))
-        return SFTExample(prompt, _text(row, "output", where))
-    if "question" in row and "answer" in row:
-        return SFTExample(render_prompt(_text(row, "question", where)), _text(row, "answer", where))
-    if "prompt" in row and "completion" in row:
-        return SFTExample(_text(row, "prompt", where), _text(row, "completion", where))
+_INSTRUCT_COLUMNS = (("instruction", "output"), ("question", "answer"), ("prompt", "completion"))
+
+
+def _instruct_columns(row: dict[str, Any], where: str) -> tuple[str, str]:
+    for question, answer in _INSTRUCT_COLUMNS:
+        if question in row and answer in row:
+            return question, answer
     raise DataError(
         f"{where}: an instruct row needs columns instruction/output (optional input), "
         f"question/answer or prompt/completion; found {sorted(row)}"
     )
+
+
+def instruct_prompt(row: dict[str, Any], where: str) -> str:
+    """The prompt a model sees for this instruct row, as training renders it (the answer is not read)."""
+    question, _ = _instruct_columns(row, where)
+    if question == "instruction":
+        return render_prompt(_text(row, question, where), _text(row, "input", where, required=False))
+    if question == "question":
+        return render_prompt(_text(row, question, where))
+    return _text(row, "prompt", where)
+
+
+def sft_example(row: dict[str, Any], where: str) -> SFTExample:
+    """One instruct row in any accepted column mapping."""
+    _, answer = _instruct_columns(row, where)
+    return SFTExample(instruct_prompt(row, where), _text(row, answer, where))
 
 
 def _bitnet_example(row: dict[str, Any], where: str) -> SFTExample:

@@ -119,13 +119,13 @@ def detect_hardware(gpus: bool = False) -> HardwareProfile:
         battery=_battery(),
     )
     if gpus:
-        profile.gpus = _nvml_gpus() or _torch_gpus()
+        profile.gpus = nvml_gpus() or _torch_gpus()
         _add_compute_capability(profile.gpus)
         profile.mps_available = _mps_available()
     return profile
 
 
-def _nvml_gpus() -> list[GpuInfo]:
+def nvml_gpus() -> list[GpuInfo]:
     """GPUs with live sensors from NVML; empty when nvidia-ml-py or the driver is absent."""
     try:
         import pynvml

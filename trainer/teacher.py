@@ -2,7 +2,7 @@
 evaluation sandbox (validator/sandbox_child.py, mode ``teach``).
 
 The teacher is a local causal LM directory (safetensors only, no remote code: ``trainer.lora``'s
-loader). Each prompt is rendered exactly as training renders it (``trainer.data.sft_example``: BOS +
+loader). Each prompt is rendered exactly as training renders it (``trainer.data.instruct_prompt``: BOS +
 the Alpaca-style prompt), answered greedily (no sampling, so the same prompts give the same answers
 on the same software) up to ``max_new_tokens`` new tokens or EOS, in batches with left padding.
 """
@@ -10,21 +10,10 @@ on the same software) up to ``max_new_tokens`` new tokens or EOS, in batches wit
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 
-from trainer.data import sft_example
 from trainer.lora import load_base_model, load_tokenizer
-
-
-def row_prompt(row: dict[str, Any], where: str) -> str:
-    """The prompt a trained model sees for this instruct row (its answer column is ignored)."""
-    answered = {**row}
-    for column in ("output", "answer", "completion"):
-        if column in answered:
-            answered[column] = "-"  # sft_example requires a non-empty answer; only the prompt is used
-    return sft_example(answered, where).prompt
 
 
 @torch.no_grad()

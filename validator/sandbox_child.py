@@ -131,12 +131,11 @@ def evaluate(job: dict[str, Any], reporter: Any) -> None:
 def teach(job: dict[str, Any], reporter: Any) -> None:
     """The teacher model's answers to held-back prompts (validator.synthetic, generator ``teacher``):
     rows in ``rows_file`` (jsonl), answers to ``out_file`` (jsonl of {"answer": str}), same order."""
-    from trainer.data import read_records
-    from trainer.teacher import row_prompt
+    from trainer.data import instruct_prompt, read_records
     from trainer.teacher import teach as answer
 
     rows = read_records(job["rows_file"])
-    prompts = [row_prompt(row, f"held-back row {i}") for i, row in enumerate(rows)]
+    prompts = [instruct_prompt(row, f"held-back row {i}") for i, row in enumerate(rows)]
     answers = answer(
         job["model_dir"], prompts, int(job["max_new_tokens"]), int(job.get("batch_size") or 8)
     )

@@ -12,11 +12,11 @@ from p2p.reqresp import RequestRefused
 from protocol.encoding import encode
 from protocol.signing import Domain
 from validator.diloco.gauntlet import Gains
-from validator.diloco.receipts import round_receipts, round_task_id
+from validator.diloco.receipts import round_receipts
 from validator.diloco.rounds import RoundResult, Verdict
 from wallet.chain import ChainClient
 from wallet.devchain import EmbeddedChain
-from wallet.epochs import EpochFile
+from wallet.epochs import EpochFile, diloco_round_task_id
 from wallet.receipts import verify_receipt
 from wallet.registry import Registry, RegistryParams, deploy
 from wallet.rewards import claim_with_proof, post_epoch
@@ -69,16 +69,16 @@ def test_accepted_miners_get_signed_receipts_split_by_score() -> None:
     assert abs(first.amount - 2 * second.amount) <= 1  # scores 0.04 vs 0.02 (largest remainder)
     assert first.score_e9 == 40_000_000 and first.test_loss_e9 == 2_500_000_000
     assert {first.nonce, second.nonce} == {100, 101}
-    assert first.task_id == second.task_id == round_task_id(b"\x11" * 32, 7)
+    assert first.task_id == second.task_id == diloco_round_task_id(b"\x11" * 32, 7)
     for signed in out.receipts.values():
         assert verify_receipt(signed, DOMAIN) == signer.address
 
 
 def test_round_task_ids_differ_by_run_and_round() -> None:
-    ids = {round_task_id(run, r) for run in (b"\x01" * 32, b"\x02" * 32) for r in (0, 1)}
+    ids = {diloco_round_task_id(run, r) for run in (b"\x01" * 32, b"\x02" * 32) for r in (0, 1)}
     assert len(ids) == 4 and all(len(i) == 32 for i in ids)
     with pytest.raises(ValueError, match="64 bits"):
-        round_task_id(b"\x01" * 32, -1)
+        diloco_round_task_id(b"\x01" * 32, -1)
 
 
 def test_round_receipts_are_claimed_on_the_embedded_chain() -> None:

@@ -33,15 +33,6 @@ from wallet.epochs import diloco_round_task_id
 E9 = 1_000_000_000
 
 
-def round_task_id(run_id: bytes, round_number: int) -> bytes:
-    """The 32-byte task id of round ``round_number`` of DiLoCo run ``run_id``
-    (``wallet.epochs.diloco_round_task_id``: the audit recomputes it from the epoch file)."""
-    try:
-        return diloco_round_task_id(run_id, round_number)
-    except ValueError as exc:
-        raise ValueError(f"round_task_id: {exc}") from None
-
-
 @dataclass(frozen=True)
 class RoundRewards:
     """What ``NetworkValidator`` pays per closed round: ``emission`` base units split among the
@@ -81,7 +72,7 @@ def round_receipts(
     # exactly from the receipts alone (validator/audit.py, the round rule).
     scores_e9 = {v.miner: round(max(0.0, v.gains.score if v.gains else 0.0) * E9) for v in ordered}
     amounts = epoch_amounts({m: float(e9) for m, e9 in scores_e9.items()}, emission)
-    task_id = round_task_id(run_id, result.round if round_number is None else round_number)
+    task_id = diloco_round_task_id(run_id, result.round if round_number is None else round_number)
     loss_e9 = round(max(0.0, result.val_loss_after) * E9)
     receipts: dict[str, SignedMessage] = {}
     for rank, v in enumerate(ordered, start=1):
