@@ -21,10 +21,11 @@ from protocol.encoding import decode, encode
 from protocol.messages import Receipt
 from protocol.signing import Domain, SignedMessage, SignerLike
 from validator.db import ValidatorDB
-from validator.diloco.receipts import RoundReceipts, RoundRewards, round_receipts, round_task_id
+from validator.diloco.receipts import RoundReceipts, RoundRewards, round_receipts
 from validator.diloco.rounds import RoundResult
 from validator.epoch_close import ROUND_KEY
 from validator.settle import receipt_time
+from wallet.epochs import diloco_round_task_id
 
 NONCE_KEY = "receipt_nonce"  # shared with validator.settle (db.next_counter("receipt_nonce"))
 def stored_round_receipts(db: ValidatorDB, task_id: bytes) -> dict[str, SignedMessage]:
@@ -45,7 +46,7 @@ def store_round_receipts(
 ) -> RoundReceipts:
     """Sign one receipt per accepted miner of ``result`` and store them in ``val_receipt`` (one
     transaction: nonces, receipts); returns them with the excluded miners' reasons."""
-    task_id = round_task_id(run_id, wire_round)
+    task_id = diloco_round_task_id(run_id, wire_round)
     excluded = {m: v.reason for m, v in result.verdicts.items() if not v.accepted}
     with db.store.transaction() as conn:
         held = stored_round_receipts(db, task_id)

@@ -42,8 +42,9 @@ from trainer.diloco.shards import shard_for
 from validator.db import ValidatorDB
 from validator.diloco.ledger import store_round_receipts
 from validator.diloco.notices import notice_problem
-from validator.diloco.receipts import RoundRewards, round_receipts, round_task_id
+from validator.diloco.receipts import RoundRewards, round_receipts
 from validator.diloco.rounds import DilocoValidator, RoundResult
+from wallet.epochs import diloco_round_task_id
 
 log = logging.getLogger("magnet.diloco")
 
@@ -214,7 +215,7 @@ class NetworkValidator:
 
     def round_task_ids(self) -> list[str]:
         """The task ids (0x hex) of this run's rounds so far, as stored in ``val_receipt``."""
-        return ["0x" + round_task_id(self.task_id, r).hex() for r in range(self.core.round + 1)]
+        return ["0x" + diloco_round_task_id(self.task_id, r).hex() for r in range(self.core.round + 1)]
 
     async def deliver_pending(self) -> int:
         """Send this run's receipts and epoch proofs not delivered yet (the validator service's
