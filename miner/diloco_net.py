@@ -4,17 +4,26 @@ On each gossiped ``DilocoRound`` from the validator it follows (the gossip layer
 the signature, the age and that the signer is an authorised validator): fetch the global model blob
 from the announcing peer (the blob layer checks its sha256; it is checked again here and loaded with
 ``params_from_bytes``, which refuses other names, shapes, dtypes and non-finite values), work out
-its shard with ``shards.shard_for``, run H inner steps with ``trainer.diloco`` (in a worker thread
-of this process, not a separate trainer process), compress with error feedback, store the encoded
-pseudo-gradient as a **private** blob, push it to the validator and then gossip a signed
-``DilocoContribution`` notice naming its hash.
+its shard with ``shards.shard_for``, run H inner steps with ``trainer.diloco``, compress with error
+feedback, store the encoded pseudo-gradient as a **private** blob, push it to the validator and then
+gossip a signed ``DilocoContribution`` notice naming its hash.
+
+Where the inner steps run: the miner service (``MinerRounds``) runs them in a training child,
+``ChildWorker`` (``python -m trainer.diloco.child``: the miner's thread cap and niceness, no GIL
+shared with the host, a crash costs the child only); the devnet's scripted miners and the tests run
+a ``DilocoMiner`` in a worker thread of their own process.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import subprocess
+import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +33,7 @@ import trio
 
 from miner.db import MinerDB
 from miner.rewards import RewardRejected, accept_proof
+from node.child import child_command
 from p2p.reqresp import RequestRefused
 from p2p.service import P2PService, now_ms
 from p2p.validation import Accept
@@ -38,7 +48,7 @@ from trainer.diloco.data import datasets_folder
 from trainer.diloco.miner import DilocoMiner
 from trainer.diloco.params import Params, params_from_bytes
 from trainer.diloco.shards import shard_for
-from trainer.diloco.spec import RoundSpec
+from trainer.diloco.spec import RoundSpec, spec_to_json
 from wallet.receipts import verify_receipt
 
 if TYPE_CHECKING:
@@ -78,7 +88,7 @@ class RoundLog:
 class NetworkMiner:
     """One miner on its own host. ``validator`` is the address whose rounds it follows."""
 
-    worker: DilocoMiner
+    worker: DilocoMiner | ChildWorker
     signer: SignerLike
     validator: str
     template: Params  # names, shapes and dtypes the global model must have
@@ -156,16 +166,13 @@ class NetworkMiner:
         started = time.monotonic()
         try:
             await self.p2p.fetch_blob(msg.model_sha256.hex(), msg.model_size, hints=[origin])
-            data = self.p2p.store.path(msg.model_sha256.hex()).read_bytes()
-            if hashlib.sha256(data).digest() != msg.model_sha256:
-                raise ValueError("the global model blob does not match the round's sha256")
-            global_params = params_from_bytes(data, self.template)
+            model_file = self.p2p.store.path(msg.model_sha256.hex())
             spec = spec_from_round(msg, self.worker.address, self.inner)
-            blob = await trio.to_thread.run_sync(self.worker.contribute, spec, global_params)
+            blob = await trio.to_thread.run_sync(self._train, spec, model_file)
             blob_hash = self.p2p.store.put_bytes(blob, public=False)
             await self.p2p.blobs.push(origin, blob_hash)
             shard = self.claimed_shard(spec)
-            window = int(self.worker.shards.shards[shard].shape[1]) if self.worker.shards.shards else 0
+            window = self._window(shard)
             notice = DilocoContribution(
                 task_id=msg.task_id, miner=self.signer.address, round=msg.round,
                 model_sha256=msg.model_sha256, shard=shard, delta_sha256=bytes.fromhex(blob_hash),
@@ -177,6 +184,139 @@ class NetworkMiner:
         except Exception as exc:  # one failed round must not stop the miner; the validator marks it missing
             log.warning("diloco round %d failed: %s", msg.round, exc)
             self.errors.append(f"round {msg.round}: {exc}")
+
+    def _train(self, spec: RoundSpec, model_file: Path) -> bytes:
+        """The encoded contribution (blocking: run in a worker thread): by the training child, or here."""
+        if isinstance(self.worker, ChildWorker):
+            return self.worker.contribute_file(spec, model_file)
+        data = model_file.read_bytes()
+        if hashlib.sha256(data).hexdigest() != spec.base_model_sha256:
+            raise ValueError("the global model blob does not match the round's sha256")
+        return self.worker.contribute(spec, params_from_bytes(data, self.template))
+
+    def _window(self, shard: int) -> int:
+        if isinstance(self.worker, ChildWorker):
+            return self.worker.window
+        return int(self.worker.shards.shards[shard].shape[1]) if self.worker.shards.shards else 0
+
+
+class ChildWorker:
+    """A DiLoCo miner's inner loop in a training child (``python -m trainer.diloco.child``), alive for
+    the run: it keeps the miner's AdamW moments and compression residual between rounds. One round
+    at a time; a child that died is started again before the next round (fresh moments, as a newly
+    joined miner has). Blocking calls: run them in a worker thread."""
+
+    def __init__(self, cfg: DilocoConfig, address: str, folder: Path, threads: int | None = None,
+                 nice: int = 0, command: list[str] | None = None) -> None:  # fmt: skip
+        self.cfg, self.address, self.folder = cfg, address, folder
+        self.threads, self.nice = threads, nice
+        self.command = command or child_command("trainer.diloco.child")
+        self.window = 0
+        self.starts = 0  # children started (a restart after a crash counts)
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def start(self) -> None:
+        """Start the child and wait until it has built the run's world ("ready")."""
+        with self._lock:
+            self._ensure()
+
+    def _ensure(self) -> subprocess.Popen[str]:
+        if self._proc is not None and self._proc.poll() is None:
+            return self._proc
+        if self._closed:
+            raise RuntimeError("the DiLoCo training child was stopped")
+        if self._proc is not None:  # it died: its pipes go with it
+            _close_pipes(self._proc)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        setup = self.folder / "child-setup.json"
+        run = {"base_model": self.cfg.base_model, "datasets": self.cfg.datasets, "texts": self.cfg.texts}
+        setup.write_text(json.dumps({
+            "diloco": run, "folder": str(self.folder / "world"), "address": self.address,
+            "threads": self.threads or None,
+        }), encoding="utf-8")  # fmt: skip
+        cmd = [*self.command, str(setup)]
+        if self.nice > 0 and os.name == "posix":
+            cmd = ["nice", "-n", str(self.nice), *cmd]
+        env = {
+            **os.environ,
+            "PYTHONUNBUFFERED": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "TORCHDYNAMO_DISABLE": "1",
+        }
+        with (self.folder / "child.stderr.log").open("ab") as log:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, encoding="utf-8",
+                cwd=str(Path(__file__).resolve().parent.parent), env=env,
+            )  # fmt: skip
+        self.starts += 1
+        if self._closed:  # close() ran while this child was starting: it must not outlive the miner
+            self.close()
+            raise RuntimeError("the DiLoCo training child was stopped")
+        ready = self._event()
+        self.window = int(ready.get("window", 0))
+        return self._proc
+
+    def _event(self) -> dict[str, Any]:
+        """The child's next event; an error event or a dead child raises RuntimeError with why."""
+        assert self._proc is not None and self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            code = self._proc.wait()
+            raise RuntimeError(
+                f"the DiLoCo training child exited ({code}); see {self.folder / 'child.stderr.log'}"
+            )
+        event = json.loads(line)
+        if not isinstance(event, dict) or event.get("event") == "error":
+            message = event.get("message") if isinstance(event, dict) else line.strip()
+            raise RuntimeError(f"DiLoCo training child: {message}")
+        return event
+
+    def contribute_file(self, spec: RoundSpec, model_file: Path) -> bytes:
+        """Train this round against the global model in ``model_file``; the encoded contribution."""
+        with self._lock:
+            proc = self._ensure()
+            assert proc.stdin is not None
+            out = self.folder / f"delta-{spec.round}-{uuid.uuid4().hex[:8]}.bin"
+            request = {
+                "op": "round",
+                "spec": spec_to_json(spec),
+                "model_file": str(model_file),
+                "out_file": str(out),
+            }
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            self._event()
+            try:
+                return out.read_bytes()
+            finally:
+                out.unlink(missing_ok=True)
+
+    def close(self, grace_s: float = 5.0) -> None:
+        """End the child: close its stdin, then terminate it if it does not leave."""
+        self._closed = True
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()  # end of requests: the child leaves
+            proc.wait(timeout=grace_s)
+        except (OSError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+        finally:
+            _close_pipes(proc)
+
+
+def _close_pipes(proc: subprocess.Popen[str]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            try:
+                pipe.close()
+            except OSError:  # a pipe to a dead child may fail to flush
+                pass
 
 
 def claim_held(db: MinerDB, registry: Any) -> list[ClaimOutcome]:
@@ -194,18 +334,21 @@ def claim_held(db: MinerDB, registry: Any) -> list[ClaimOutcome]:
 
 
 class MinerRounds:
-    """The miner side of a DiLoCo run inside ``MinerService`` (``[diloco] enabled = true``): builds
-    the run's world (the same texts, tokenizer and shards as the validator's), then follows
+    """The miner side of a DiLoCo run inside ``MinerService`` (``[diloco] enabled = true``): starts
+    its training child (``ChildWorker``: it builds the run's world, the same texts, tokenizer and
+    shards as the validator's, and runs the inner steps under ``threads`` and ``nice``), then follows
     ``validator``'s rounds with a ``NetworkMiner`` on the service's host, keeping round receipts and
     their proofs in the service's receipt book (the service claims them with its other proofs)."""
 
-    def __init__(self, cfg: DilocoConfig, signer: SignerLike, validator: str, folder: Path) -> None:
+    def __init__(self, cfg: DilocoConfig, signer: SignerLike, validator: str, folder: Path,
+                 threads: int | None = None, nice: int = 0) -> None:  # fmt: skip
         CompressionConfig(scheme=cfg.compression)  # a bad setting fails at start, before any work
         check_base_model(cfg.base_model)
         datasets_folder(cfg.datasets)  # the shards' files are there
         if not validator:
             raise ValueError("[diloco] validator is empty and the network profile names no validator")
         self.cfg, self.signer, self.validator, self.folder = cfg, signer, validator, folder
+        self.child = ChildWorker(cfg, signer.address, folder, threads=threads, nice=nice)
         self.miner: NetworkMiner | None = None
         self.ready = trio.Event()
 
@@ -214,15 +357,17 @@ class MinerRounds:
         return self.miner is not None and receipt.validator.lower() == self.validator.lower()
 
     async def run(self, p2p: P2PService, db: MinerDB, nursery: trio.Nursery) -> None:
-        from trainer.diloco.world import run_world  # torch and transformers: only when rounds are on
-
-        world = await trio.to_thread.run_sync(run_world, self.cfg, self.folder / "world")
-        worker = DilocoMiner(self.signer.address, world.model, world.shards)
-        inner = InnerConfig(inner_steps=self.cfg.inner_steps)
-        self.miner = NetworkMiner(worker, self.signer, self.validator, dict(world.params), inner, db=db)
-        self.miner.attach(p2p, nursery, serve_routes=False)
-        self.ready.set()
-        log.info("diloco: following the rounds of validator %s", self.validator)
+        """Start the training child, follow the rounds; the child ends when this task is cancelled."""
+        try:
+            await trio.to_thread.run_sync(self.child.start, abandon_on_cancel=True)
+            inner = InnerConfig(inner_steps=self.cfg.inner_steps)
+            self.miner = NetworkMiner(self.child, self.signer, self.validator, {}, inner, db=db)
+            self.miner.attach(p2p, nursery, serve_routes=False)
+            self.ready.set()
+            log.info("diloco: following the rounds of validator %s", self.validator)
+            await trio.sleep_forever()
+        finally:
+            self.child.close()
 
     def take(self, payload: bytes, db: MinerDB) -> bool:
         """The service's RECEIPT route hands every receipt here first: True when it was a round

@@ -646,7 +646,9 @@ def _rounds(core: CoreContext, validators: tuple[str, ...]) -> Any:
 
     assert core.signer is not None
     validator = cfg.validator or (validators[0] if validators else "")
-    return MinerRounds(cfg, core.signer, validator, core.data_dir.root / "miner" / "diloco")
+    mc = core.config.miner
+    return MinerRounds(cfg, core.signer, validator, core.data_dir.root / "miner" / "diloco",
+                       threads=mc.max_threads or None, nice=mc.nice)  # fmt: skip
 
 
 def _plugged_p2p(core: CoreContext) -> Any:

@@ -15,7 +15,13 @@ from collections.abc import Sequence
 
 CHILD_FLAG = "--child"
 CHILD_MODULES: frozenset[str] = frozenset(
-    {"miner.train_child", "validator.sandbox_child", "trainer.worker", "trainer.hardware"}
+    {
+        "miner.train_child",
+        "validator.sandbox_child",
+        "trainer.worker",
+        "trainer.hardware",
+        "trainer.diloco.child",
+    }
 )
 
 
