@@ -476,21 +476,31 @@ class MinerService:
                 self.steps.give_up(task, "no receipt came from the validator in time")
 
     async def _pickup_proofs(self) -> None:
+        """Ask for the proofs of paid receipts that have none yet: one request per validator and
+        epoch. A task's validator is asked on the task's peer; a receipt without a task here (a
+        DiLoCo round's) on the peer bound to the receipt's validator address, when one is known."""
         assert self.db is not None
         have = {p["receipt_hash"] for p in self.db.proofs()}
+        wanted: set[tuple[str, int]] = set()
         for r in self.db.receipts():
             if r["receipt_hash"] in have or r["amount"] == 0:
                 continue
             task = self.db.task(r["task_id"])
-            if task is None:
-                continue
-            payload = bytes.fromhex(self.address[2:]) + int(r["epoch"]).to_bytes(8, "big")
+            peer = task.validator_peer if task is not None else self._peer_of(str(r["validator"]))
+            if peer:
+                wanted.add((peer, int(r["epoch"])))
+        for peer, epoch in sorted(wanted):
+            payload = bytes.fromhex(self.address[2:]) + epoch.to_bytes(8, "big")
             try:
-                reply = await self.request(task.validator_peer, PROOF_PICKUP, payload)
+                reply = await self.request(peer, PROOF_PICKUP, payload)
                 for item in strict_json.loads(reply, "proof pickup reply"):
                     self._take_proof(item.encode())
             except Exception as exc:
-                log.debug("proof pickup epoch %d: %s", r["epoch"], exc)
+                log.debug("proof pickup epoch %d: %s", epoch, exc)
+
+    def _peer_of(self, address: str) -> str | None:
+        peerbook = getattr(self.p2p, "peerbook", None)
+        return peerbook.peer_of(address) if peerbook is not None else None
 
     async def _claim_all(self) -> None:
         """Claim every unclaimed proof: checked against its root on chain, batched per validator post
