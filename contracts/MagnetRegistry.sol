@@ -33,6 +33,7 @@ contract MagnetRegistry is Ownable, MagnetToken {
         uint64 unlockAt;
         bool registered;
         bool removed;
+        bool listed; // in `validatorList` (once per address, also after an unstake and a new register)
     }
 
     // total, claimed and stake share one slot: a claim reads and writes it once (gas).
@@ -51,6 +52,8 @@ contract MagnetRegistry is Ownable, MagnetToken {
     uint256 public immutable unstakeDelay;
 
     mapping(address => Validator) public validators;
+    /// @dev Every address that ever registered, in order: `validatorPage` reads the set without logs.
+    address[] private validatorList;
     mapping(uint256 => mapping(address => EpochPost)) public posts;
     /// @notice Sum of the stakes (in gwei) of the validators that posted for an epoch.
     mapping(uint256 => uint256) public postedStakeGwei;
@@ -178,7 +181,37 @@ contract MagnetRegistry is Ownable, MagnetToken {
         if (msg.value < minStake) revert StakeTooLow(msg.value, minStake);
         v.registered = true;
         v.stake = uint128(msg.value); // no chain's native supply comes near 2^128 wei
+        if (!v.listed) {
+            v.listed = true;
+            validatorList.push(msg.sender);
+        }
         emit ValidatorRegistered(msg.sender, msg.value);
+    }
+
+    /// @notice How many addresses ever registered (the length `validatorPage` pages over).
+    function validatorCount() external view returns (uint256) {
+        return validatorList.length;
+    }
+
+    /// @notice Addresses `start` .. `start + count - 1` of the registration list (fewer at its end),
+    ///         each with its active stake: 0 unless registered and not removed. One call reads a page
+    ///         of the validator set, so a node needs neither a log scan nor a call per validator.
+    function validatorPage(uint256 start, uint256 count)
+        external
+        view
+        returns (address[] memory accounts, uint256[] memory activeStakes)
+    {
+        uint256 end = validatorList.length;
+        if (start > end) start = end;
+        if (count < end - start) end = start + count;
+        accounts = new address[](end - start);
+        activeStakes = new uint256[](end - start);
+        for (uint256 i = start; i < end; ++i) {
+            address account = validatorList[i];
+            Validator storage v = validators[account];
+            accounts[i - start] = account;
+            activeStakes[i - start] = v.registered && !v.removed ? v.stake : 0;
+        }
     }
 
     /// @notice Add `msg.value` to the caller's stake.

@@ -545,11 +545,11 @@ VALIDATOR_RPC_TIMEOUT = 10.0  # seconds per JSON-RPC read of the validator set
 
 
 class RegistryValidators:
-    """Read the registry's validators: those that emitted ``ValidatorRegistered`` and still hold an
-    active stake of at least ``minStake`` (not removed). Blocking; ``p2p.validation.ChainAuthorizer``
-    calls it in a worker thread. Registrations are scanned incrementally (from the block after the
-    last scan); each call re-reads every candidate's stake. Chain errors raise (the caller keeps its
-    last set); the connection is made again on the next call."""
+    """Read the registry's validators: registered, not removed, with an active stake of at least
+    ``minStake``. Blocking; ``p2p.validation.ChainAuthorizer`` calls it in a worker thread. One
+    ``validatorPage`` call reads 256 of them (``Registry.active_validators``): no log scan from the
+    deployment block and no call per validator. Chain errors raise (the caller keeps its last set);
+    the connection is made again on the next call."""
 
     def __init__(self, rpc_url: str, registry: str, chain_id: int | None = None,
                  rpc_timeout: float = VALIDATOR_RPC_TIMEOUT) -> None:
@@ -557,8 +557,6 @@ class RegistryValidators:
         self.registry_address = registry
         self.chain_id = chain_id
         self.rpc_timeout = rpc_timeout
-        self.candidates: set[str] = set()
-        self.next_block = 0
         self._registry: Any = None
         self._min_stake: int | None = None
 
@@ -577,19 +575,10 @@ class RegistryValidators:
             raise
 
     def _read(self, registry: Any) -> frozenset[str]:
-        client = registry.client
-        latest = int(client._guard("eth_blockNumber", lambda: client.w3.eth.block_number))
-        for event in registry._events("ValidatorRegistered", self.next_block):
-            self.candidates.add(str(event["validator"]))
-        self.next_block = latest + 1  # later blocks were scanned too: scanning them again is harmless
         if self._min_stake is None:
-            self._min_stake = int(client.call(registry.contract.functions.minStake()))
-        active = set()
-        for address in self.candidates:
-            info = registry.validator(address)
-            if info.registered and not info.removed and info.stake >= self._min_stake:
-                active.add(address)
-        return frozenset(active)
+            self._min_stake = registry.min_stake()  # immutable in the contract
+        staked = registry.active_validators()
+        return frozenset(a for a, stake in staked.items() if stake >= self._min_stake)
 
 
 def role_available(role: str) -> bool:

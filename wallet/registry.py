@@ -55,6 +55,9 @@ class ValidatorInfo:
     removed: bool
 
 
+VALIDATOR_PAGE = 256  # addresses per validatorPage call: ~2.6k gas of reads each, far below call limits
+
+
 @dataclass(frozen=True)
 class EpochPost:
     root: bytes
@@ -113,6 +116,19 @@ class Registry:
     def validator(self, address: str) -> ValidatorInfo:
         raw = self.client.call(self.contract.functions.validators(Web3.to_checksum_address(address)))
         return ValidatorInfo(int(raw[0]), int(raw[1]), int(raw[2]), bool(raw[3]), bool(raw[4]))
+
+    def min_stake(self) -> int:
+        return int(self.client.call(self.contract.functions.minStake()))
+
+    def active_validators(self, page: int = VALIDATOR_PAGE) -> dict[str, int]:
+        """Every registered, not removed validator with its active stake (>= minStake or not): the
+        registration list read ``page`` addresses a call (``validatorPage``), without a log scan."""
+        count = int(self.client.call(self.contract.functions.validatorCount()))
+        active: dict[str, int] = {}
+        for start in range(0, count, page):
+            accounts, stakes = self.client.call(self.contract.functions.validatorPage(start, page))
+            active.update({str(a): int(s) for a, s in zip(accounts, stakes, strict=True) if int(s) > 0})
+        return active
 
     def post(self, epoch: int, validator: str) -> EpochPost | None:
         raw = self.client.call(self.contract.functions.posts(epoch, Web3.to_checksum_address(validator)))

@@ -143,6 +143,30 @@ def test_governance_removes_a_validator(chain_env: ChainEnv) -> None:
     v1.withdraw()  # the stake is returned, not confiscated
 
 
+def test_the_validator_set_is_read_in_pages_without_logs(chain_env: ChainEnv) -> None:
+    """validatorPage lists every address once, in registration order, with its active stake: 0 once
+    removed or fully unstaked; a validator that registers again is not listed twice."""
+    v1, v2 = chain_env.registry(chain_env.v1), chain_env.registry(chain_env.v2)
+    reader = chain_env.registry()
+    assert reader.active_validators() == {}
+    v1.register(2 * ETHER)
+    v2.register(ETHER)
+    both = {chain_env.v1.address: 2 * ETHER, chain_env.v2.address: ETHER}
+    assert reader.active_validators() == both
+    assert reader.active_validators(page=1) == both  # two pages of one
+    page = reader.contract.functions.validatorPage
+    assert reader.client.call(page(1, 5)) == [[chain_env.v2.address], [ETHER]]  # the list's end cuts it
+    assert reader.client.call(page(7, 5)) == [[], []]  # past the end: empty, no revert
+    v2.request_unstake(ETHER)  # everything: out of the set, still listed
+    assert reader.active_validators() == {chain_env.v1.address: 2 * ETHER}
+    v2.register(3 * ETHER)
+    assert reader.client.call(reader.contract.functions.validatorCount()) == 2  # listed once
+    assert reader.active_validators(page=1)[chain_env.v2.address] == 3 * ETHER
+    chain_env.registry(chain_env.governance).remove_validator(chain_env.v1.address, "test")
+    assert reader.active_validators() == {chain_env.v2.address: 3 * ETHER}
+    assert reader.min_stake() == PARAMS.min_stake
+
+
 # --- epoch posts -----------------------------------------------------------------------------
 
 
