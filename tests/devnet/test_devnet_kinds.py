@@ -22,11 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 
-# bitnet is left out: it passed on a quiet machine (77 s) but failed twice under load ~7 (2026-11-22):
-# once no commitment before a 40 s deadline, once "not fine-tuned" after 60 s. grpo is left out too: it
+# bitnet failed twice under load ~7 on 2026-11-22 (no commitment by the deadline; "not fine-tuned": the
+# warm-up of a 10**6-step plan left the weights as they were); since the measured start-up and its pins
+# (lr 3e-3, no warm-up) it passed 3 runs in a row at load 7-8.5 on 2026-11-23, 78-84 s. grpo is left out: it
 # earned in 3 of 5 runs at load 2-7 (2026-11-23); in the others the validator found the artifact's
 # reward shortfall equal to the base model's ("not fine-tuned": docs/DEVNET.md says why).
-@pytest.mark.parametrize("kind", ["dpo", "image"])
+@pytest.mark.parametrize("kind", ["dpo", "image", "bitnet"])
 def test_devnet_runs_a_task_of_this_kind_to_a_claimed_reward(kind: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MAGNET_HOME": str(tmp_path / "home")}
     done = subprocess.run(
