@@ -9,9 +9,13 @@ Figures, each measured in this one run:
 - ``cpu_ms_per_msg_per_node``: CPU time of the 4 processes during a phase / (messages x 20 nodes);
 - ``blob``: MB/s of a p2p blob fetch (``BlobService.fetch``: header, hash while receiving, file writes,
   atomic rename) against a bare py-libp2p stream copy of the same size between the same two processes
-  (its baseline), with the ratio (target >= 0.8).
+  (its baseline, 256 KiB writes), with the ratio (target >= 0.8). Other load makes MB/s swing, so it
+  also reports ``ratio_pair_median`` (median over interleaved pairs), CPU ms per MB of each end and
+  ``cpu_ratio`` (bare / p2p CPU per MB), and ``calls_per_fetch``: real calls of the libp2p layers the
+  bytes cross (cProfile counts each resume of a waiting coroutine as a call: no measure of work).
 
-Run: ``.venv/bin/python bench/p2p.py [--duration S] [--rates 10,15,20,30] [--blob-mb N]``.
+Run: ``.venv/bin/python bench/p2p.py [--duration S] [--rates 10,15,20,30] [--blob-mb N]``; the blob
+comparison alone: ``--only-blob [--blob-repeats 7]``.
 Each worker is this file run with ``--worker``; they take commands as JSON lines on stdin.
 """
 
@@ -37,9 +41,52 @@ from p2p.service import IDENTITY_REPEATS
 NODES_PER_WORKER = 5
 WORKERS = 4
 BARE_PROTOCOL = "/magnet-bench/copy/1.0.0"
+BARE_WRITE_BYTES = 262144  # the baseline's write size: fixed (blob_chunk_bytes' old default), not tuned
 
 
 # --- worker process -------------------------------------------------------------------------------
+
+# Real calls (not coroutine resumes, which cProfile also counts as calls) of the layers a blob crosses,
+# counted per process: stream reads/writes, yamux frames, Noise messages, socket reads/writes.
+COUNTED = {
+    "stream_reads": ("libp2p.network.stream.net_stream", "NetStream", "read"),
+    "stream_writes": ("libp2p.network.stream.net_stream", "NetStream", "write"),
+    "yamux_frames_sent": ("libp2p.stream_muxer.yamux.yamux", "Yamux", "_write_frame"),
+    "yamux_data_frames_received": ("libp2p.stream_muxer.yamux.yamux", "Yamux", "_read_data_body"),
+    "noise_encrypts": ("libp2p.security.noise.io", "NoiseTransportReadWriter", "encrypt"),
+    "noise_decrypts": ("libp2p.security.noise.io", "NoiseTransportReadWriter", "decrypt"),
+    "socket_reads": ("libp2p.io.trio", "TrioTCPStream", "read"),
+    "socket_writes": ("libp2p.io.trio", "TrioTCPStream", "write"),
+}
+CALLS: dict[str, int] = dict.fromkeys(COUNTED, 0)
+
+
+def install_call_counters() -> None:
+    """Wrap the COUNTED methods so that each real call adds one to CALLS (a few ms per fetch)."""
+    import functools
+    import importlib
+    import inspect
+
+    for key, (module, cls_name, method) in COUNTED.items():
+        cls = getattr(importlib.import_module(module), cls_name)
+        original = getattr(cls, method)
+
+        def make(key: str, original: Any) -> Any:
+            if inspect.iscoroutinefunction(original):
+                @functools.wraps(original)
+                async def counted_async(*args: Any, **kwargs: Any) -> Any:
+                    CALLS[key] += 1
+                    return await original(*args, **kwargs)
+                return counted_async
+
+            @functools.wraps(original)
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                CALLS[key] += 1
+                return original(*args, **kwargs)
+            return counted
+
+        setattr(cls, method, make(key, original))
+
 
 def worker_main(index: int, root: Path) -> None:
     import logging
@@ -50,6 +97,7 @@ def worker_main(index: int, root: Path) -> None:
         logging.basicConfig(level=logging.WARNING, format=f"w{index} %(name)s %(message)s")
         logging.getLogger("magnet.p2p.gossip").setLevel(logging.DEBUG)
 
+    install_call_counters()
     trio.run(Worker(index, root).run)
 
 
@@ -193,7 +241,8 @@ class Worker:
         return {"ok": True}
 
     async def cmd_cpu_mark(self, nursery: Any) -> dict[str, Any]:
-        return {"cpu": time.process_time()}
+        # thread_time: the trio thread alone (process_time adds worker threads such as the blob writer)
+        return {"cpu": time.process_time(), "loop_cpu": time.thread_time(), "calls": dict(CALLS)}
 
     async def cmd_report(self, nursery: Any, phase: int) -> dict[str, Any]:
         return {"latencies": self.deliveries.get(phase, []), "sent_at": self.sent_at.get(phase, []),
@@ -217,7 +266,7 @@ class Worker:
         blob_hash = node.store.put_bytes(data, public=True)
 
         async def copy_out(stream: Any) -> None:  # the baseline: bare stream copy of the same bytes
-            chunk = node.config.blob_chunk_bytes
+            chunk = BARE_WRITE_BYTES
             for offset in range(0, len(data), chunk):
                 await stream.write(data[offset:offset + chunk])
             await stream.close()
@@ -238,8 +287,10 @@ class Worker:
         await node.host.connect(info)
         if not bare and node.store.has(blob_hash):
             node.store.delete(blob_hash)  # the last run's copy: setup, not part of the fetch
+        calls_before = dict(CALLS)
         started = time.perf_counter()
         cpu_started = time.process_time()
+        loop_cpu_started = time.thread_time()
         if bare:
             for attempt in range(3):  # as fetch() retries a provider; an overloaded host may not answer
                 try:
@@ -259,7 +310,8 @@ class Worker:
             await node.blobs.fetch(blob_hash, size, [info.peer_id])
             received = size
         return {"seconds": time.perf_counter() - started, "bytes": received,
-                "cpu": time.process_time() - cpu_started}
+                "cpu": time.process_time() - cpu_started, "loop_cpu": time.thread_time() - loop_cpu_started,
+                "calls": {k: v - calls_before[k] for k, v in CALLS.items()}}
 
 
 # --- coordinator ----------------------------------------------------------------------------------
@@ -404,31 +456,49 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
+    """p2p fetch vs bare stream copy of ``size`` bytes, in ``repeats`` interleaved pairs.
+
+    Wall-clock MB/s swings with other load on the machine; the figures that load distorts least are
+    the median of the per-pair ratios (both fetches of a pair run back to back, in alternating order)
+    and CPU time per MB of each end, with the real call counts of the layers the bytes cross.
+    """
+    load_before = os.getloadavg()
     fleet.send(0, "blob_put", size=size)
     put = fleet.read(0)
-    timings: dict[str, list[float]] = {"p2p": [], "bare": []}
-    cpu: dict[str, dict[str, list[float]]] = {"fetcher": {"p2p": [], "bare": []},
-                                              "server": {"p2p": [], "bare": []}}
+    kinds = ("p2p", "bare")
+    timings: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, dict[str, list[float]]] = {end: {k: [] for k in kinds} for end in ("fetcher", "server")}
+    loop_cpu: dict[str, dict[str, list[float]]] = {end: {k: [] for k in kinds}
+                                                  for end in ("fetcher", "server")}
+    calls: dict[str, dict[str, list[dict[str, int]]]] = {end: {k: [] for k in kinds}
+                                                         for end in ("fetcher", "server")}
     profile = os.environ.get("BENCH_PROFILE")  # a folder: cProfile stats of both ends of each fetch
     for kind in ("bare", "p2p"):  # warm-up: connection, TCP and yamux windows, page cache
         fleet.send(1, "blob_fetch", blob_hash=put["hash"], size=size, addr=put["addr"], bare=kind == "bare")
         fleet.read(1)
-    for _ in range(repeats):
-        for kind in ("bare", "p2p"):  # interleaved, so background load hits both alike
+    for pair in range(repeats):
+        # interleaved, so background load hits both alike; the order alternates so neither always goes first
+        for kind in ("bare", "p2p") if pair % 2 == 0 else ("p2p", "bare"):
             if profile:
                 for i in (0, 1):
                     fleet.send(i, "profile")
                     fleet.read(i)
             fleet.send(0, "cpu_mark")
-            server_cpu = fleet.read(0)["cpu"]
+            server_before = fleet.read(0)
             fleet.send(1, "blob_fetch", blob_hash=put["hash"], size=size, addr=put["addr"],
                        bare=kind == "bare")
             result = fleet.read(1)
             assert result["bytes"] == size, result
             timings[kind].append(result["seconds"])
             fleet.send(0, "cpu_mark")
-            cpu["server"][kind].append(fleet.read(0)["cpu"] - server_cpu)
+            server_after = fleet.read(0)
+            cpu["server"][kind].append(server_after["cpu"] - server_before["cpu"])
+            loop_cpu["server"][kind].append(server_after["loop_cpu"] - server_before["loop_cpu"])
+            calls["server"][kind].append({k: v - server_before["calls"][k]
+                                          for k, v in server_after["calls"].items()})
             cpu["fetcher"][kind].append(result["cpu"])
+            loop_cpu["fetcher"][kind].append(result["loop_cpu"])
+            calls["fetcher"][kind].append(result["calls"])
             if profile:
                 for i in (0, 1):
                     name = f"{kind}-w{i}-{len(timings[kind])}.prof"
@@ -437,16 +507,36 @@ def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
     mb = size / 1e6
     best = {k: mb / min(v) for k, v in timings.items()}
     median = {k: mb / statistics.median(v) for k, v in timings.items()}
+    pair_ratios = [bare / p2p for p2p, bare in zip(timings["p2p"], timings["bare"], strict=True)]
+    both = {k: [f + s for f, s in zip(cpu["fetcher"][k], cpu["server"][k], strict=True)] for k in kinds}
+    cpu_per_mb = {end: {k: round(1000 * statistics.median(v) / mb, 2) for k, v in by_kind.items()}
+                  for end, by_kind in (*cpu.items(), ("both", both))}
     return {
         "size_mb": round(mb, 1), "repeats": repeats,
         "p2p_mb_s_best": round(best["p2p"], 1), "bare_mb_s_best": round(best["bare"], 1),
         "ratio_best": round(best["p2p"] / best["bare"], 3),
         "p2p_mb_s_median": round(median["p2p"], 1), "bare_mb_s_median": round(median["bare"], 1),
         "ratio_median": round(median["p2p"] / median["bare"], 3),
+        # Median over pairs of (bare seconds / p2p seconds): each pair's two fetches see about the same load.
+        "ratio_pair_median": round(statistics.median(pair_ratios), 3),
+        "ratio_pairs": [round(r, 3) for r in pair_ratios],
         # CPU per fetch (ms, medians; the fetcher's includes its write/hash thread): less sensitive
         # to other load than MB/s. Both processes busy at once bound the rate on 2 cores.
         "cpu_ms_fetcher": {k: round(1000 * statistics.median(v)) for k, v in cpu["fetcher"].items()},
         "cpu_ms_server": {k: round(1000 * statistics.median(v)) for k, v in cpu["server"].items()},
+        # The same per MB, and for both ends together; cpu_ratio = bare / p2p CPU per MB (1.0: same work).
+        "cpu_ms_per_mb": cpu_per_mb,
+        "cpu_ratio": round(cpu_per_mb["both"]["bare"] / cpu_per_mb["both"]["p2p"], 3),
+        # The trio thread alone (the fetcher's p2p hashing and file writes run in a worker thread).
+        "loop_cpu_ms": {end: {k: round(1000 * statistics.median(v)) for k, v in by_kind.items()}
+                        for end, by_kind in loop_cpu.items()},
+        # Median real calls per fetch in each process (the gossip of its other nodes included: a few).
+        "calls_per_fetch": {end: {k: {name: round(statistics.median(c[name] for c in runs))
+                                      for name in COUNTED}
+                                  for k, runs in by_kind.items()}
+                            for end, by_kind in calls.items()},
+        "loadavg_before": [round(x, 2) for x in load_before],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
     }
 
 
@@ -455,7 +545,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds of publishing per phase")
     parser.add_argument("--rates", default="10,15,20,30,40", help="sweep rates (messages/s network-wide)")
     parser.add_argument("--blob-mb", type=int, default=32)
-    parser.add_argument("--blob-repeats", type=int, default=3)
+    parser.add_argument("--blob-repeats", type=int, default=7, help="interleaved p2p/bare pairs")
     parser.add_argument("--only-blob", action="store_true", help="skip the gossip phases")
     parser.add_argument("--skip-blob", action="store_true", help="skip the blob comparison")
     args = parser.parse_args()
