@@ -19,10 +19,11 @@ it stopped; bytes that fail the hash are deleted and their provider penalised.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any
 
 import trio
@@ -43,6 +44,15 @@ log = logging.getLogger("magnet.p2p.blobs")
 
 BLOB_PROTOCOL = TProtocol("/magnet/blob/1.0.0")
 WRITE_BATCH = 4 << 20
+# Bytes per stream write when sending a blob. py-libp2p (0.8.1) cuts a write into yamux DATA frames of
+# at most 64 KiB, 12-byte header included, and sends each frame as Noise messages of at most 65,519
+# plaintext bytes: a full frame costs two Noise messages (the second 17 bytes long), two encryptions,
+# two decryptions and the reads to join them again. A write of 65,519 - 12 bytes is one frame in one
+# Noise message: half the Noise work per byte at both ends. (tests/p2p/test_p2p_blobs.py checks the
+# two limits against the installed libp2p.)
+NOISE_MAX_PLAINTEXT = 65519
+YAMUX_HEADER_BYTES = 12
+STREAM_WRITE_BYTES = NOISE_MAX_PLAINTEXT - YAMUX_HEADER_BYTES
 HAVE_REQUEST = "have"
 MAX_HAVE_QUERY = 64
 
@@ -116,10 +126,27 @@ class BlobService:
         offset = header_int(header, "offset", 0, info.size)
         length = header_int(header, "length", 0, info.size - offset)
         await stream.write(json_frame({"ok": True, "size": info.size, "offset": offset, "length": length}))
-        for chunk in self.store.read_range(blob_hash, offset, length, self.config.blob_chunk_bytes):
-            with trio.fail_after(self.config.blob_stall_timeout):
-                await stream.write(chunk)
+        await self._send_range(stream, blob_hash, offset, length)
         await stream.close()
+
+    async def _send_range(self, stream: INetStream, blob_hash: str, offset: int, length: int) -> None:
+        """Write bytes ``[offset, offset + length)`` of a stored blob to ``stream``.
+
+        The file is read in a worker thread, ``blob_chunk_bytes`` at a time, so a slow disk never
+        stalls the event loop; the bytes go out in writes of STREAM_WRITE_BYTES (one yamux frame in
+        one Noise message each). One stall deadline, moved on at each write, replaces a cancel scope
+        per write: trio.TooSlowError when the peer takes no bytes for ``blob_stall_timeout``.
+        """
+        stall = self.config.blob_stall_timeout
+        per_read = max(1, self.config.blob_chunk_bytes // STREAM_WRITE_BYTES)
+        pieces = self.store.read_range(blob_hash, offset, length, STREAM_WRITE_BYTES)
+        with trio.CancelScope(deadline=trio.current_time() + stall) as scope:
+            while batch := await trio.to_thread.run_sync(_take, pieces, per_read):
+                for piece in batch:
+                    scope.deadline = trio.current_time() + stall
+                    await stream.write(piece)
+        if scope.cancelled_caught:
+            raise trio.TooSlowError(f"blob {blob_hash[:12]}: the peer took no bytes for {stall} s")
 
     async def _receive_push(self, stream: INetStream, reader: StreamReader, peer: str,
                             header: dict[str, Any]) -> None:
@@ -339,11 +366,7 @@ class BlobService:
             if not answer.get("ok"):
                 raise BlobError(f"{peer} refused blob {blob_hash[:12]}: {str(answer.get('error'))[:64]}")
             offset = header_int(answer, "offset", 0, info.size)
-            size, chunk_bytes = info.size, self.config.blob_chunk_bytes
-            chunks = self.store.read_range(blob_hash, offset, size - offset, chunk_bytes)
-            for chunk in chunks:
-                with trio.fail_after(self.config.blob_stall_timeout):
-                    await stream.write(chunk)
+            await self._send_range(stream, blob_hash, offset, info.size - offset)
             if offset < info.size:
                 with trio.fail_after(self.config.request_timeout):
                     verdict = await reader.read_json()
@@ -360,6 +383,11 @@ async def _write_behind(batches: trio.MemoryReceiveChannel[list[bytes]], partial
     async with batches:
         async for batch in batches:
             await trio.to_thread.run_sync(partial.append_many, batch)
+
+
+def _take(pieces: Iterator[bytes], count: int) -> list[bytes]:
+    """The next ``count`` items of ``pieces`` (fewer at its end); runs in a worker thread."""
+    return list(itertools.islice(pieces, count))
 
 
 async def _close_quietly(stream: INetStream) -> None:

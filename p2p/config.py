@@ -97,7 +97,11 @@ class P2PConfig:
         default=50_000_000_000, metadata=_help("Most bytes kept in the blob store; unpinned blobs go first.")
     )
     blob_max_bytes: int = field(default=20_000_000_000, metadata=_help("Largest single blob accepted."))
-    blob_chunk_bytes: int = field(default=262144, metadata=_help("Bytes per write on a blob stream."))
+    blob_chunk_bytes: int = field(
+        default=1_048_112,
+        metadata=_help("Bytes read from disk at a time (in a worker thread) when serving a blob; they go "
+                       "out in stream writes of 65,507 bytes, one yamux frame in one Noise message each."),
+    )
     blob_stall_timeout: float = field(
         default=10.0, metadata=_help("Seconds without progress after which a blob provider is dropped.")
     )

@@ -18,7 +18,7 @@ from libp2p.abc import INetStream
 from libp2p.peer.peerinfo import PeerInfo, info_from_p2p_addr
 from p2p_netutil import connect, make_service, start, wait_for
 
-from p2p.blobs import BLOB_PROTOCOL, BlobUnavailable
+from p2p.blobs import BLOB_PROTOCOL, STREAM_WRITE_BYTES, BlobUnavailable
 from p2p.blobstore import BlobError
 from p2p.events import BlobCompleted, BlobFailed, BlobReceivedByPush
 from p2p.service import P2PService
@@ -49,6 +49,79 @@ def test_public_blob_is_fetched_and_verified(tmp_path: Path) -> None:
             assert done[0].blob_hash == blob and done[0].providers_tried == 1
             with pytest.raises(BlobError, match="cap"):
                 await fetcher.blobs.fetch("ab" * 32, fetcher.config.blob_max_bytes + 1, [provider.peer_id])
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def test_stream_write_size_is_one_yamux_frame_in_one_noise_message() -> None:
+    """STREAM_WRITE_BYTES restates two limits of the installed py-libp2p: if either moves, this fails."""
+    from libp2p.security.noise.io import MAX_PLAINTEXT_LENGTH
+    from libp2p.stream_muxer.yamux.yamux import HEADER_SIZE, MAX_MESSAGE_SIZE
+
+    assert min(MAX_PLAINTEXT_LENGTH, MAX_MESSAGE_SIZE) == STREAM_WRITE_BYTES + HEADER_SIZE
+
+
+def test_served_blob_goes_out_as_one_noise_message_per_yamux_frame(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider's writes fit one yamux frame in one Noise message: about size / 65,507 data messages,
+    where 256 KiB writes cost two per 64 KiB frame (65,519 + 17 bytes) plus a short frame per write."""
+    from libp2p.security.noise.io import NoiseTransportReadWriter
+
+    data = os.urandom(4_000_000)
+    sizes: list[int] = []
+    encrypt = NoiseTransportReadWriter.encrypt
+
+    def counting_encrypt(self: NoiseTransportReadWriter, plaintext: bytes) -> bytes:
+        sizes.append(len(plaintext))
+        return encrypt(self, plaintext)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            provider = await start(nursery, make_service(tmp_path, "provider"))
+            fetcher = await start(nursery, make_service(tmp_path, "fetcher"))
+            await connect(fetcher, provider)
+            blob = put(provider, data)
+            monkeypatch.setattr(NoiseTransportReadWriter, "encrypt", counting_encrypt)
+            await fetcher.blobs.fetch(blob, len(data), [provider.peer_id])
+            monkeypatch.undo()
+            assert fetcher.store.path(blob).read_bytes() == data
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    carrying_data = [n for n in sizes if n > 1024]  # window updates and headers are a few dozen bytes
+    frames = -(-len(data) // STREAM_WRITE_BYTES)  # 62
+    assert sum(carrying_data) >= len(data)
+    assert max(carrying_data) <= STREAM_WRITE_BYTES + 12
+    assert len(carrying_data) <= frames + 6  # a send window that runs short may split a few writes
+    assert sizes.count(17) == 0  # the tail of a 64 KiB frame cut in two
+
+
+def test_provider_drops_a_fetcher_that_stops_reading(tmp_path: Path) -> None:
+    """A fetcher that asks and then reads nothing is dropped after the stall timeout: the provider's
+    writes wait on the yamux window, its one stall deadline expires, and its transfer slot is freed."""
+    data = os.urandom(3_000_000)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            provider = await start(nursery, make_service(tmp_path, "provider", blob_stall_timeout=0.5))
+            fetcher = await start(nursery, make_service(tmp_path, "fetcher"))
+            await connect(fetcher, provider)
+            blob = put(provider, data)
+            stream = await fetcher.host.new_stream(provider.peer_id, [BLOB_PROTOCOL])
+            await stream.write(json_frame({"op": "get", "hash": blob, "offset": 0, "length": len(data)}))
+            peer = fetcher.peer_id.to_string()
+            await wait_for(lambda: provider.blobs.serving.active.get(peer, 0) == 1, 5, "serving")
+            started = time.monotonic()
+            await wait_for(lambda: provider.blobs.serving.active.get(peer, 0) == 0, 6, "slot freed")
+            assert time.monotonic() - started < 4  # the 0.5 s stall timeout, not yamux's own 5 s wait
+            received = 0
+            try:
+                while chunk := await stream.read(1 << 20):
+                    received += len(chunk)
+            except Exception:  # StreamReset / StreamEOF: the provider reset the stream
+                pass
+            assert received < len(data)  # dropped, not served to the end
             nursery.cancel_scope.cancel()
 
     trio.run(main)
