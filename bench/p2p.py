@@ -41,7 +41,7 @@ from p2p.service import IDENTITY_REPEATS
 NODES_PER_WORKER = 5
 WORKERS = 4
 BARE_PROTOCOL = "/magnet-bench/copy/1.0.0"
-BARE_WRITE_BYTES = 262144  # the baseline's write size: fixed (blob_chunk_bytes' old default), not tuned
+BARE_WRITE_BYTES = 262144  # the baseline's write size (blob_chunk_bytes' old default); --bare-write-bytes
 
 
 # --- worker process -------------------------------------------------------------------------------
@@ -259,14 +259,14 @@ class Worker:
                            "sig_checks": node.gossip.checker.signature_checks}
                           for node in self.nodes]}
 
-    async def cmd_blob_put(self, nursery: Any, size: int) -> dict[str, Any]:
+    async def cmd_blob_put(self, nursery: Any, size: int, bare_write_bytes: int) -> dict[str, Any]:
         data = os.urandom(size)
         self.payload = data
         node = self.nodes[0]
         blob_hash = node.store.put_bytes(data, public=True)
 
         async def copy_out(stream: Any) -> None:  # the baseline: bare stream copy of the same bytes
-            chunk = BARE_WRITE_BYTES
+            chunk = bare_write_bytes
             for offset in range(0, len(data), chunk):
                 await stream.write(data[offset:offset + chunk])
             await stream.close()
@@ -455,7 +455,8 @@ def percentile(values: list[float], q: float) -> float:
     return values[index]
 
 
-def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
+def blob_bench(fleet: Fleet, size: int, repeats: int,
+               bare_write_bytes: int = BARE_WRITE_BYTES) -> dict[str, Any]:
     """p2p fetch vs bare stream copy of ``size`` bytes, in ``repeats`` interleaved pairs.
 
     Wall-clock MB/s swings with other load on the machine; the figures that load distorts least are
@@ -463,7 +464,7 @@ def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
     and CPU time per MB of each end, with the real call counts of the layers the bytes cross.
     """
     load_before = os.getloadavg()
-    fleet.send(0, "blob_put", size=size)
+    fleet.send(0, "blob_put", size=size, bare_write_bytes=bare_write_bytes)
     put = fleet.read(0)
     kinds = ("p2p", "bare")
     timings: dict[str, list[float]] = {k: [] for k in kinds}
@@ -512,7 +513,7 @@ def blob_bench(fleet: Fleet, size: int, repeats: int) -> dict[str, Any]:
     cpu_per_mb = {end: {k: round(1000 * statistics.median(v) / mb, 2) for k, v in by_kind.items()}
                   for end, by_kind in (*cpu.items(), ("both", both))}
     return {
-        "size_mb": round(mb, 1), "repeats": repeats,
+        "size_mb": round(mb, 1), "repeats": repeats, "bare_write_bytes": bare_write_bytes,
         "p2p_mb_s_best": round(best["p2p"], 1), "bare_mb_s_best": round(best["bare"], 1),
         "ratio_best": round(best["p2p"] / best["bare"], 3),
         "p2p_mb_s_median": round(median["p2p"], 1), "bare_mb_s_median": round(median["bare"], 1),
@@ -546,6 +547,8 @@ def main() -> None:
     parser.add_argument("--rates", default="10,15,20,30,40", help="sweep rates (messages/s network-wide)")
     parser.add_argument("--blob-mb", type=int, default=32)
     parser.add_argument("--blob-repeats", type=int, default=7, help="interleaved p2p/bare pairs")
+    parser.add_argument("--bare-write-bytes", type=int, default=BARE_WRITE_BYTES,
+                        help="write size of the bare copy (65507: one yamux frame per Noise message, as p2p)")
     parser.add_argument("--only-blob", action="store_true", help="skip the gossip phases")
     parser.add_argument("--skip-blob", action="store_true", help="skip the blob comparison")
     args = parser.parse_args()
@@ -562,7 +565,8 @@ def main() -> None:
                 fleet.read(i)
             connected_at = time.time()
             if args.only_blob:
-                print(json.dumps(blob_bench(fleet, args.blob_mb * 1024 * 1024, args.blob_repeats)))
+                size = args.blob_mb * 1024 * 1024
+                print(json.dumps(blob_bench(fleet, size, args.blob_repeats, args.bare_write_bytes)))
                 return
             warm = warm_up(fleet, connected_at)
             # Steady state: every node re-gossips its Identity IDENTITY_REPEATS heartbeats after its
@@ -575,7 +579,8 @@ def main() -> None:
             # Blobs first: an overloaded gossip phase leaves a backlog that lasts long after it.
             try:
                 size = args.blob_mb * 1024 * 1024
-                blob = {} if args.skip_blob else blob_bench(fleet, size, args.blob_repeats)
+                blob = {} if args.skip_blob else blob_bench(fleet, size, args.blob_repeats,
+                                                            args.bare_write_bytes)
             except RuntimeError as exc:
                 blob = {"error": str(exc)}
             gossip_5 = run_phase(fleet, 1, 5.0, args.duration, drain=3.0)
