@@ -1,6 +1,6 @@
 """DiLoCo against synchronous data-parallel training on the same tiny model and token budget.
 
-    python bench/diloco.py [--miners 4] [--inner-steps 10] [--rounds 18] [--scheme int2] [--help]
+    python bench/diloco.py [--miners 4] [--inner-steps 10] [--rounds 36] [--scheme int2] [--help]
 
 Prints JSON: final held-out loss of each, their ratio, and the bytes one miner sends (its encoded
 contributions) against a per-step all-reduce of full fp32 gradients (params x 4 bytes per step, the
@@ -79,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--miners", type=int, default=4)
     ap.add_argument("--inner-steps", type=int, default=10, help="H, inner steps per round")
-    ap.add_argument("--rounds", type=int, default=18)
+    ap.add_argument("--rounds", type=int, default=36)  # 360 inner steps: see docs/DILOCO.md
     ap.add_argument("--batch", type=int, default=4, help="windows per miner per inner step")
     ap.add_argument("--scheme", choices=["int8", "int4", "int2", "topk"], default="int2")
     ap.add_argument("--block", type=int, default=256, help="entries per int8 / int4 / int2 scale")
