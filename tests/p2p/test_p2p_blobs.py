@@ -257,6 +257,38 @@ def test_private_blob_is_pushed_only_to_a_peer_that_accepts(tmp_path: Path) -> N
     trio.run(main)
 
 
+def test_push_resumes_at_the_bytes_the_receiver_already_holds(tmp_path: Path) -> None:
+    artifact = os.urandom(3_000_000)
+    held = 1_234_567  # not a multiple of the write or read sizes
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            miner = await start(nursery, make_service(tmp_path, "miner"))
+            validator = await start(nursery, make_service(tmp_path, "validator"))
+            blob = put(miner, artifact, public=False)
+            validator.blobs.push_policy = lambda *_: _accept()
+            (validator.store.partial_dir / f"{blob}.part").write_bytes(artifact[:held])
+            sent: list[tuple[int, int]] = []
+            original = miner.store.read_range
+
+            def spy(blob_hash: str, offset: int, length: int, chunk: int):  # type: ignore[no-untyped-def]
+                sent.append((offset, length))
+                return original(blob_hash, offset, length, chunk)
+
+            miner.store.read_range = spy  # type: ignore[method-assign]
+            await connect(miner, validator)
+            await miner.blobs.push(validator.peer_id, blob)
+            assert sent == [(held, len(artifact) - held)]
+            assert validator.store.path(blob).read_bytes() == artifact
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+async def _accept() -> bool:
+    return True
+
+
 @pytest.mark.slow
 def test_fifty_megabytes_resume_from_a_second_provider_after_the_first_is_killed(tmp_path: Path) -> None:
     size = 50 * 1024 * 1024
