@@ -85,23 +85,36 @@ def size_bound(base_model_size: int, free_mb: int, cuda: bool, qlora: bool = Fal
 
 def task_hparams(kind: str, params_json: str) -> dict[str, Any]:
     """Hyperparameters a task fixes through its announced parameters (docs/PROTOCOL.md,
-    TaskAnnouncement): grpo's reward names. ValueError, saying why, for parameters this miner does
-    not know: it cannot train what the validator will score."""
+    TaskAnnouncement): grpo's reward names and, when the task sets it, the completion length it is
+    judged at (training longer than that is wasted, shorter is not what is scored). ValueError,
+    saying why, for parameters this miner does not know: it cannot train what the validator will score."""
     params = strict_json.loads(params_json, "task parameters")
     if not isinstance(params, dict):
         raise ValueError("task parameters are not a JSON object")
-    known = {"rewards"} if kind == "grpo" else set()
+    known = {"rewards", "max_new_tokens"} if kind == "grpo" else set()
     unknown = sorted(set(params) - known)
     if unknown:
         raise ValueError(f"task parameters {unknown} are unknown to this version: upgrade MAGNET")
     if kind != "grpo":
         return {}
-    from trainer.rewards import DEFAULT_REWARDS, UnknownReward, canonical_reward_spec
+    from trainer.rewards import (
+        DEFAULT_REWARDS,
+        BadCompletionLength,
+        UnknownReward,
+        canonical_reward_spec,
+        check_max_new_tokens,
+    )
 
     try:
-        return {"rewards": canonical_reward_spec(params.get("rewards") or DEFAULT_REWARDS)}
+        fixed: dict[str, Any] = {"rewards": canonical_reward_spec(params.get("rewards") or DEFAULT_REWARDS)}
     except UnknownReward as exc:
         raise ValueError(f"{exc}: upgrade MAGNET") from None
+    if params.get("max_new_tokens") is not None:
+        try:
+            fixed["max_new_tokens"] = check_max_new_tokens(params["max_new_tokens"])
+        except BadCompletionLength as exc:
+            raise ValueError(f"the task's {exc}") from None
+    return fixed
 
 
 def ram_cap(ram_mb: int, max_ram_mb: int) -> int:

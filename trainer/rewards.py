@@ -21,6 +21,9 @@ _NUMBER = re.compile(r"-?\d[\d,]*\.?\d*|-?\.\d+")
 MAX_COMPLETION_CHARS = 400  # beyond this the length penalty starts
 # The rewards of a grpo task that names none (an announcement whose params_json has no "rewards").
 DEFAULT_REWARDS = "exact_answer:1.0,format:0.2"
+# A grpo task may fix the completion length it is judged (and so trained) at, within these bounds:
+# below 8 tokens no reasoning fits, above 1024 one evaluation of a few rows takes minutes on a CPU.
+MIN_COMPLETION_TOKENS, MAX_COMPLETION_TOKENS = 8, 1024
 
 
 @dataclass(frozen=True)
@@ -153,6 +156,33 @@ def grpo_rewards(kind: str, hparams: Mapping[str, Any]) -> str | None:
     if kind != "grpo" or hparams.get("rewards") is None:
         return None
     return canonical_reward_spec(hparams["rewards"])
+
+
+class BadCompletionLength(ValueError):
+    """A task's max_new_tokens is not a whole number of tokens within the bounds."""
+
+
+def check_max_new_tokens(value: Any) -> int:
+    """A grpo task's completion length in tokens: an integer in [MIN_COMPLETION_TOKENS,
+    MAX_COMPLETION_TOKENS] (a whole float such as 24.0 is accepted); BadCompletionLength otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+        raise BadCompletionLength(f"max_new_tokens must be a whole number of tokens, got {value!r}")
+    tokens = int(value)
+    if not MIN_COMPLETION_TOKENS <= tokens <= MAX_COMPLETION_TOKENS:
+        raise BadCompletionLength(
+            f"max_new_tokens must be between {MIN_COMPLETION_TOKENS} and {MAX_COMPLETION_TOKENS} "
+            f"tokens, got {tokens}"
+        )
+    return tokens
+
+
+def grpo_eval_length(kind: str, hparams: Mapping[str, Any]) -> int | None:
+    """The completion length a grpo train job's hparams name, as EvalJob.max_new_tokens wants it:
+    a job trains at its task's length (the miner puts it in the hparams), so its own validation
+    samples at that length too. None unless grpo with max_new_tokens set."""
+    if kind != "grpo" or hparams.get("max_new_tokens") is None:
+        return None
+    return int(hparams["max_new_tokens"])
 
 
 def reward_ceiling(spec: Mapping[str, float]) -> float:

@@ -62,6 +62,14 @@ def _register_task(subparsers: Subparsers) -> None:
         help="grpo only: built-in rewards and weights, e.g. 'exact_answer:1.0,format:0.2' "
         "(default: validator.grpo_rewards)",
     )
+    create.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        metavar="N",
+        help="grpo only: the completion length (8..1024 tokens) the task is judged at; its miners "
+        "train at it too (default: validator.grpo_max_new_tokens, else 128)",
+    )
     create.set_defaults(handler=run_task_create)
     status = actions.add_parser(
         "status", help="state of the validator's tasks (or of one); its winning artifact"
@@ -130,8 +138,13 @@ def run_task_create(args: argparse.Namespace) -> int:
         "model": args.model,
         "hours": args.hours,
     }
+    params: dict[str, Any] = {}
     if args.rewards is not None:
-        body["params"] = {"rewards": args.rewards}
+        params["rewards"] = args.rewards
+    if args.max_new_tokens is not None:
+        params["max_new_tokens"] = args.max_new_tokens
+    if params:
+        body["params"] = params
     answer = json.loads(_call(args, "POST", "/v1/tasks", body))
     out(f"task {answer['task_id']} created; follow it with `magnet task status {answer['task_id']}`")
     return int(ExitCode.OK)

@@ -168,6 +168,11 @@ class ValidatorConfig:
         default="exact_answer:1.0,format:0.2",  # trainer.rewards.DEFAULT_REWARDS (config imports nothing)
         metadata=_help("Rewards of a grpo task that names none: 'name:weight,...' from the built-in "
                        "registry (magnet task create --rewards sets them per task)."))
+    grpo_max_new_tokens: int = field(
+        default=0,
+        metadata=_help("Completion length (tokens, 8..1024) a grpo task that names none is judged and "
+                       "trained at; 0: none announced, the recipe's default 128 (magnet task create "
+                       "--max-new-tokens sets it per task)."))
     synthetic_model: str = field(
         default="bundled", metadata=_help("Base model of synthetic tasks: a model directory or 'bundled'."))
     synthetic_rows: int = field(
@@ -223,4 +228,7 @@ class ValidatorConfig:
                          "(no config.json)")
         if self.teacher_max_new_tokens < 1 or self.teacher_batch_size < 1:
             found.append("validator.teacher_max_new_tokens and teacher_batch_size must be at least 1")
+        if self.grpo_max_new_tokens != 0 and not 8 <= self.grpo_max_new_tokens <= 1024:
+            # trainer.rewards.MIN/MAX_COMPLETION_TOKENS (config imports nothing of ours)
+            found.append("validator.grpo_max_new_tokens must be 0 (unset) or 8..1024 tokens")
         return found

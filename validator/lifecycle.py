@@ -116,7 +116,7 @@ class TaskEngine:
         params: dict[str, Any] | None = None,
     ) -> str:
         """Check, split and store a new task (phase ``created``); returns its id (0x hex).
-        ``params``: the kind's parameters (grpo: {"rewards": "name:weight,..."})."""
+        ``params``: the kind's parameters (grpo: {"rewards": "name:weight,...", "max_new_tokens": N})."""
         task_id = os.urandom(32)
         prepared = prepare_task(
             task_id, data_file, kind, model_ref, self.tasks_root, origin, self.cfg, params
@@ -390,10 +390,11 @@ class TaskEngine:
         directory = Path(task.dir)
         bundle = Path(self.db.reveals(task.id)[miner]["path"]) if miner else None
         splits = {"test": directory / "test.jsonl", "synthetic": directory / "synthetic.jsonl"}
+        params = read_task_params(directory)
         job = evaluation_job(
             task.kind, resolve_model(task.model_ref, task.kind), bundle, splits,
             task.max_artifact_bytes, self.cfg,
-            rewards=read_task_params(directory).get("rewards"),
+            rewards=params.get("rewards"), max_new_tokens=params.get("max_new_tokens"),
         )
         outcome = run_sandboxed(job, directory / "eval" / (miner or "base"), self.cfg)
         test, syn = outcome.losses.get("test"), outcome.losses.get("synthetic")

@@ -173,8 +173,10 @@ def evaluation_job(
     cfg: ValidatorConfig,
     seed: int = 0,
     rewards: str | None = None,
+    max_new_tokens: int | None = None,
 ) -> dict[str, Any]:
-    """The sandbox child's evaluate job; ``rewards`` (grpo) names the task's reward functions."""
+    """The sandbox child's evaluate job; ``rewards`` (grpo) names the task's reward functions and
+    ``max_new_tokens`` (grpo) the completion length it is judged at (None: the recipe's default)."""
     return {
         "mode": "evaluate",
         "kind": kind,
@@ -186,6 +188,7 @@ def evaluation_job(
         "max_examples": cfg.eval_max_examples,
         "seed": seed,
         "rewards": rewards,
+        "max_new_tokens": max_new_tokens,
     }
 
 

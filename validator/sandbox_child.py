@@ -123,6 +123,7 @@ def evaluate(job: dict[str, Any], reporter: Any) -> None:
             kind=job["kind"], base_model_dir=job["base_model_dir"], artifact_dir=artifact_dir,
             eval_file=path, seed=int(job.get("seed", 0)), device="cpu", threads=job.get("threads"),
             max_examples=job.get("max_examples"), rewards=job.get("rewards"),
+            max_new_tokens=job.get("max_new_tokens"),
         )
         metrics = recipe.evaluate(eval_job, reporter)
         reporter.emit("result", split=split, metrics=metrics)

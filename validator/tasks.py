@@ -8,7 +8,8 @@ A task's files live in ``<data dir>/validator/tasks/<task id hex>/``:
 * ``synthetic.jsonl``: fresh evaluation rows nobody trained on: new arithmetic word problems with
   computed answers when the rows are GSM8K-style, else a held-back private split;
 * ``base.bundle``: the base model directory packed as one bundle (published as a public blob);
-* ``params.json``: the kind's parameters, announced as ``params_json`` (grpo: the reward names).
+* ``params.json``: the kind's parameters, announced as ``params_json`` (grpo: the reward names and
+  optionally the completion length it is judged at).
 
 An ``image`` task's rows carry their images inline (``data:image/png;base64,...`` URLs, the trainer's
 data contract): a row naming a file beside the data file is read, checked (PNG or JPEG, byte and
@@ -34,7 +35,13 @@ from typing import Any
 from protocol.bundle import write_bundle
 from protocol.errors import BundleError
 from protocol.safetensors_header import read_tensor_table
-from trainer.rewards import UnknownReward, canonical_reward_spec, reward_names
+from trainer.rewards import (
+    BadCompletionLength,
+    UnknownReward,
+    canonical_reward_spec,
+    check_max_new_tokens,
+    reward_names,
+)
 from validator.config import ValidatorConfig
 from validator.synthetic import SyntheticRequest, make_generator, questions
 
@@ -83,22 +90,37 @@ class PreparedTask:
 PARAMS_FILE = "params.json"  # the task's kind-specific parameters, announced as params_json
 
 
+GRPO_PARAMS = ("rewards", "max_new_tokens")
+
+
 def task_params(kind: str, given: dict[str, Any] | None, cfg: ValidatorConfig) -> dict[str, Any]:
     """A task's kind-specific parameters, checked: names only (rewards by name), never code.
-    grpo: {"rewards": "name:weight,..."} (default `validator.grpo_rewards`); other kinds take none."""
+    grpo: {"rewards": "name:weight,..."} (default `validator.grpo_rewards`) and, when given or
+    configured (`validator.grpo_max_new_tokens`), {"max_new_tokens": N}: the completion length the
+    task is judged at, which its miners also train at. Other kinds take none."""
     given = dict(given or {})
     if kind != "grpo":
         if given:
             raise TaskInputError(f"a {kind} task takes no parameters (got {sorted(given)}); remove them")
         return {}
-    unknown = sorted(set(given) - {"rewards"})
+    unknown = sorted(set(given) - set(GRPO_PARAMS))
     if unknown:
-        raise TaskInputError(f"a grpo task takes only 'rewards' (got {unknown}); remove the others")
+        raise TaskInputError(
+            f"a grpo task takes only {', '.join(map(repr, GRPO_PARAMS))} (got {unknown}); remove the others"
+        )
     spec = given.get("rewards") or cfg.grpo_rewards
     try:
-        return {"rewards": canonical_reward_spec(spec)}
+        params: dict[str, Any] = {"rewards": canonical_reward_spec(spec)}
     except UnknownReward as exc:
         raise TaskInputError(f"{exc}; built-in rewards: {', '.join(reward_names())}") from None
+    # Absent unless set: an announcement without it reads the same to miners that predate it.
+    length = given.get("max_new_tokens", cfg.grpo_max_new_tokens or None)
+    if length is not None:
+        try:
+            params["max_new_tokens"] = check_max_new_tokens(length)
+        except BadCompletionLength as exc:
+            raise TaskInputError(f"{exc}: the length the task's completions are judged at") from None
+    return params
 
 
 def read_task_params(directory: Path) -> dict[str, Any]:

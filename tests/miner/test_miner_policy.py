@@ -138,3 +138,21 @@ def test_task_parameters_fix_grpo_rewards_and_unknown_ones_refuse_the_task() -> 
         assert not verdict.ok and words in verdict.reason, verdict.reason
     refused = admit(replace(OFFER, params_json='{"rewards": "format:1"}'), MACHINE, MinerConfig(), NOW)
     assert not refused.ok and "upgrade MAGNET" in refused.reason
+
+
+def test_a_grpo_tasks_completion_length_is_fixed_for_training_and_a_bad_one_refuses_the_task() -> None:
+    from miner.policy import task_hparams
+
+    fixed = task_hparams("grpo", '{"rewards": "numeric_answer:1.0", "max_new_tokens": 24}')
+    assert fixed == {"rewards": "numeric_answer:1.0", "max_new_tokens": 24}
+    assert "max_new_tokens" not in task_hparams("grpo", '{"rewards": "numeric_answer:1.0"}')
+    grpo = replace(OFFER, kind="grpo")
+    cfg = MinerConfig(enabled_kinds=["grpo"])
+    for params, words in [
+        ('{"max_new_tokens": 4}', "between 8 and 1024"),
+        ('{"max_new_tokens": 24.5}', "must be integers"),  # protocol JSON has no floats
+        ('{"max_new_tokens": "24"}', "whole number"),
+    ]:
+        verdict = admit(replace(grpo, params_json=params), MACHINE, cfg, NOW)
+        assert not verdict.ok and words in verdict.reason, verdict.reason
+    assert admit(replace(grpo, params_json='{"max_new_tokens": 24}'), MACHINE, cfg, NOW).ok

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import random
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -96,6 +98,34 @@ def test_eval_job_scores_with_the_rewards_it_names(workspace: dict[str, Path]) -
         EvalJob("grpo", "b", None, "t", rewards="run_my_code:1.0")
     with pytest.raises(JobSpecError, match="grpo field"):
         EvalJob("instruct", "b", None, "t", rewards=TOY_REWARD)
+
+
+def test_eval_job_samples_at_the_tasks_completion_length(
+    workspace: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The task's max_new_tokens reaches the sampler of evaluation; without it the recipe's default."""
+    from trainer.recipes import grpo
+
+    asked: list[int] = []
+    real_sample = grpo.sample
+
+    def sample(*args: Any) -> Any:
+        asked.append(int(args[4]["max_new_tokens"]))  # args: model, tokenizer, examples, group, hp, device
+        return real_sample(*args)
+
+    monkeypatch.setattr(grpo, "sample", sample)
+    base, test = str(workspace["base"]), str(workspace["test"])
+    short = EvalJob("grpo", base, None, test, threads=1, rewards=TOY_REWARD, max_examples=4, max_new_tokens=8)
+    GRPORecipe().evaluate(short, NullReporter())
+    GRPORecipe().evaluate(replace(short, max_new_tokens=None), NullReporter())
+    assert asked == [8, GRPORecipe.default_hparams()["max_new_tokens"]]
+    back = job_from_dict(json.loads(short.to_json()))
+    assert isinstance(back, EvalJob) and back.max_new_tokens == 8
+    for bad, words in [(0, ">= 1"), (2.5, "an integer"), (True, "an integer")]:
+        with pytest.raises(JobSpecError, match=words):
+            EvalJob("grpo", "b", None, "t", max_new_tokens=bad)  # type: ignore[arg-type]
+    with pytest.raises(JobSpecError, match="grpo field"):
+        EvalJob("instruct", "b", None, "t", max_new_tokens=24)
 
 
 @pytest.mark.slow

@@ -108,3 +108,57 @@ def test_the_validators_default_grpo_rewards_are_the_trainers() -> None:
     from validator.config import ValidatorConfig
 
     assert ValidatorConfig().grpo_rewards == DEFAULT_REWARDS
+
+
+def test_a_tasks_completion_length_is_a_bounded_whole_number_and_trials_validate_at_it() -> None:
+    from trainer.rewards import (
+        MAX_COMPLETION_TOKENS,
+        MIN_COMPLETION_TOKENS,
+        BadCompletionLength,
+        check_max_new_tokens,
+        grpo_eval_length,
+    )
+    from validator.config import ValidatorConfig
+
+    assert check_max_new_tokens(24) == 24 and check_max_new_tokens(32.0) == 32
+    assert (
+        check_max_new_tokens(MIN_COMPLETION_TOKENS) == 8
+        and check_max_new_tokens(MAX_COMPLETION_TOKENS) == 1024
+    )
+    for bad, words in [
+        (7, "between 8 and 1024"),
+        (1025, "between 8 and 1024"),
+        (24.5, "whole number"),
+        ("24", "whole number"),
+        (True, "whole number"),
+        (None, "whole number"),
+    ]:
+        with pytest.raises(BadCompletionLength, match=words):
+            check_max_new_tokens(bad)
+    # validator/config.py repeats the bounds (config sections import nothing of ours)
+    assert not ValidatorConfig(grpo_max_new_tokens=8).problems()
+    assert not ValidatorConfig(grpo_max_new_tokens=1024).problems()
+    assert any("grpo_max_new_tokens" in p for p in ValidatorConfig(grpo_max_new_tokens=7).problems())
+    assert any("grpo_max_new_tokens" in p for p in ValidatorConfig(grpo_max_new_tokens=1025).problems())
+    # the length a train job samples at is the one its autoresearch trials validate at
+    assert grpo_eval_length("grpo", {"max_new_tokens": 24.0, "lr": 1e-3}) == 24
+    assert grpo_eval_length("grpo", {"lr": 1e-3}) is None
+    assert grpo_eval_length("instruct", {"max_new_tokens": 24}) is None
+
+
+def test_autoresearch_trials_validate_grpo_at_the_jobs_completion_length(tmp_path: Path) -> None:
+    from trainer.autoresearch.trial import TrialContext, _validate
+    from trainer.recipes.base import EvalJob, TrainJob
+
+    seen: list[EvalJob] = []
+
+    class Recorder:
+        def evaluate(self, job: EvalJob, reporter: object) -> dict[str, float]:
+            seen.append(job)
+            return {"loss": 0.5}
+
+    hparams = {"rewards": "numeric_answer:1.0", "max_new_tokens": 24}
+    job = TrainJob("grpo", "base", "train.jsonl", str(tmp_path / "out"), hparams=hparams)
+    ctx = TrialContext(Recorder(), job, tmp_path / "val.jsonl", 3.0)  # type: ignore[arg-type]
+    assert _validate(ctx, str(tmp_path / "artifact")) == 0.5
+    assert seen[0].max_new_tokens == 24 and seen[0].rewards == "numeric_answer:1.0"

@@ -463,3 +463,62 @@ def test_a_grpo_task_announces_its_rewards_and_is_evaluated_with_them(
         parts.engine.create_task(data, "instruct", "bundled", params={"rewards": "format:1"})
     instruct = parts.db.task(parts.engine.create_task(data, "instruct", "bundled"))
     assert parts.engine._announcement(instruct).params_json == "{}"
+
+
+def test_a_grpo_tasks_completion_length_is_announced_checked_and_evaluated_at(
+    parts: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from validator import lifecycle
+    from validator.sandbox import SandboxOutcome
+    from validator.tasks import bundled_dataset, task_params
+
+    data = bundled_dataset("grpo")
+    task = parts.db.task(parts.engine.create_task(data, "grpo", "bundled", params={"max_new_tokens": 24}))
+    announced = json.loads(parts.engine._announcement(task).params_json)
+    assert announced["max_new_tokens"] == 24 and "rewards" in announced
+    jobs: list[dict[str, Any]] = []
+
+    def capture(job: dict[str, Any], *args: Any, **kwargs: Any) -> SandboxOutcome:
+        jobs.append(job)
+        return SandboxOutcome()
+
+    monkeypatch.setattr(lifecycle, "run_sandboxed", capture)
+    parts.engine._evaluate_blocking(task, "")
+    assert jobs[0]["max_new_tokens"] == 24
+    # Not given and not configured: not announced (miners before it read the task as before), and
+    # evaluation keeps the recipe's default length.
+    plain = parts.db.task(parts.engine.create_task(data, "grpo", "bundled"))
+    assert "max_new_tokens" not in json.loads(parts.engine._announcement(plain).params_json)
+    parts.engine._evaluate_blocking(plain, "")
+    assert jobs[1]["max_new_tokens"] is None
+    # The configured default, and a task's own value over it.
+    cfg = ValidatorConfig(grpo_max_new_tokens=32)
+    assert task_params("grpo", None, cfg)["max_new_tokens"] == 32
+    assert task_params("grpo", {"max_new_tokens": 16.0}, cfg)["max_new_tokens"] == 16
+    for bad, words in [(4, "between 8 and 1024"), (4096, "between 8 and 1024"), ("24", "whole number")]:
+        with pytest.raises(TaskInputError, match=words):
+            parts.engine.create_task(data, "grpo", "bundled", params={"max_new_tokens": bad})
+    with pytest.raises(TaskInputError, match="takes no parameters"):
+        parts.engine.create_task(data, "instruct", "bundled", params={"max_new_tokens": 24})
+    with pytest.raises(TaskInputError, match="takes only 'rewards', 'max_new_tokens'"):
+        task_params("grpo", {"temperature": 0.5}, cfg)
+
+
+def test_task_create_sends_the_grpo_parameters_it_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from node.cli import main
+    from validator import cli
+
+    sent: list[dict[str, Any]] = []
+
+    def call(args: Any, method: str, path: str, body: dict[str, Any] | None = None) -> bytes:
+        sent.append(body or {})
+        return b'{"task_id": "0x01"}'
+
+    monkeypatch.setattr(cli, "_call", call)
+    data = ["task", "create", "--kind", "grpo", "--data", str(tmp_path / "d.jsonl")]
+    assert main([*data, "--max-new-tokens", "24", "--rewards", "numeric_answer:1"]) == 0
+    assert sent[0]["params"] == {"max_new_tokens": 24, "rewards": "numeric_answer:1"}
+    assert main(data) == 0 and "params" not in sent[1]  # nothing given: the validator's defaults
+    capsys.readouterr()

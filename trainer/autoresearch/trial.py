@@ -21,7 +21,7 @@ from typing import Any
 from trainer.autoresearch.failures import Diverged, DivergenceGuard, TrialPruned, is_oom, release_memory
 from trainer.autoresearch.trace import Attempt
 from trainer.recipes.base import EvalJob, NullReporter, Recipe, Reporter, TrainJob, TrainResult
-from trainer.rewards import grpo_rewards
+from trainer.rewards import grpo_eval_length, grpo_rewards
 
 # Pruning compares trials on the mean training loss over the last few steps: within the first epoch
 # every batch is unseen, so this is an unbiased estimate of held-out loss, at no evaluation cost.
@@ -200,5 +200,6 @@ def _validate(ctx: TrialContext, artifact_dir: str) -> float:
         device=job.device,
         threads=job.threads,
         rewards=grpo_rewards(job.kind, job.hparams),
+        max_new_tokens=grpo_eval_length(job.kind, job.hparams),
     )
     return float(ctx.recipe.evaluate(eval_job, NullReporter())["loss"])

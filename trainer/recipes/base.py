@@ -85,11 +85,20 @@ class EvalJob:
     max_examples: int | None = None
     # grpo only: the task's reward spec ('exact_answer:1.0,format:0.2'), names from trainer.rewards
     rewards: str | None = None
+    # grpo only: the completion length the task is judged at (tokens); None: the recipe's default
+    max_new_tokens: int | None = None
 
     def __post_init__(self) -> None:
         _check_device(self.device)
         if self.max_examples is not None and self.max_examples < 1:
             raise JobSpecError(f"max_examples must be >= 1 or null, got {self.max_examples}")
+        if self.max_new_tokens is not None:
+            if self.kind != "grpo":
+                raise JobSpecError(f"max_new_tokens is a grpo field; a {self.kind} eval job takes none")
+            if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int):
+                raise JobSpecError(f"max_new_tokens must be an integer, got {self.max_new_tokens!r}")
+            if self.max_new_tokens < 1:
+                raise JobSpecError(f"max_new_tokens must be >= 1 or null, got {self.max_new_tokens}")
         if self.rewards is not None:
             if self.kind != "grpo":
                 raise JobSpecError(f"rewards is a grpo field; a {self.kind} eval job takes none")

@@ -420,7 +420,8 @@ class GRPORecipe(Recipe):
         )
 
     def evaluate(self, job: EvalJob, reporter: Reporter) -> dict[str, float]:
-        """Mean reward under the task's reward spec (`job.rewards`; DEFAULT_REWARDS when it names none)."""
+        """Mean reward under the task's reward spec (`job.rewards`; DEFAULT_REWARDS when it names none),
+        of completions sampled up to the task's length (`job.max_new_tokens`; the default when None)."""
         if job.threads:
             torch.set_num_threads(job.threads)
         device = pick_device(job.device)
@@ -434,7 +435,10 @@ class GRPORecipe(Recipe):
         if job.artifact_dir is not None:
             model = load_adapter(model, job.artifact_dir)
         reporter.phase("evaluate")
-        metrics = reward_metrics(model, tokenizer, examples, spec, self.default_hparams(), device, job.seed)
+        hp = self.default_hparams()
+        if job.max_new_tokens is not None:
+            hp["max_new_tokens"] = job.max_new_tokens
+        metrics = reward_metrics(model, tokenizer, examples, spec, hp, device, job.seed)
         for name, value in metrics.items():
             reporter.metric(name, value)
         return metrics
