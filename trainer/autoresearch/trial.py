@@ -137,7 +137,7 @@ def run_attempt(
     """Train (and validate) one configuration; every failure becomes an outcome, never an exception."""
     if plan.checkpoint_dir is None:
         shutil.rmtree(plan.out_dir, ignore_errors=True)
-    guard = DivergenceGuard(ctx.divergence_factor)
+    guard = DivergenceGuard(divergence_factor(ctx))
     reporter = TrialReporter(guard, plan.examples_per_step, on_intermediate, forward)
     attempt = Attempt(params=dict(plan.params), outcome="completed")
     started = time.monotonic()
@@ -161,6 +161,14 @@ def run_attempt(
     attempt.wall_s = time.monotonic() - started
     attempt.curve = reporter.curve
     return AttemptRun(attempt, result, reporter.loop_seconds())
+
+
+def divergence_factor(ctx: TrialContext) -> float:
+    """How far above its start a trial's training loss may climb before the trial counts as diverged.
+    GRPO's loss is a clipped policy-gradient surrogate that hovers around 0 (advantages are centred
+    within each group), not an error that starts high and falls: a rise from 1e-8 to 3e-7 is noise, and
+    "x times its start" once failed a devnet task's final run. There only a non-finite loss diverges."""
+    return math.inf if ctx.job.kind == "grpo" else ctx.divergence_factor
 
 
 def _score(ctx: TrialContext, attempt: Attempt, artifact_dir: str) -> None:
