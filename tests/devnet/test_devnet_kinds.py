@@ -24,10 +24,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 # bitnet failed twice under load ~7 on 2026-11-22 (no commitment by the deadline; "not fine-tuned": the
 # warm-up of a 10**6-step plan left the weights as they were); since the measured start-up and its pins
-# (lr 3e-3, no warm-up) it passed 3 runs in a row at load 7-8.5 on 2026-11-23, 78-84 s. grpo is left out: it
-# earned in 3 of 5 runs at load 2-7 (2026-11-23); in the others the validator found the artifact's
-# reward shortfall equal to the base model's ("not fine-tuned": docs/DEVNET.md says why).
-@pytest.mark.parametrize("kind", ["dpo", "image", "bitnet"])
+# (lr 3e-3, no warm-up) it passed 3 runs in a row at load 7-8.5 on 2026-11-23, 78-84 s. grpo earned in only
+# 3 of 5 runs (2026-11-23: judged at 128 tokens, where the base model already states a number in ~97 % of
+# its samples, artifacts often scored exactly the base's shortfall, "not fine-tuned"); since its task fixes
+# 24 tokens (max_new_tokens), its miners take 8-sample steps and a grpo trial diverges only on a
+# non-finite loss, 9 runs in a row earned (2026-11-23): 1 miner 70-79 s, 2 miners 76 s, 3 devnets at
+# once 91-92 s, this test 76 s (load 1-2.7); base test loss ~0.62-0.67 -> 0.25-0.42 (docs/DEVNET.md).
+@pytest.mark.parametrize("kind", ["dpo", "image", "bitnet", "grpo"])
 def test_devnet_runs_a_task_of_this_kind_to_a_claimed_reward(kind: str, tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MAGNET_HOME": str(tmp_path / "home")}
     done = subprocess.run(
