@@ -359,7 +359,7 @@ class MinerRounds:
     async def run(self, p2p: P2PService, db: MinerDB, nursery: trio.Nursery) -> None:
         """Start the training child, follow the rounds; the child ends when this task is cancelled."""
         try:
-            await trio.to_thread.run_sync(self.child.start, abandon_on_cancel=True)
+            await trio.to_thread.run_sync(self.child.start, abandon_on_cancel=True)  # type: ignore[call-arg]
             inner = InnerConfig(inner_steps=self.cfg.inner_steps)
             self.miner = NetworkMiner(self.child, self.signer, self.validator, {}, inner, db=db)
             self.miner.attach(p2p, nursery, serve_routes=False)
