@@ -57,7 +57,7 @@ def test_a_spec_survives_json_and_bad_fields_are_refused() -> None:
 
 @pytest.mark.slow
 def test_child_trains_a_round_like_the_miner_in_process_refuses_a_wrong_model_and_restarts(
-    tmp_path: Path,
+    tmp_path: Path, shared_datasets: Path
 ) -> None:
     world = run_world(CFG, tmp_path / "here")
     model = params_bytes(world.params)
