@@ -22,6 +22,7 @@ import torch
 from trainer.checkpoint import LoopState, load_checkpoint, save_checkpoint
 from trainer.packing import PackedRow, collate_packed
 from trainer.recipes.base import Reporter
+from trainer.schedule import unmeasured
 
 SCHEDULES = ("cosine", "linear", "constant")
 
@@ -50,7 +51,7 @@ class LoopSettings:
 
 def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> float:
     """Multiplier of the peak learning rate for optimizer step `step` (0-based) of `total`."""
-    warmup = math.ceil(total * warmup_ratio)
+    warmup = 0 if unmeasured(total) else math.ceil(total * warmup_ratio)
     if step < warmup:
         return (step + 1) / (warmup + 1)
     if schedule == "constant":

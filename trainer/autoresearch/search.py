@@ -39,6 +39,7 @@ from trainer.autoresearch.splits import ValidationSplit, carve_validation
 from trainer.autoresearch.trace import Attempt, SearchTrace, TrialTrace, save_trace
 from trainer.autoresearch.trial import AttemptPlan, AttemptRun, TrialContext, run_attempt
 from trainer.recipes.base import Recipe, Reporter, TrainerError, TrainJob, TrainResult, get_recipe
+from trainer.schedule import UNMEASURED_PLAN
 
 log = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ class _Search:
         entry = TrialTrace(number, dict(params), source, 0)
         self.trace.trials.append(entry)
         params = apply_layout(params, self.knobs, self.layout)
-        plan = self._plan(params, 10**6, split, f"race-{number}")  # the slot, not a step count, ends it
+        plan = self._plan(params, UNMEASURED_PLAN, split, f"race-{number}")  # the slot ends it, not steps
         # The recipe fits its learning-rate schedule to the cap (trainer.loop).
         plan.budget_s = slot * (1 - RACE_OVERHEAD_SHARE)
         run = run_attempt(ctx, plan)
@@ -441,7 +442,7 @@ class _Search:
         per_step = examples_per_step(params, self.knobs)
         examples = self.throughput.examples_in(left) * self.settings.final_optimism
         # No measured pace (calibration never finished a step): let the recipe fit its schedule.
-        steps = max(1, int(examples // per_step)) if self.throughput.s_per_example else 10**6
+        steps = max(1, int(examples // per_step)) if self.throughput.s_per_example else UNMEASURED_PLAN
         pace = self.throughput.s_per_example or 0.0
         self.notes.append(
             f"final run planned: {steps} steps of {per_step} examples in {left:.1f}s "

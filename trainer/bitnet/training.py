@@ -20,11 +20,12 @@ from trainer.data import IGNORE_INDEX
 from trainer.models import pick_dtype
 from trainer.recipes.base import Reporter, TrainJob
 from trainer.recipes.dpo import resume_fingerprint
+from trainer.schedule import linear_warmup_steps
 
 
 def lr_at(step: int, total: int, hp: dict[str, Any]) -> float:
     """Linear warm-up then cosine decay to min_lr_ratio of the peak."""
-    warmup = max(1, int(total * hp["warmup_ratio"]))
+    warmup = linear_warmup_steps(total, hp["warmup_ratio"])
     if step < warmup:
         return float(hp["lr"]) * (step + 1) / warmup
     progress = min(1.0, (step - warmup) / max(1, total - warmup))

@@ -39,6 +39,7 @@ from trainer.recipes.base import (
     register_recipe,
 )
 from trainer.recipes.dpo import loop_budget, resume_fingerprint, stop_signal
+from trainer.schedule import linear_warmup_steps
 
 LORA_WEIGHTS = "pytorch_lora_weights.safetensors"
 LORA_TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
@@ -283,7 +284,7 @@ class ImageLoop:
 
     def step(self) -> float:
         s = self.state
-        warmup = max(1, int(s.total_steps * self.hp["warmup_ratio"]))
+        warmup = linear_warmup_steps(s.total_steps, self.hp["warmup_ratio"])
         for group in self.optimizer.param_groups:
             group["lr"] = self.hp["lr"] * min(1.0, (s.step + 1) / warmup)
         loss = self._loss()
