@@ -421,7 +421,8 @@ class _Search:
                 warnings.simplefilter("ignore")  # a retry re-reporting a step is expected
                 trial.report(value, examples)
             if trial.should_prune():
-                raise TrialPruned(f"pruned after {examples} examples at training loss {value:.4f}")
+                what = "negative mean reward" if self.job.kind == "grpo" else "training loss"
+                raise TrialPruned(f"pruned after {examples} examples at {what} {value:.4f}")
 
         return hook
 

@@ -31,7 +31,11 @@ IntermediateHook = Callable[[int, float], None]
 
 
 class TrialReporter(NullReporter):
-    """Receives a trial's progress: guards against divergence, feeds the pruner, times the steps."""
+    """Receives a trial's progress: guards against divergence, feeds the pruner, times the steps.
+
+    The curve the pruner compares is the smoothed training loss, lower is better; with
+    ``reward_curve`` (grpo) it is the smoothed negative mean reward of the step's rollouts instead:
+    GRPO's loss is a surrogate centred on 0 whose size says nothing about how well a policy does."""
 
     def __init__(
         self,
@@ -39,7 +43,9 @@ class TrialReporter(NullReporter):
         examples_per_step: int,
         on_intermediate: IntermediateHook | None,
         forward: Reporter | None = None,
+        reward_curve: bool = False,
     ) -> None:
+        self.reward_curve = reward_curve
         self.guard = guard
         self.examples_per_step = examples_per_step
         self.on_intermediate = on_intermediate
@@ -66,7 +72,10 @@ class TrialReporter(NullReporter):
         if loss is None:
             return
         self.guard.check(float(loss))
-        self.recent.append(float(loss))
+        reward = extra.get("mean_reward") if self.reward_curve else None
+        if self.reward_curve and (reward is None or not math.isfinite(float(reward))):
+            return  # nothing comparable this step
+        self.recent.append(-float(reward) if reward is not None else float(loss))
         value = sum(self.recent) / len(self.recent)
         examples = step * self.examples_per_step
         self.curve.append((examples, value))
@@ -138,7 +147,9 @@ def run_attempt(
     if plan.checkpoint_dir is None:
         shutil.rmtree(plan.out_dir, ignore_errors=True)
     guard = DivergenceGuard(divergence_factor(ctx))
-    reporter = TrialReporter(guard, plan.examples_per_step, on_intermediate, forward)
+    reporter = TrialReporter(
+        guard, plan.examples_per_step, on_intermediate, forward, reward_curve=ctx.job.kind == "grpo"
+    )
     attempt = Attempt(params=dict(plan.params), outcome="completed")
     started = time.monotonic()
     result: TrainResult | None = None
