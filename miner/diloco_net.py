@@ -357,14 +357,17 @@ class MinerRounds:
         return self.miner is not None and receipt.validator.lower() == self.validator.lower()
 
     async def run(self, p2p: P2PService, db: MinerDB, nursery: trio.Nursery) -> None:
-        """Start the training child, follow the rounds; the child ends when this task is cancelled."""
+        """Follow the rounds at once, then start the training child; the child ends when this task is
+        cancelled. A round announced while the child is still starting (torch, the run's world: 10-30 s
+        on a busy 2-core machine) is not missed: its training waits for the child (``ChildWorker``'s
+        lock) and still has the round's deadline to meet. The validator announces each round once."""
         try:
-            await trio.to_thread.run_sync(self.child.start, abandon_on_cancel=True)  # type: ignore[call-arg]
             inner = InnerConfig(inner_steps=self.cfg.inner_steps)
             self.miner = NetworkMiner(self.child, self.signer, self.validator, {}, inner, db=db)
             self.miner.attach(p2p, nursery, serve_routes=False)
-            self.ready.set()
             log.info("diloco: following the rounds of validator %s", self.validator)
+            await trio.to_thread.run_sync(self.child.start, abandon_on_cancel=True)  # type: ignore[call-arg]
+            self.ready.set()
             await trio.sleep_forever()
         finally:
             self.child.close()
