@@ -25,6 +25,7 @@ from miner.policy import Verdict, ram_cap
 from protocol import strict_json
 from protocol.errors import ProtocolError
 from trainer.fit import MEMORY_HEADROOM, ModelShape, TaskSize, estimate_memory
+from trainer.targets import ALL_LINEAR_AND_EMBEDDINGS, ALL_LINEAR_AND_HEAD, AUTO_TARGETS, resolve_targets
 
 MIB = 1 << 20
 # The kinds whose jobs put LoRA on a Llama-style language model: what trainer.fit can estimate.
@@ -33,7 +34,7 @@ LM_DEFAULTS: dict[str, dict[str, Any]] = {
         "micro_batch_size": 8,
         "max_length": 512,
         "lora_r": 16,
-        "lora_targets": "all-linear+head",
+        "lora_targets": AUTO_TARGETS,
         "gradient_checkpointing": False,
         "qlora": False,
     },
@@ -75,12 +76,14 @@ class TrainingDevice:
         return f"GPU memory on {self.name}" if self.cuda else "RAM"
 
 
-def task_size(kind: str, hparams: dict[str, Any], cuda: bool) -> TaskSize | None:
-    """The job's memory-relevant size (trainer.fit.TaskSize); None for kinds it cannot estimate."""
+def task_size(kind: str, hparams: dict[str, Any], cuda: bool, shape: ModelShape) -> TaskSize | None:
+    """The job's memory-relevant size (trainer.fit.TaskSize) on a base model of `shape`; None for
+    kinds it cannot estimate. Raises ValueError for targets the model cannot have."""
     defaults = LM_DEFAULTS.get(kind)
     if defaults is None:
         return None
     hp = {**defaults, **{k: v for k, v in hparams.items() if k in defaults}}
+    targets = resolve_targets(str(hp["lora_targets"]), shape.vocab, shape.hidden)
     qlora = bool(hp["qlora"]) and cuda  # QLoRA needs CUDA; the recipe refuses it elsewhere
     if kind == "grpo":  # one update over every sampled completion of the step, prompt + completion
         rows = int(hp["group_size"]) * int(hp["prompts_per_step"])
@@ -96,7 +99,8 @@ def task_size(kind: str, hparams: dict[str, Any], cuda: bool) -> TaskSize | None
         gradient_checkpointing=bool(hp["gradient_checkpointing"]),
         weight_bytes=2 if cuda else 4,
         qlora=qlora,
-        lora_head=hp["lora_targets"] == "all-linear+head",  # trainer.lora.ALL_LINEAR_AND_HEAD (torch)
+        lora_head=targets == ALL_LINEAR_AND_HEAD,
+        token_delta=targets == ALL_LINEAR_AND_EMBEDDINGS,
     )
 
 
@@ -118,19 +122,20 @@ def read_config(base_dir: Path) -> dict[str, Any]:
 
 def estimate_fit(base_dir: Path, kind: str, hparams: dict[str, Any], device: TrainingDevice) -> Verdict:
     """Whether the job's estimated peak fits ``device``; refused (with what to change) when not."""
-    size = task_size(kind, hparams, device.cuda)
     if device.cuda and device.free_mb <= 0:  # NVML absent: the GPU's memory cannot be read
         return Verdict(
             True,
             f"the free memory of {device.name} is unknown (install nvidia-ml-py: "
             "pip install 'magnet[gpu]'): the memory fit is not checked",
         )
-    if size is None:
+    if kind not in LM_DEFAULTS:
         return Verdict(True, f"no memory estimate for {kind} tasks (admitted on the base model's size)")
     try:
         shape = ModelShape.from_config(read_config(base_dir))
+        size = task_size(kind, hparams, device.cuda, shape)
     except ValueError as exc:
         return Verdict(False, f"cannot estimate the training memory: {exc}")
+    assert size is not None
     need = estimate_memory(shape, size) / MIB
     usable = device.free_mb * MEMORY_HEADROOM
     if need > usable:

@@ -4,7 +4,9 @@ The check reads only JSON: `adapter_config.json` and the safetensors headers (na
 — or the same facts from a `protocol.bundle` manifest. The base model's linear layers come from its
 config.json, instantiated on the "meta" device (no weights read, no memory used). An adapter passes
 only if every tensor is the `lora_A` / `lora_B` weight of a linear layer that exists in the base model,
-with shapes [r, in_features] / [out_features, r], and r does not exceed the rank cap.
+with shapes [r, in_features] / [out_features, r], and r does not exceed the rank cap — or the one
+trainable-tokens delta of the base's input embedding, [number of token ids, hidden], its token ids
+distinct and inside the vocabulary, within MAX_EMBEDDING_DELTA parameters.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from protocol import strict_json
 from trainer.recipes.base import ArtifactRejected
+from trainer.targets import MAX_EMBEDDING_DELTA
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
@@ -24,6 +27,7 @@ MAX_LORA_RANK = 256
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 ALLOWED_DTYPES = {"F32", "F16", "BF16"}
 _LORA_KEY = re.compile(r"^base_model\.model\.(?P<module>[\w.]+)\.lora_(?P<ab>[AB])\.weight$")
+_TOKENS_KEY = re.compile(r"^base_model\.model\.(?P<module>[\w.]+)\.token_adapter\.trainable_tokens_delta$")
 
 
 def safetensors_header(path: Path) -> dict[str, Any]:
@@ -58,21 +62,27 @@ def tensor_shapes_from_dir(artifact_dir: Path) -> dict[str, list[int]]:
     return shapes
 
 
-def base_linear_shapes(base_model_dir: Path) -> dict[str, tuple[int, int]]:
-    """{module path: (in_features, out_features)} of every nn.Linear in the base model (meta device)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+class BaseShapes:
+    """What an adapter is checked against: the base model's linear layers {module path: (in, out)}
+    and its input embedding (module path, vocab, hidden), read from config.json on the meta device."""
 
-    config = AutoConfig.from_pretrained(str(base_model_dir), trust_remote_code=False)
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
-            config, trust_remote_code=False
-        )
-    return {
-        name: (m.in_features, m.out_features)
-        for name, m in model.named_modules()
-        if isinstance(m, torch.nn.Linear)
-    }
+    def __init__(self, base_model_dir: Path):
+        import torch
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        config = AutoConfig.from_pretrained(str(base_model_dir), trust_remote_code=False)
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+                config, trust_remote_code=False
+            )
+        self.linears = {
+            name: (m.in_features, m.out_features)
+            for name, m in model.named_modules()
+            if isinstance(m, torch.nn.Linear)
+        }
+        embedding = model.get_input_embeddings()
+        self.embedding = next(name for name, m in model.named_modules() if m is embedding)
+        self.vocab, self.hidden = (int(d) for d in embedding.weight.shape)
 
 
 def check_adapter_config(config: Mapping[str, Any], max_rank: int) -> int:
@@ -98,16 +108,48 @@ def check_adapter_config(config: Mapping[str, Any], max_rank: int) -> int:
     return r
 
 
+def check_token_indices(config: Mapping[str, Any], base: BaseShapes) -> int:
+    """The adapter config's trainable token ids (PEFT: a list, or {embedding module: list}) must be
+    distinct ids of the base's vocabulary on its input embedding; returns how many (0: none)."""
+    indices = config.get("trainable_token_indices")
+    if indices is None:
+        return 0
+    if isinstance(indices, Mapping):
+        if len(indices) != 1 or not base.embedding.endswith(str(next(iter(indices)))):
+            raise ArtifactRejected(
+                f"trainable_token_indices names {sorted(indices)}; only the input embedding "
+                f"{base.embedding.rsplit('.', 1)[-1]!r} may have trainable tokens"
+            )
+        indices = next(iter(indices.values()))
+    if not isinstance(indices, list) or not all(type(i) is int for i in indices):
+        raise ArtifactRejected("trainable_token_indices must be a list of token ids")
+    if len(set(indices)) != len(indices) or any(not 0 <= i < base.vocab for i in indices):
+        raise ArtifactRejected(
+            f"trainable_token_indices must be distinct token ids below the vocabulary size {base.vocab}"
+        )
+    return len(indices)
+
+
 def check_lora_tensors(
-    shapes: Mapping[str, list[int]], rank: int, linears: Mapping[str, tuple[int, int]]
+    shapes: Mapping[str, list[int]], rank: int, base: BaseShapes, n_tokens: int | None = None
 ) -> None:
-    """Every tensor must be lora_A [r, in] or lora_B [out, r] of a linear layer of the base model."""
+    """Every tensor must be lora_A [r, in] or lora_B [out, r] of a linear layer of the base model, or
+    the input embedding's trainable-tokens delta [n_tokens, hidden] (n_tokens from the adapter
+    config; None when only a manifest is at hand: any count up to the vocabulary)."""
     if not shapes:
         raise ArtifactRejected("adapter holds no tensors")
+    linears = base.linears
     for name, shape in shapes.items():
+        tokens = _TOKENS_KEY.match(name)
+        if tokens is not None:
+            _check_token_delta(name, list(shape), tokens["module"], base, n_tokens)
+            continue
         match = _LORA_KEY.match(name)
         if match is None:
-            raise ArtifactRejected(f"unexpected tensor {name!r}: only lora_A / lora_B weights are accepted")
+            raise ArtifactRejected(
+                f"unexpected tensor {name!r}: only lora_A / lora_B weights and the embedding's "
+                "trainable tokens are accepted"
+            )
         module = match["module"]
         if module not in linears:
             raise ArtifactRejected(
@@ -119,6 +161,25 @@ def check_lora_tensors(
             raise ArtifactRejected(
                 f"tensor {name!r} has shape {list(shape)}, expected {expected} for this base model"
             )
+
+
+def _check_token_delta(
+    name: str, shape: list[int], module: str, base: BaseShapes, n_tokens: int | None
+) -> None:
+    if module != base.embedding:
+        raise ArtifactRejected(f"tensor {name!r}: trainable tokens are accepted on {base.embedding!r} only")
+    if n_tokens == 0:
+        raise ArtifactRejected(f"tensor {name!r} is present but the adapter config names no trainable tokens")
+    if len(shape) != 2 or shape[1] != base.hidden or not 1 <= shape[0] <= base.vocab:
+        raise ArtifactRejected(
+            f"tensor {name!r} has shape {shape}, expected [token ids (<= {base.vocab}), {base.hidden}]"
+        )
+    if n_tokens is not None and shape[0] != n_tokens:
+        raise ArtifactRejected(f"tensor {name!r} holds {shape[0]} rows for {n_tokens} trainable token ids")
+    if shape[0] * shape[1] > MAX_EMBEDDING_DELTA:
+        raise ArtifactRejected(
+            f"tensor {name!r} has {shape[0] * shape[1]} parameters, over the {MAX_EMBEDDING_DELTA} cap"
+        )
 
 
 def read_adapter_config(artifact_dir: Path) -> dict[str, Any]:
@@ -144,8 +205,11 @@ def check_lora_artifact_dir(
         raise ArtifactRejected(f"artifact holds pickle-format files {extra}; only safetensors are accepted")
     if not (adir / ADAPTER_WEIGHTS).is_file():
         raise ArtifactRejected(f"{ADAPTER_WEIGHTS} is missing from the artifact")
-    rank = check_adapter_config(read_adapter_config(adir), max_rank)
-    check_lora_tensors(tensor_shapes_from_dir(adir), rank, base_linear_shapes(Path(base_model_dir)))
+    config = read_adapter_config(adir)
+    rank = check_adapter_config(config, max_rank)
+    base = BaseShapes(Path(base_model_dir))
+    n_tokens = check_token_indices(config, base)
+    check_lora_tensors(tensor_shapes_from_dir(adir), rank, base, n_tokens)
 
 
 def check_lora_manifest(manifest: Any, base_model_dir: str | Path, max_rank: int = MAX_LORA_RANK) -> None:
@@ -181,7 +245,7 @@ def check_lora_manifest(manifest: Any, base_model_dir: str | Path, max_rank: int
         raise ArtifactRejected(
             f"adapter rank r={rank} exceeds the cap of {max_rank}; train a smaller adapter"
         )
-    check_lora_tensors(shapes, rank, base_linear_shapes(Path(base_model_dir)))
+    check_lora_tensors(shapes, rank, BaseShapes(Path(base_model_dir)))
 
 
 def _rank_from_shapes(shapes: Mapping[str, list[int]]) -> int:

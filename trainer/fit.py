@@ -88,6 +88,10 @@ class TaskSize:
     # LoRA on the output head too (lora_targets "all-linear+head"): its A/B weights, and one more
     # logits-sized tensor per micro-batch (the adapter's output before it is added to the head's).
     lora_head: bool = False
+    # The whole token embedding trained as PEFT trainable tokens (lora_targets "all-linear+embeddings"):
+    # a vocab x hidden delta with its gradient and two AdamW moments, and the merged embedding matrix
+    # that each forward builds from it (for the input and, tied, for the head).
+    token_delta: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ def estimate_memory(shape: ModelShape, task: TaskSize) -> int:
     lora_params = shape.lora_params(task.lora_r)
     if task.lora_head:
         lora_params += task.lora_r * (shape.hidden + shape.vocab)
+    if task.token_delta:
+        lora_params += shape.vocab * shape.hidden * 6 // 4  # + two merged copies, 4 bytes each
     lora = lora_params * 4 * 4  # weights, grads, two AdamW moments, fp32
     tokens = task.micro_batch_size * task.seq_len
     fp32 = task.weight_bytes >= 4 and not task.qlora

@@ -1,5 +1,6 @@
 """The plain supervised training loop: micro-batches, accumulation, AdamW, warm-up + schedule,
-mixed precision on GPUs, a wall-clock budget, periodic checkpoints and exact resume.
+mixed precision on GPUs and on CPUs with native bf16 (autocast; weights, optimizer and loss stay
+fp32), a wall-clock budget, periodic checkpoints and exact resume.
 
 Deliberately small (no Trainer machinery) so its overhead over a bare torch loop is negligible.
 The loss of one optimizer step is the mean over every scored token of its accumulation group:
@@ -47,6 +48,8 @@ class LoopSettings:
     checkpoint_interval_s: float = 60.0
     # Fraction of the budget kept back for saving the artifact and the final evaluation.
     reserve_fraction: float = 0.1
+    # bf16 autocast on the CPU (trainer.hardware.cpu_has_native_bf16 decides where it pays).
+    cpu_bf16: bool = False
 
 
 def lr_factor(step: int, total: int, warmup_ratio: float, schedule: str) -> float:
@@ -126,6 +129,8 @@ class TrainingLoop:
     def _autocast(self) -> Any:
         if self.s.device == "cuda" and self.s.dtype != torch.float32:
             return torch.autocast("cuda", dtype=self.s.dtype)
+        if self.s.device == "cpu" and self.s.cpu_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return nullcontext()
 
     def _step(self) -> tuple[float, int]:

@@ -16,14 +16,14 @@ import torch
 from trainer.artifacts import ADAPTER_WEIGHTS
 from trainer.models import read_model_config
 from trainer.recipes.base import TrainerError
-
-ALL_LINEAR = "all-linear"
-# Every linear layer including the output head (PEFT's "all-linear" leaves the head out). A LoRA on
-# the head moves the output distribution directly: on a small or barely trained base model that is
-# most of what a short fine-tune can gain (docs/TRAINER.md has the figures). With tied embeddings
-# the adapter changes only the head's output, never the shared input embedding.
-ALL_LINEAR_AND_HEAD = "all-linear+head"
-LORA_TARGET_PRESETS = (ALL_LINEAR, ALL_LINEAR_AND_HEAD)
+from trainer.targets import (
+    ALL_LINEAR,
+    ALL_LINEAR_AND_EMBEDDINGS,
+    ALL_LINEAR_AND_HEAD,
+    AUTO_TARGETS,
+    TargetsError,
+    resolve_targets,
+)
 
 
 def qlora_available() -> bool:
@@ -76,28 +76,60 @@ def load_tokenizer(model_dir: str | Path) -> Any:
     return tokenizer
 
 
+def _embedding_shape(model: Any) -> tuple[int, int]:
+    vocab, hidden = model.get_input_embeddings().weight.shape
+    return int(vocab), int(hidden)
+
+
+def _resolve(targets: str, model: Any) -> str:
+    try:
+        return resolve_targets(targets, *_embedding_shape(model))
+    except TargetsError as exc:
+        raise TrainerError(str(exc)) from None
+
+
+def _tied_embeddings(model: Any) -> bool:
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    return bool(getattr(config, "tie_word_embeddings", False))
+
+
 def target_modules(targets: str, model: Any = None) -> str | list[str]:
     """PEFT's ``target_modules`` for a ``lora_targets`` value: a preset or comma-separated names.
 
-    ``all-linear+head`` needs the model: the names of all its linear layers (the head's included)."""
+    The head and embeddings presets (and ``auto``) need the model: the names of all its linear layers
+    (the head's included), or PEFT's all-linear beside trainable tokens with tied embeddings."""
     if targets == ALL_LINEAR:
         return ALL_LINEAR
-    if targets == ALL_LINEAR_AND_HEAD:
+    if targets in (ALL_LINEAR_AND_HEAD, ALL_LINEAR_AND_EMBEDDINGS, AUTO_TARGETS):
         if model is None:
-            raise TrainerError(f"lora_targets {ALL_LINEAR_AND_HEAD!r} is resolved against a loaded model")
+            raise TrainerError(f"lora_targets {targets!r} is resolved against a loaded model")
+        resolved = _resolve(targets, model)
+        if resolved == ALL_LINEAR_AND_EMBEDDINGS and _tied_embeddings(model):
+            return ALL_LINEAR  # the head moves with the trained embeddings
         linears = (name for name, m in model.named_modules() if isinstance(m, torch.nn.Linear))
         return sorted({name.rsplit(".", 1)[-1] for name in linears})
     return [name.strip() for name in targets.split(",") if name.strip()]
 
 
+def trainable_tokens(targets: str, model: Any = None) -> list[int] | None:
+    """PEFT's ``trainable_token_indices``: every token id for the embeddings preset, else None."""
+    if targets not in (ALL_LINEAR_AND_EMBEDDINGS, AUTO_TARGETS) or model is None:
+        return None
+    if _resolve(targets, model) != ALL_LINEAR_AND_EMBEDDINGS:
+        return None
+    return list(range(_embedding_shape(model)[0]))
+
+
 def lora_config(hp: dict[str, Any], model: Any = None) -> Any:
     from peft import LoraConfig
 
+    targets = str(hp.get("lora_targets", ALL_LINEAR))
     return LoraConfig(
         r=int(hp["lora_r"]),
         lora_alpha=round(float(hp["lora_alpha"])),
         lora_dropout=float(hp["lora_dropout"]),
-        target_modules=target_modules(str(hp.get("lora_targets", ALL_LINEAR)), model),
+        target_modules=target_modules(targets, model),
+        trainable_token_indices=trainable_tokens(targets, model),
         bias="none",
         task_type="CAUSAL_LM",
     )

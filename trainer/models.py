@@ -165,7 +165,9 @@ def pick_dtype(device: str) -> torch.dtype:
     """The compute dtype for training/evaluation on `device`.
 
     bf16 on CUDA GPUs that support it, else fp16 (with a grad scaler); fp32 on CPU (bf16 matmuls are
-    slower than fp32 on most CPUs) and on MPS (its autocast coverage has been patchy; fp32 is safe).
+    slower than fp32 on CPUs without native bf16; the supervised loop autocasts to bf16 on those that
+    have it, see trainer.hardware.cpu_has_native_bf16) and on MPS (its autocast coverage has been
+    patchy; fp32 is safe). Evaluation on the CPU is always fp32.
     """
     import torch
 

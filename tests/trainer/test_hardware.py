@@ -98,6 +98,9 @@ def test_memory_estimate_moves_the_right_way() -> None:
     head = dataclasses.replace(half, lora_head=True)
     extra = 16 * 16 * (shape.hidden + shape.vocab) + 4 * 1024 * shape.vocab * 4
     assert estimate_memory(shape, head) - estimate_memory(shape, half) == extra
+    # The whole embedding as trainable tokens: delta, gradient, two moments and two merged copies.
+    tokens = dataclasses.replace(half, token_delta=True)
+    assert estimate_memory(shape, tokens) - estimate_memory(shape, half) == 24 * shape.vocab * shape.hidden
 
 
 def test_fit_check_refuses_what_does_not_fit() -> None:

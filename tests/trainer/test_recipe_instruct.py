@@ -88,16 +88,56 @@ def test_adapter_reloads_with_peft_and_scores_the_same(
     assert direct == pytest.approx(eval_loss(tiny_llama_dir, sft_file, Path(result.artifact_dir)), rel=1e-5)
 
 
-def test_the_output_head_adapter_leaves_the_tied_input_embedding_alone(
-    trained: Any, tiny_llama_dir: Path
+TOKENS_DELTA = "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"
+
+
+def test_auto_targets_train_the_tied_embeddings_in_full(
+    trained: Any, tiny_llama_dir: Path, sft_file: Path
 ) -> None:
-    """The default targets include the head (``all-linear+head``). The tiny model ties its head to the
-    input embedding: the adapter must carry only LoRA tensors and change the head's output, never the
-    shared embedding matrix."""
+    """The default targets (``auto``) on a small model: LoRA on the linear layers and the whole token
+    embedding as PEFT trainable tokens. The tiny model ties its head to the embedding, so the one delta
+    moves both, for every token id: also the rows of tokens the data never shows, which only the
+    softmax reaches (pushing them down is what a head LoRA of rank r cannot do at full rank)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from trainer.data import load_examples
+
+    result, _ = trained
+    adapter = Path(result.artifact_dir)
+    tensors = load_file(str(adapter / ADAPTER_WEIGHTS))
+    base: Any = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
+    vocab, hidden = base.get_input_embeddings().weight.shape
+    assert tensors[TOKENS_DELTA].shape == (vocab, hidden)
+    assert not any("lm_head" in n for n in tensors)  # the head moves with the tied embedding
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["trainable_token_indices"] == list(range(vocab))
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_llama_dir))
+    tokenizer_ids: set[int] = set()
+    for ex in load_examples(sft_file, "instruct"):
+        tokenizer_ids.update(tokenizer.encode(ex.prompt + ex.response))
+    unseen = sorted(set(range(vocab)) - tokenizer_ids - set(tokenizer.all_special_ids))
+    assert unseen and tensors[TOKENS_DELTA][unseen].abs().sum() > 0
+    ids = torch.tensor([[5, 17, 42, 7]])
+    embedding = base.get_input_embeddings()(ids).detach().clone()
+    with torch.no_grad():
+        before = base(input_ids=ids).logits
+        model = PeftModel.from_pretrained(base, str(adapter))
+        after = model(input_ids=ids).logits
+        moved = model.get_input_embeddings()(ids)
+    assert not torch.allclose(moved, embedding) and not torch.allclose(before, after)
+
+
+def test_head_targets_leave_the_tied_input_embedding_alone(
+    tiny_llama_dir: Path, sft_file: Path, tmp_path: Path
+) -> None:
+    """``all-linear+head``: a LoRA on the tied head changes the head's output, never the embedding."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    result, _ = trained
+    result, _ = train(
+        tiny_llama_dir, sft_file, tmp_path / "a", max_steps=4, hparams={"lora_targets": "all-linear+head"}
+    )
     names = load_file(str(Path(result.artifact_dir) / ADAPTER_WEIGHTS)).keys()
     assert any("lm_head.lora_B" in n for n in names) and all(".lora_" in n for n in names)
     base: Any = AutoModelForCausalLM.from_pretrained(str(tiny_llama_dir))
@@ -110,6 +150,19 @@ def test_the_output_head_adapter_leaves_the_tied_input_embedding_alone(
         after = model(input_ids=ids).logits
     assert torch.equal(model.get_input_embeddings().weight, embedding)
     assert not torch.allclose(before, after)
+
+
+def test_the_embeddings_preset_is_capped_by_the_model_size() -> None:
+    from trainer.targets import MAX_EMBEDDING_DELTA, TargetsError, resolve_targets
+
+    assert resolve_targets("auto", 4096, 192) == "all-linear+embeddings"
+    assert resolve_targets("auto", 32000, 4096) == "all-linear+head"  # a 7B model: 131M delta parameters
+    assert resolve_targets("all-linear", 32000, 4096) == "all-linear"
+    assert (
+        resolve_targets("all-linear+embeddings", MAX_EMBEDDING_DELTA // 256, 256) == "all-linear+embeddings"
+    )
+    with pytest.raises(TargetsError, match="use 'all-linear\\+head' or 'auto'"):
+        resolve_targets("all-linear+embeddings", 32000, 4096)
 
 
 def test_same_seed_same_losses(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
@@ -167,9 +220,38 @@ def _foreign_tensor(config: dict[str, Any], tensors: dict[str, torch.Tensor]) ->
     return config, tensors
 
 
+def _wide_token_delta(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    delta = tensors[TOKENS_DELTA]
+    tensors[TOKENS_DELTA] = torch.zeros(delta.shape[0], delta.shape[1] * 2)
+    return config, tensors
+
+
+def _token_id_outside_the_vocabulary(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    config["trainable_token_indices"] = [*config["trainable_token_indices"][:-1], 10**6]
+    return config, tensors
+
+
+def _fewer_token_ids_than_rows(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    config["trainable_token_indices"] = config["trainable_token_indices"][:-1]
+    return config, tensors
+
+
+def _tokens_on_another_module(config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Any:
+    config["trainable_token_indices"] = {"lm_head": config["trainable_token_indices"]}
+    return config, tensors
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
-    [(_grow_hidden, "expected"), (_huge_rank, "exceeds the cap"), (_foreign_tensor, "only lora_A")],
+    [
+        (_grow_hidden, "expected"),
+        (_huge_rank, "exceeds the cap"),
+        (_foreign_tensor, "only lora_A"),
+        (_wide_token_delta, "expected \\[token ids"),
+        (_token_id_outside_the_vocabulary, "below the vocabulary size"),
+        (_fewer_token_ids_than_rows, "rows for"),
+        (_tokens_on_another_module, "only the input embedding"),
+    ],
 )
 def test_bad_adapter_is_refused_before_loading(
     trained: Any,
@@ -197,8 +279,11 @@ def test_adapter_for_another_base_is_refused(trained: Any, tmp_path: Path) -> No
     from trainer.models import tiny_llama
 
     wider = tiny_llama(tmp_path / "wider", vocab=300, hidden=96, layers=2)
-    with pytest.raises(ArtifactRejected, match="expected"):
+    with pytest.raises(ArtifactRejected, match="below the vocabulary size 300"):  # 512 token ids
         get_recipe("instruct").check_artifact(Path(trained[0].artifact_dir), wider)
+    same_vocab = tiny_llama(tmp_path / "same-vocab", vocab=512, hidden=96, layers=2)
+    with pytest.raises(ArtifactRejected, match="expected"):
+        get_recipe("instruct").check_artifact(Path(trained[0].artifact_dir), same_vocab)
 
 
 def test_unknown_hyperparameter_is_an_error(tiny_llama_dir: Path, sft_file: Path, tmp_path: Path) -> None:
@@ -286,7 +371,7 @@ def test_a_job_can_start_from_an_earlier_adapter(
     loaded = get_peft_model_state_dict(wrapped, save_embedding_layers=False)
     saved = load_file(str(Path(first.artifact_dir) / ADAPTER_WEIGHTS))
     assert saved.keys() == loaded.keys() and all(torch.equal(saved[k], loaded[k]) for k in saved)
-    assert any("lm_head.lora_A" in k for k in saved)  # the default targets include the output head
+    assert TOKENS_DELTA in saved  # the default targets train the (tied) embeddings
     assert any(v.abs().sum() > 0 for k, v in saved.items() if "lora_B" in k)  # trained, not fresh zeros
     other_rank = {**hp, "lora_r": 2 * int(hp["lora_r"])}
     with pytest.raises(TrainerError, match="does not match"):
@@ -296,3 +381,47 @@ def test_a_job_can_start_from_an_earlier_adapter(
     _, fresh = train(tiny_llama_dir, sft_file, tmp_path / "b")
     _, continued = train(tiny_llama_dir, sft_file, tmp_path / "c", init_adapter_dir=first.artifact_dir)
     assert continued.losses()[0] < fresh.losses()[0]
+
+
+@pytest.mark.parametrize("cpu_bf16", [True, False])
+def test_cpu_bf16_autocast_computes_in_bf16_and_keeps_fp32_weights(
+    tiny_llama_dir: Path, sft_file: Path, cpu_bf16: bool
+) -> None:
+    """On a CPU with native bf16 the loop autocasts: the layers compute in bf16, the trainable
+    weights and their optimizer state stay fp32, and the loss still falls. Without it: fp32."""
+    from trainer.data import load_examples, tokenize_for_sft
+    from trainer.loop import LoopSettings, TrainingLoop
+    from trainer.lora import load_base_model, load_tokenizer, wrap_lora
+    from trainer.recipes.instruct import to_rows
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer(tiny_llama_dir)
+    examples = load_examples(sft_file, "instruct")
+    rows = to_rows([tokenize_for_sft(tokenizer, e, 64) for e in examples], 64, True)
+    hp = {**get_recipe("instruct").default_hparams(), **FAST_HP}
+    model = wrap_lora(load_base_model(tiny_llama_dir, "cpu", torch.float32), hp)
+    seen: list[torch.dtype] = []
+    layer = model.get_base_model().model.layers[0].self_attn.q_proj
+    layer.register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    settings = LoopSettings(
+        lr=1e-2, weight_decay=0.0, warmup_ratio=0.0, schedule="constant", micro_batch_size=4, grad_accum=1,
+        max_grad_norm=1.0, epochs=20.0, max_steps=8, budget_s=600.0, seed=0, device="cpu",
+        dtype=torch.float32, pad_id=int(tokenizer.pad_token_id), cpu_bf16=cpu_bf16,
+    )  # fmt: skip
+    loop = TrainingLoop(model, rows, settings, RecordingReporter(), "bf16-test")
+    loop.run()
+    assert set(seen) == {torch.bfloat16 if cpu_bf16 else torch.float32}
+    assert all(p.dtype == torch.float32 for p in loop.trainable.values())
+    losses = loop.state.losses
+    assert sum(losses[-3:]) < sum(losses[:3]) - 0.3
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.hardware as hardware
+
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("x", {"avx2", "avx512f", "avx512_bf16"}))
+    assert hardware.cpu_has_native_bf16()
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("x", {"avx2", "amx_tile", "amx_bf16"}))
+    assert hardware.cpu_has_native_bf16()
+    monkeypatch.setattr(hardware, "_cpuinfo", lambda: ("x", {"avx2", "avx512f", "avx512bw"}))
+    assert not hardware.cpu_has_native_bf16()  # bf16 would be emulated: slower than fp32

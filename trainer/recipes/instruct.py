@@ -21,10 +21,9 @@ from trainer.artifacts import MAX_LORA_RANK, check_lora_artifact_dir, check_lora
 from trainer.checkpoint import job_fingerprint
 from trainer.data import SFTExample, load_examples, split, tokenize_for_sft
 from trainer.evaluate import masked_test_loss
+from trainer.hardware import cpu_has_native_bf16
 from trainer.loop import SCHEDULES, LoopSettings, TrainingLoop
 from trainer.lora import (
-    ALL_LINEAR,
-    ALL_LINEAR_AND_HEAD,
     load_adapter,
     load_base_model,
     load_tokenizer,
@@ -43,6 +42,7 @@ from trainer.recipes.base import (
     TrainResult,
     register_recipe,
 )
+from trainer.targets import ALL_LINEAR, ALL_LINEAR_AND_HEAD, AUTO_TARGETS
 
 # Job fields that may change between a run and its resumption without invalidating the checkpoint.
 RESUME_INDEPENDENT_FIELDS = frozenset({"budget_s", "threads", "checkpoint_interval_s", "device"})
@@ -97,7 +97,7 @@ class InstructRecipe(Recipe):
             "lora_r": 16,
             "lora_alpha": 32.0,
             "lora_dropout": 0.05,
-            "lora_targets": ALL_LINEAR_AND_HEAD,
+            "lora_targets": AUTO_TARGETS,
             "gradient_checkpointing": False,
             "qlora": False,
         }
@@ -117,7 +117,13 @@ class InstructRecipe(Recipe):
             "lora_dropout": ParamSpec("float", 0.0, 0.2),
             "lora_targets": ParamSpec(
                 "categorical",
-                choices=(ALL_LINEAR_AND_HEAD, ALL_LINEAR, "q_proj,v_proj", "q_proj,k_proj,v_proj,o_proj"),
+                choices=(
+                    AUTO_TARGETS,
+                    ALL_LINEAR_AND_HEAD,
+                    ALL_LINEAR,
+                    "q_proj,v_proj",
+                    "q_proj,k_proj,v_proj,o_proj",
+                ),
             ),
         }
 
@@ -161,6 +167,7 @@ class InstructRecipe(Recipe):
             pad_id=int(tokenizer.pad_token_id),
             checkpoint_dir=Path(job.checkpoint_dir) if job.checkpoint_dir else None,
             checkpoint_interval_s=job.checkpoint_interval_s,
+            cpu_bf16=device == "cpu" and cpu_has_native_bf16(),
         )
         fingerprint = job_fingerprint(
             {k: v for k, v in dataclasses.asdict(job).items() if k not in RESUME_INDEPENDENT_FIELDS}
