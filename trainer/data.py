@@ -305,20 +305,21 @@ def load_examples(path: str | Path, kind: str, max_rows: int | None = None) -> l
         rows = rows[:max_rows]
     if not rows:
         raise DataError(f"{p}: the data file holds no rows")
-    out: list[Any] = []
-    for i, row in enumerate(rows):
-        where = f"{p.name} row {i}"
-        if kind == "instruct":
-            out.append(sft_example(row, where))
-        elif kind == "bitnet":
-            out.append(_bitnet_example(row, where))
-        elif kind == "dpo":
-            out.append(preference_example(row, where))
-        elif kind == "grpo":
-            out.append(prompt_example(row, where))
-        else:
-            out.append(image_example(row, where, p.parent))
-    return out
+    return [parse_example(row, kind, f"{p.name} row {i}", p.parent) for i, row in enumerate(rows)]
+
+
+def parse_example(row: dict[str, Any], kind: str, where: str, base_dir: Path) -> Any:
+    """One row of a `kind` data file as its typed example; `DataError` (naming `where`) when unusable.
+    `base_dir`: where an image kind's relative image paths point."""
+    if kind == "instruct":
+        return sft_example(row, where)
+    if kind == "bitnet":
+        return _bitnet_example(row, where)
+    if kind == "dpo":
+        return preference_example(row, where)
+    if kind == "grpo":
+        return prompt_example(row, where)
+    return image_example(row, where, base_dir)
 
 
 T = TypeVar("T")

@@ -430,12 +430,25 @@ def test_synthetic_tasks_draw_from_the_pool_and_announce_the_test_split_hash(tmp
     assert _test_split_hash(organic) == "00" * 32  # organic tasks never disclose their test split
 
 
+def _capture_sandbox_jobs(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The evaluation jobs the validator would hand its sandbox, captured instead of run."""
+    from validator import lifecycle
+    from validator.sandbox import SandboxOutcome
+
+    jobs: list[dict[str, Any]] = []
+
+    def capture(job: dict[str, Any], *args: Any, **kwargs: Any) -> SandboxOutcome:
+        jobs.append(job)
+        return SandboxOutcome()
+
+    monkeypatch.setattr(lifecycle, "run_sandboxed", capture)
+    return jobs
+
+
 def test_a_grpo_task_announces_its_rewards_and_is_evaluated_with_them(
     parts: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from trainer.rewards import DEFAULT_REWARDS
-    from validator import lifecycle
-    from validator.sandbox import SandboxOutcome
     from validator.tasks import bundled_dataset
 
     data = bundled_dataset("grpo")
@@ -445,13 +458,7 @@ def test_a_grpo_task_announces_its_rewards_and_is_evaluated_with_them(
     task = parts.db.task(task_id)
     announcement = parts.engine._announcement(task)
     assert json.loads(announcement.params_json) == {"rewards": "numeric_answer:1.0,format:0.5"}
-    jobs: list[dict[str, Any]] = []
-
-    def capture(job: dict[str, Any], *args: Any, **kwargs: Any) -> SandboxOutcome:
-        jobs.append(job)
-        return SandboxOutcome()
-
-    monkeypatch.setattr(lifecycle, "run_sandboxed", capture)
+    jobs = _capture_sandbox_jobs(monkeypatch)
     parts.engine._evaluate_blocking(task, "")
     assert jobs and jobs[0]["rewards"] == "numeric_answer:1.0,format:0.5"
     # No rewards given: the configured default. Unknown names and other kinds' params: refused.
@@ -468,21 +475,13 @@ def test_a_grpo_task_announces_its_rewards_and_is_evaluated_with_them(
 def test_a_grpo_tasks_completion_length_is_announced_checked_and_evaluated_at(
     parts: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from validator import lifecycle
-    from validator.sandbox import SandboxOutcome
     from validator.tasks import bundled_dataset, task_params
 
     data = bundled_dataset("grpo")
     task = parts.db.task(parts.engine.create_task(data, "grpo", "bundled", params={"max_new_tokens": 24}))
     announced = json.loads(parts.engine._announcement(task).params_json)
     assert announced["max_new_tokens"] == 24 and "rewards" in announced
-    jobs: list[dict[str, Any]] = []
-
-    def capture(job: dict[str, Any], *args: Any, **kwargs: Any) -> SandboxOutcome:
-        jobs.append(job)
-        return SandboxOutcome()
-
-    monkeypatch.setattr(lifecycle, "run_sandboxed", capture)
+    jobs = _capture_sandbox_jobs(monkeypatch)
     parts.engine._evaluate_blocking(task, "")
     assert jobs[0]["max_new_tokens"] == 24
     # Not given and not configured: not announced (miners before it read the task as before), and
