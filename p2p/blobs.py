@@ -19,6 +19,7 @@ it stopped; bytes that fail the hash are deleted and their provider penalised.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -140,7 +141,8 @@ class BlobService:
         stall = self.config.blob_stall_timeout
         per_read = max(1, self.config.blob_chunk_bytes // STREAM_WRITE_BYTES)
         pieces = self.store.read_range(blob_hash, offset, length, STREAM_WRITE_BYTES)
-        with trio.CancelScope(deadline=trio.current_time() + stall) as scope:
+        # closing(): a send that ends early (stall, peer gone) closes the file now, not at collection.
+        with contextlib.closing(pieces), trio.CancelScope(deadline=trio.current_time() + stall) as scope:
             while batch := await trio.to_thread.run_sync(_take, pieces, per_read):
                 for piece in batch:
                     scope.deadline = trio.current_time() + stall

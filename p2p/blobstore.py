@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -312,8 +312,10 @@ class BlobStore:
     def touch(self, blob_hash: str) -> None:
         self._write_meta(blob_hash, used=time.time())
 
-    def read_range(self, blob_hash: str, offset: int, length: int, chunk: int) -> Iterator[bytes]:
-        """Bytes ``[offset, offset + length)`` in chunks of at most ``chunk``."""
+    def read_range(
+        self, blob_hash: str, offset: int, length: int, chunk: int
+    ) -> Generator[bytes, None, None]:
+        """Bytes ``[offset, offset + length)`` in chunks of at most ``chunk`` (close it to close the file)."""
         with self.path(blob_hash).open("rb") as handle:
             handle.seek(offset)
             left = length
