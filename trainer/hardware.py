@@ -93,7 +93,10 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX-BF16). On such a CPU a bf16
     autocast training step of the bundled model takes ~0.7x the time of fp32 at the same loss
-    (docs/TRAINER.md); without them bf16 is emulated and slower than fp32."""
+    (docs/TRAINER.md); without them bf16 is emulated and slower than fp32. The environment variable
+    MAGNET_CPU_BF16=0 turns CPU bf16 off (fp32 everywhere on the CPU)."""
+    if os.environ.get("MAGNET_CPU_BF16", "").strip() == "0":
+        return False
     return bool(NATIVE_BF16_FLAGS & _cpuinfo()[1])
 
 

@@ -6,7 +6,7 @@ estimate and the artifact check use it without loading a model).
   distribution directly: on a small or barely trained base model that is most of what a short
   fine-tune can gain. With tied embeddings it changes only the head's output, never the input embedding;
 - ``all-linear+embeddings``: every linear layer, plus the token embedding matrix trained in full as
-  PEFT "trainable tokens" (a delta row for every token id). With tied embeddings that one delta moves
+  PEFT "trainable tokens" (a trained copy of every token id's row). With tied embeddings that one delta moves
   the input embedding and the head together, at full rank: a rank-r head LoRA cannot push down the
   thousands of tokens a new domain never uses (docs/TRAINER.md has the figures). Untied models also
   get a LoRA on the head. The delta has vocab x hidden parameters, so it is capped;

@@ -293,6 +293,7 @@ def test_failures_are_recognised() -> None:
     assert is_oom(torch.OutOfMemoryError("CUDA out of memory"))
     cpu_message = "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"
     assert is_oom(RuntimeError(cpu_message))
+    assert is_oom(RuntimeError("could not create a primitive"))  # oneDNN (CPU bf16) under a memory cap
     assert not is_oom(RuntimeError("shape mismatch"))
     guard = DivergenceGuard(factor=3.0)
     for loss in (2.0, 2.1, 1.9, 2.5):

@@ -193,7 +193,11 @@ def test_genuine_cpu_out_of_memory_under_an_address_space_cap_is_recovered(tmp_p
         env={**__import__("os").environ, "PYTHONPATH": str(repo), "OMP_NUM_THREADS": "1",
              # one malloc arena and a fixed mmap threshold: the address space a run needs is repeatable,
              # and freed activations are unmapped, so the cap measures what a micro-batch needs
-             "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 20)},
+             "MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": str(1 << 20),
+             # fp32: oneDNN's bf16 kernels keep a per-shape cache of code and scratch memory, so the
+             # address space of a run is not repeatable enough for a cap this tight (CPU bf16 under a
+             # cap reports "could not create a primitive", counted as OOM: test_autoresearch.py)
+             "MAGNET_CPU_BF16": "0"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])

@@ -98,7 +98,7 @@ def make_bundles(miners: dict[str, ScriptedMiner], base_dir: Path, train_file: P
         "never_reveal": (middle, 0.7, 0.0),
     }
     for name, (source, scale, noise) in derived.items():
-        miners[name].bundle = scaled_adapter(source, work / f"{name}.bundle", scale, noise)
+        miners[name].bundle = scaled_adapter(source, work / f"{name}.bundle", scale, noise, base_dir)
     miners["duplicate"].bundle = best
     miners["oversized"].bundle = oversized_bundle(best, work / "oversized.bundle", MAX_ARTIFACT + 100_000)
     miners["pickle"].bundle = pickle_bundle(work / "pickle.bundle")

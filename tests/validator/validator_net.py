@@ -295,9 +295,12 @@ def train_bundle(base_dir: Path, train_file: Path, out: Path, steps: int, lr: fl
     return recipe.export(Path(result.artifact_dir), out.with_suffix(".bundle"))
 
 
-def scaled_adapter(source_bundle: Path, out: Path, scale: float, noise: float = 0.0) -> Path:
-    """A copy of an adapter with lora_B multiplied by ``scale`` plus ``noise`` (0, 0: the untouched base)."""
+def scaled_adapter(source_bundle: Path, out: Path, scale: float, noise: float, base_dir: Path) -> Path:
+    """A copy of an adapter with its changes to the base multiplied by ``scale`` plus ``noise`` (0, 0:
+    the untouched base): lora_B, and the trainable-token rows, which PEFT stores as the rows' new values
+    (so they are scaled as their difference from the base embedding in ``base_dir``)."""
     import torch
+    from safetensors import safe_open
     from safetensors.torch import load_file, save_file
 
     from protocol.bundle import write_bundle
@@ -309,6 +312,12 @@ def scaled_adapter(source_bundle: Path, out: Path, scale: float, noise: float = 
     for name, tensor in weights.items():
         if ".lora_B." in name:
             weights[name] = tensor * scale + noise * torch.randn(tensor.shape, generator=generator)
+        elif name.endswith(".trainable_tokens_delta"):
+            ids = json.loads((work / "adapter_config.json").read_text())["trainable_token_indices"]
+            with safe_open(str(base_dir / "model.safetensors"), "pt") as base:
+                rows = base.get_tensor("model.embed_tokens.weight")[ids]
+            noisy = noise * torch.randn(tensor.shape, generator=generator)
+            weights[name] = rows + (tensor - rows) * scale + noisy
     save_file(weights, str(work / "adapter_model.safetensors"))
     write_bundle(work, out, kind="instruct")
     return out

@@ -6,12 +6,15 @@ import gc
 import math
 
 # Messages of the allocators' real out-of-memory errors: CUDA and MPS raise torch.OutOfMemoryError
-# (a RuntimeError) but the CPU allocator raises a plain RuntimeError naming itself.
+# (a RuntimeError) but the CPU allocator raises a plain RuntimeError naming itself. oneDNN (the CPU's
+# bf16 autocast path) allocates its own scratch memory when it builds a kernel, and reports a failed
+# allocation under the worker's address-space cap only as "could not create a primitive".
 _OOM_MESSAGES = (
     "out of memory",
     "can't allocate memory",
     "defaultcpuallocator",
     "cannot allocate memory",
+    "could not create a primitive",
 )
 
 
