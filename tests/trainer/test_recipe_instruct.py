@@ -154,6 +154,25 @@ def test_head_targets_leave_the_tied_input_embedding_alone(
     assert not torch.allclose(before, after)
 
 
+def test_untied_models_get_the_embedding_rows_and_a_head_lora(tmp_path: Path) -> None:
+    """Without tied embeddings the trainable tokens move only the input embedding, so the embeddings
+    preset adds a LoRA on the head; the saved adapter passes the artifact check."""
+    from trainer.artifacts import check_lora_artifact_dir
+    from trainer.lora import load_base_model, wrap_lora
+    from trainer.models import tiny_llama
+
+    model_dir = tiny_llama(tmp_path / "untied", vocab=300, hidden=64, layers=1)
+    config = json.loads((model_dir / "config.json").read_text())
+    (model_dir / "config.json").write_text(json.dumps({**config, "tie_word_embeddings": False}))
+    hp = {**get_recipe("instruct").default_hparams(), "lora_r": 4}
+    model = wrap_lora(load_base_model(model_dir, "cpu", torch.float32), hp)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert any("embed_tokens.token_adapter" in n for n in trainable)
+    assert any("lm_head.lora_B" in n for n in trainable)
+    model.save_pretrained(str(tmp_path / "adapter"), safe_serialization=True, save_embedding_layers=False)
+    check_lora_artifact_dir(tmp_path / "adapter", model_dir)
+
+
 def test_the_embeddings_preset_is_capped_by_the_model_size() -> None:
     from trainer.targets import MAX_EMBEDDING_DELTA, TargetsError, resolve_targets
 
