@@ -115,7 +115,8 @@ def check_token_indices(config: Mapping[str, Any], base: BaseShapes) -> int:
     if indices is None:
         return 0
     if isinstance(indices, Mapping):
-        if len(indices) != 1 or not base.embedding.endswith(str(next(iter(indices)))):
+        named = str(next(iter(indices))) if len(indices) == 1 else ""
+        if named not in (base.embedding, base.embedding.rsplit(".", 1)[-1]):
             raise ArtifactRejected(
                 f"trainable_token_indices names {sorted(indices)}; only the input embedding "
                 f"{base.embedding.rsplit('.', 1)[-1]!r} may have trainable tokens"

@@ -113,9 +113,9 @@ def estimate_memory(shape: ModelShape, task: TaskSize) -> int:
     lora_params = shape.lora_params(task.lora_r)
     if task.lora_head:
         lora_params += task.lora_r * (shape.hidden + shape.vocab)
-    if task.token_delta:
-        lora_params += shape.vocab * shape.hidden * 6 // 4  # + two merged copies, 4 bytes each
     lora = lora_params * 4 * 4  # weights, grads, two AdamW moments, fp32
+    if task.token_delta:  # the same four fp32 tensors for the rows, and two merged fp32 copies
+        lora += shape.vocab * shape.hidden * (4 * 4 + 2 * 4)
     tokens = task.micro_batch_size * task.seq_len
     fp32 = task.weight_bytes >= 4 and not task.qlora
     act_scale = 2 if fp32 else 1
